@@ -1,0 +1,172 @@
+"""`replog bench storage`: partition-log append and read throughput against a plain file.
+
+Workload: 1 KiB records in 16-record (16 KiB) batches, values half random and half
+repeated so lz4 has something to do. Every figure is MB/s (10^6 bytes) of uncompressed
+batch bytes, the best of --repeat runs, all in one temporary directory:
+- plain write / read: the same bytes as the uncompressed log, written batch by batch to
+  one file (buffered, one fsync at the end) and read back in 1 MiB chunks;
+- log append: `append_batch_as_leader` of pre-encoded producer batches (the Produce
+  path: offsets assigned, CRC checked, indexes kept), one flush at the end;
+- log append+encode: `append_as_leader` of Record objects (encoding in Python included);
+- log read: sequential `read(offset, 1 MiB)` from the start, every batch CRC-checked.
+Reads hit the page cache in both cases; the ratio to the plain file is the figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+
+from impl.runtime.fs import RealFileSystem
+from impl.storage.batch import Codec, Record, encode_batch
+from impl.storage.log import PartitionLog
+from model.config import Config
+
+RECORD_SIZE_BYTES = 1024
+RECORDS_PER_BATCH = 16
+READ_SIZE_BYTES = 1024 * 1024
+DISTINCT_BATCHES = 64
+ENCODE_SHARE = 8
+
+
+def _records(rng: random.Random, count: int) -> list[Record]:
+    half = RECORD_SIZE_BYTES // 2
+    return [
+        Record(rng.randbytes(half) + bytes([i % 251]) * half, timestamp_ms=1_700_000_000_000 + i)
+        for i in range(count)
+    ]
+
+
+def _best_seconds(repeat: int, run: Callable[[], None], setup: Callable[[], None]) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        setup()
+        started = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+class _Workload:
+    def __init__(self, directory: str, size_bytes: int, seed: int) -> None:
+        rng = random.Random(seed)
+        self.directory = directory
+        self.record_sets = [_records(rng, RECORDS_PER_BATCH) for _ in range(DISTINCT_BATCHES)]
+        self.batches = {
+            codec: [encode_batch(rs, codec=codec) for rs in self.record_sets]
+            for codec in (Codec.NONE, Codec.LZ4)
+        }
+        batch_size_bytes = len(self.batches[Codec.NONE][0])
+        self.batch_count = max(DISTINCT_BATCHES, size_bytes // batch_size_bytes)
+        self.data_bytes = self.batch_count * batch_size_bytes
+        self.fs = RealFileSystem()
+        self.log: PartitionLog | None = None
+
+    def _stream(self, codec: Codec) -> list[bytes]:
+        batches = self.batches[codec]
+        return [batches[i % DISTINCT_BATCHES] for i in range(self.batch_count)]
+
+    def fresh_log(self) -> None:
+        if self.log is not None:
+            self.log.close()
+        path = os.path.join(self.directory, "bench-0")
+        shutil.rmtree(path, ignore_errors=True)
+        self.fs.close()
+        self.log = PartitionLog.open(self.fs, path, Config())
+
+    def plain_write(self) -> None:
+        path = os.path.join(self.directory, "plain.bin")
+        with open(path, "wb") as plain:
+            for batch in self._stream(Codec.NONE):
+                plain.write(batch)
+            plain.flush()
+            os.fsync(plain.fileno())
+
+    def plain_read(self) -> None:
+        with open(os.path.join(self.directory, "plain.bin"), "rb") as plain:
+            while plain.read(READ_SIZE_BYTES):
+                pass
+
+    def log_append(self, codec: Codec) -> None:
+        assert self.log is not None
+        for batch in self._stream(codec):
+            self.log.append_batch_as_leader(batch, leader_epoch=0)
+        self.log.flush()
+
+    def log_append_encoding(self) -> None:
+        assert self.log is not None
+        for i in range(self.batch_count // ENCODE_SHARE):
+            self.log.append_as_leader(
+                self.record_sets[i % DISTINCT_BATCHES], leader_epoch=0, codec=Codec.NONE
+            )
+        self.log.flush()
+
+    def log_read(self) -> None:
+        assert self.log is not None
+        offset = self.log.log_start_offset
+        while offset < self.log.log_end_offset:
+            offset = self.log.read(offset, READ_SIZE_BYTES).next_offset
+
+
+def _rate(size_bytes: float, seconds: float) -> float:
+    return size_bytes / seconds / 1e6
+
+
+def run(directory: str, size_bytes: int, repeat: int, seed: int) -> dict[str, float]:
+    """MB/s per measurement, keyed by name."""
+    work = _Workload(directory, size_bytes, seed)
+    total = work.data_bytes
+    rates = {
+        "plain write": _rate(total, _best_seconds(repeat, work.plain_write, lambda: None)),
+        "plain read": _rate(total, _best_seconds(repeat, work.plain_read, lambda: None)),
+    }
+    for codec in (Codec.NONE, Codec.LZ4):
+        name = codec.name.lower()
+        seconds = _best_seconds(repeat, lambda c=codec: work.log_append(c), work.fresh_log)
+        rates[f"log append {name}"] = _rate(total, seconds)
+        rates[f"log read {name}"] = _rate(total, _best_seconds(repeat, work.log_read, lambda: None))
+    seconds = _best_seconds(repeat, work.log_append_encoding, work.fresh_log)
+    rates["log append+encode none"] = _rate(total // ENCODE_SHARE, seconds)
+    assert work.log is not None
+    work.log.close()
+    work.fs.close()
+    return rates
+
+
+def _report(rates: dict[str, float], size_bytes: int) -> str:
+    lines = [
+        f"replog bench storage: {size_bytes / 1e6:.0f} MB, {RECORD_SIZE_BYTES} B records, "
+        f"{RECORDS_PER_BATCH} per batch",
+        f"{'measurement':<26}{'MB/s':>10}{'vs plain':>10}",
+    ]
+    for name, rate in rates.items():
+        baseline = rates["plain read" if "read" in name else "plain write"]
+        ratio = "" if name.startswith("plain") else f"{rate / baseline:>9.0%}"
+        lines.append(f"{name:<26}{rate:>10.0f}{ratio:>10}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="replog bench storage", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--size-mib", type=int, default=128, help="log size per run (MiB)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per figure; best is kept")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--dir", default=None, help="where to write (default: a temp dir)")
+    args = parser.parse_args(argv)
+    if args.size_mib < 1 or args.repeat < 1:
+        parser.error("--size-mib and --repeat must be >= 1")
+    size_bytes = args.size_mib * 1024 * 1024
+    directory = tempfile.mkdtemp(prefix="replog-bench-", dir=args.dir)
+    try:
+        rates = run(directory, size_bytes, args.repeat, args.seed)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    print(_report(rates, size_bytes))
+    return 0

@@ -1,0 +1,465 @@
+"""A partition's log: a directory of segments, the leader-epoch cache and crash recovery.
+
+Durability contract (what `MemoryFileSystem.crash()` tests hold us to):
+- Everything below `recovery_point` is on disk: `flush()` fsyncs the active segment and
+  raises it to the log end offset; a roll fsyncs the segment it closes. `flush.messages`
+  and `flush.ms` trigger `flush()` from the append path.
+- Names are durable at once: a created or deleted segment is followed by an fsync of the
+  directory, and truncation is fsynced before `truncate_to` returns, so a crash can
+  never bring back data the log had removed.
+- `open()` trusts closed segments that lie wholly below the recovery point (their
+  indexes are loaded, not rebuilt), rescans every later segment batch by batch with its
+  CRC, cuts the log at the first torn or corrupt batch, deletes any segment after it,
+  rebuilds their indexes and fsyncs the result. The recovery point is the caller's to
+  keep (Kafka keeps it in the log dir's `recovery-point-offset-checkpoint`, see
+  `impl.storage.checkpoint`); passing None rescans everything.
+- Reads check the CRC of every batch they return. A bad batch in a trusted segment
+  raises CorruptBatchError naming the file, position and offset; the broker answers by
+  truncating to that offset and fetching again from the leader.
+"""
+
+from __future__ import annotations
+
+import bisect
+import posixpath
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from impl.runtime.fs import FileSystem
+from impl.storage.batch import (
+    SUPPORTED_CODECS,
+    BatchHeader,
+    Codec,
+    CorruptBatchError,
+    Record,
+    UnsupportedCodecError,
+    codec_from_name,
+    encode_batch,
+    iter_batches,
+    parse_header,
+    validate_batch_at,
+    with_base_offset_and_epoch,
+)
+from impl.storage.epoch_cache import LeaderEpochCache
+from impl.storage.segment import Segment, Truncation
+from model.config import Config
+
+LEADER_EPOCH_CHECKPOINT = "leader-epoch-checkpoint"
+_SEGMENT_SUFFIXES = (".log", ".index", ".timeindex")
+_BASE_OFFSET_DIGITS = 20
+BATCHES_READ_BYTES = 1024 * 1024
+
+
+class OffsetOutOfRangeError(ValueError):
+    """An offset below the log start offset or above the log end offset."""
+
+
+class LogAppendError(ValueError):
+    """A batch the log refuses; nothing of it was written."""
+
+
+@dataclass(frozen=True, slots=True)
+class AppendInfo:
+    first_offset: int
+    last_offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReadResult:
+    """Whole record batches (a zero-copy view) and the offset just after the last one."""
+
+    data: memoryview
+    next_offset: int
+
+
+def partition_dir_name(topic: str, partition: int) -> str:
+    return f"{topic}-{partition}"
+
+
+def _mkdir_durably(fs: FileSystem, path: str) -> None:
+    missing = []
+    while path and not fs.exists(path):
+        missing.append(path)
+        parent = posixpath.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    if not missing:
+        return
+    fs.mkdir(missing[0])
+    for created in reversed(missing):
+        fs.fsync_dir(posixpath.dirname(created) or ".")
+
+
+def _segment_base(name: str) -> int | None:
+    stem, dot, suffix = name.partition(".")
+    if "." + suffix not in _SEGMENT_SUFFIXES or len(stem) != _BASE_OFFSET_DIGITS:
+        return None
+    return int(stem) if dot and stem.isdigit() else None
+
+
+class PartitionLog:
+    """Append, read, truncate, roll, retain and recover one partition directory."""
+
+    def __init__(
+        self,
+        fs: FileSystem,
+        directory: str,
+        config: Config,
+        segments: list[Segment],
+        epochs: LeaderEpochCache,
+        truncations: list[Truncation],
+    ) -> None:
+        assert segments, "a log always has an active segment"
+        self.fs = fs
+        self.directory = directory
+        self.config = config
+        self._segments = segments
+        self._epochs = epochs
+        self.truncations = truncations
+        self._recovery_point = self.log_end_offset
+        self._unflushed_messages = 0
+        self._last_flush_ms: int | None = None
+
+    # ---- opening and recovery ----------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        fs: FileSystem,
+        directory: str,
+        config: Config | None = None,
+        recovery_point: int | None = None,
+    ) -> PartitionLog:
+        """Open (creating if needed) and recover a partition directory."""
+        _mkdir_durably(fs, directory)
+        bases = cls._clean_directory(fs, directory)
+        segments, truncations, first_recovered = cls._load_segments(
+            fs, directory, bases, recovery_point
+        )
+        epochs = LeaderEpochCache.load(fs, posixpath.join(directory, LEADER_EPOCH_CHECKPOINT))
+        epochs.truncate_from_end(segments[-1].next_offset)
+        epochs.truncate_from_start(segments[0].base_offset)
+        for segment in segments[first_recovered:]:
+            for epoch, start_offset in segment.epoch_starts:
+                epochs.assign(epoch, start_offset)
+            segment.flush()
+        return cls(fs, directory, config or Config(), segments, epochs, truncations)
+
+    @staticmethod
+    def _clean_directory(fs: FileSystem, directory: str) -> list[int]:
+        """Remove temp files and index files without a log; the segment base offsets."""
+        names = fs.list_dir(directory)
+        bases = sorted(
+            b for n in names if n.endswith(".log") and (b := _segment_base(n)) is not None
+        )
+        removed = False
+        for name in names:
+            base = _segment_base(name)
+            if name.endswith(".tmp") or (base is not None and base not in bases):
+                fs.remove(posixpath.join(directory, name))
+                removed = True
+        if removed:
+            fs.fsync_dir(directory)
+        return bases
+
+    @staticmethod
+    def _load_segments(
+        fs: FileSystem, directory: str, bases: list[int], recovery_point: int | None
+    ) -> tuple[list[Segment], list[Truncation], int]:
+        """The segments, what recovery cut, and the index of the first recovered segment
+        (those before it were trusted: below the recovery point, loaded not rescanned)."""
+        if not bases:
+            segment = Segment.create(fs, directory, 0)
+            fs.fsync_dir(directory)
+            return [segment], [], 0
+        trusted_below = -1 if recovery_point is None else recovery_point
+        segments: list[Segment] = []
+        first_recovered = len(bases)
+        for i, base in enumerate(bases):
+            segment = Segment(fs, directory, base)
+            segments.append(segment)
+            next_base = bases[i + 1] if i + 1 < len(bases) else None
+            if (
+                first_recovered == len(bases)
+                and next_base is not None
+                and next_base <= trusted_below
+            ):
+                try:
+                    segment.load_trusted()
+                    continue
+                except CorruptBatchError:
+                    pass
+            first_recovered = min(first_recovered, i)
+            truncation = segment.recover()
+            if truncation is not None:
+                for later in bases[i + 1 :]:
+                    Segment(fs, directory, later).delete()
+                fs.fsync_dir(directory)
+                return segments, [truncation], first_recovered
+        return segments, [], first_recovered
+
+    # ---- positions -------------------------------------------------------------------
+
+    @property
+    def log_start_offset(self) -> int:
+        return self._segments[0].base_offset
+
+    @property
+    def log_end_offset(self) -> int:
+        return self._segments[-1].next_offset
+
+    @property
+    def recovery_point(self) -> int:
+        """Every offset below this is durable on disk."""
+        return self._recovery_point
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(s.size_bytes for s in self._segments)
+
+    @property
+    def segment_base_offsets(self) -> list[int]:
+        return [s.base_offset for s in self._segments]
+
+    @property
+    def leader_epoch_entries(self) -> tuple[tuple[int, int], ...]:
+        return self._epochs.entries
+
+    @property
+    def latest_epoch(self) -> int:
+        return self._epochs.latest_epoch
+
+    def end_offset_for(self, epoch: int) -> tuple[int, int]:
+        """(epoch, end offset) of a leader epoch, as OffsetsForLeaderEpoch answers."""
+        return self._epochs.end_offset_for(epoch, self.log_end_offset)
+
+    # ---- appends ---------------------------------------------------------------------
+
+    def append_as_leader(
+        self,
+        records: Sequence[Record],
+        leader_epoch: int,
+        *,
+        codec: Codec | None = None,
+        producer_id: int = -1,
+        producer_epoch: int = -1,
+        base_sequence: int = -1,
+        is_transactional: bool = False,
+        now_ms: int | None = None,
+    ) -> AppendInfo:
+        """Encode records into one batch at the log end offset and append it."""
+        batch = encode_batch(
+            records,
+            base_offset=self.log_end_offset,
+            partition_leader_epoch=leader_epoch,
+            codec=codec_from_name(self.config.compression_type) if codec is None else codec,
+            producer_id=producer_id,
+            producer_epoch=producer_epoch,
+            base_sequence=base_sequence,
+            is_transactional=is_transactional,
+        )
+        return self._append_leader_batch(batch, leader_epoch, now_ms)
+
+    def append_batch_as_leader(
+        self, batch: bytes, leader_epoch: int, now_ms: int | None = None
+    ) -> AppendInfo:
+        """Append one producer batch (as in a Produce request), assigning its offsets.
+
+        Only baseOffset and partitionLeaderEpoch change; both lie outside the CRC.
+        """
+        header = self._check_incoming(batch, 0)
+        if header.size_bytes != len(batch):
+            raise LogAppendError(f"expected exactly one batch, got {len(batch)} bytes")
+        if header.record_count != header.last_offset_delta + 1:
+            raise LogAppendError(
+                f"recordCount {header.record_count} does not match "
+                f"lastOffsetDelta {header.last_offset_delta}"
+            )
+        patched = with_base_offset_and_epoch(batch, self.log_end_offset, leader_epoch)
+        return self._append_leader_batch(patched, leader_epoch, now_ms)
+
+    def _append_leader_batch(
+        self, batch: bytes, leader_epoch: int, now_ms: int | None
+    ) -> AppendInfo:
+        if leader_epoch < self._epochs.latest_epoch:
+            raise LogAppendError(
+                f"leader epoch {leader_epoch} is older than the log's {self._epochs.latest_epoch}"
+            )
+        header = parse_header(batch)
+        self._epochs.assign(leader_epoch, header.base_offset)
+        self._append(batch, header, now_ms)
+        return AppendInfo(header.base_offset, header.last_offset)
+
+    def append_as_follower(self, data: bytes, now_ms: int | None = None) -> AppendInfo | None:
+        """Append batches fetched from the leader, offsets as given. All or nothing.
+
+        The first batch must start at the log end offset and each next one where the
+        previous ended: replog does no compaction, so a gap means a fetch went wrong.
+        """
+        batches = []
+        expected = self.log_end_offset
+        position = 0
+        while position < len(data):
+            header = self._check_incoming(data, position)
+            if header.base_offset != expected:
+                raise LogAppendError(
+                    f"batch at offset {header.base_offset}, the log expects {expected} "
+                    "(replog logs have no gaps)"
+                )
+            batches.append((position, header))
+            expected = header.next_offset
+            position += header.size_bytes
+        for position, header in batches:
+            self._epochs.assign(header.partition_leader_epoch, header.base_offset)
+            self._append(data[position : position + header.size_bytes], header, now_ms)
+        if not batches:
+            return None
+        return AppendInfo(batches[0][1].base_offset, batches[-1][1].last_offset)
+
+    @staticmethod
+    def _check_incoming(data: bytes, position: int) -> BatchHeader:
+        header = validate_batch_at(data, position)
+        if header.codec not in SUPPORTED_CODECS:
+            raise UnsupportedCodecError(header.codec, header.base_offset)
+        if header.record_count < 1:
+            raise LogAppendError(f"batch at offset {header.base_offset} has no records")
+        return header
+
+    def _append(self, batch: bytes, header: BatchHeader, now_ms: int | None) -> None:
+        if self._should_roll(header):
+            self.roll()
+        self._segments[-1].append(batch, header)
+        self._unflushed_messages += header.record_count
+        if self._unflushed_messages >= self.config.flush_messages:
+            self.flush()
+        elif now_ms is not None:
+            self.flush_if_due(now_ms)
+
+    def _should_roll(self, header: BatchHeader) -> bool:
+        active = self._segments[-1]
+        if active.size_bytes == 0:
+            return False
+        full = active.size_bytes + header.size_bytes > self.config.segment_bytes
+        rolling_ms = active.rolling_timestamp_ms
+        old = (
+            rolling_ms is not None and header.max_timestamp_ms - rolling_ms > self.config.segment_ms
+        )
+        return full or old or not active.fits(header)
+
+    # ---- roll, flush, retention, truncation -------------------------------------------
+
+    def roll(self) -> None:
+        """Close the active segment (fsynced) and start a new one at the log end offset."""
+        active = self._segments[-1]
+        if active.size_bytes == 0:
+            return
+        active.close()
+        self._segments.append(Segment.create(self.fs, self.directory, self.log_end_offset))
+        self.fs.fsync_dir(self.directory)
+        self._recovery_point = self.log_end_offset
+        self._unflushed_messages = 0
+
+    def flush(self) -> None:
+        """Make everything appended durable; the recovery point becomes the log end offset."""
+        self._segments[-1].flush()
+        self._recovery_point = self.log_end_offset
+        self._unflushed_messages = 0
+
+    def flush_if_due(self, now_ms: int) -> bool:
+        """Flush when flush.ms has passed since the last flush (the first call starts the clock)."""
+        if self._last_flush_ms is None:
+            self._last_flush_ms = now_ms
+            return False
+        if now_ms - self._last_flush_ms < self.config.flush_ms:
+            return False
+        self.flush()
+        self._last_flush_ms = now_ms
+        return True
+
+    def apply_retention(self, now_ms: int) -> int:
+        """Delete the oldest closed segments past retention.ms or retention.bytes; the count."""
+        total_bytes = self.size_bytes
+        deleted = 0
+        while len(self._segments) > 1:
+            oldest = self._segments[0]
+            expired = (
+                self.config.retention_ms >= 0
+                and now_ms - oldest.max_timestamp_ms > self.config.retention_ms
+            )
+            oversize = (
+                self.config.retention_bytes >= 0
+                and total_bytes - oldest.size_bytes >= self.config.retention_bytes
+            )
+            if not (expired or oversize):
+                break
+            oldest.delete()
+            self._segments.pop(0)
+            total_bytes -= oldest.size_bytes
+            deleted += 1
+        if deleted:
+            self.fs.fsync_dir(self.directory)
+            self._epochs.truncate_from_start(self.log_start_offset)
+            self._recovery_point = max(self._recovery_point, self.log_start_offset)
+        return deleted
+
+    def truncate_to(self, offset: int) -> None:
+        """Remove every batch whose last offset is >= offset (a follower's truncation).
+
+        The log end offset becomes <= offset: lower when offset falls inside a batch.
+        """
+        if offset >= self.log_end_offset:
+            return
+        if offset < self.log_start_offset:
+            raise OffsetOutOfRangeError(
+                f"cannot truncate to {offset}, below the log start offset {self.log_start_offset}"
+            )
+        doomed = [s for s in self._segments[1:] if s.base_offset > offset]
+        for segment in reversed(doomed):
+            segment.delete()
+        if doomed:
+            del self._segments[-len(doomed) :]
+            self.fs.fsync_dir(self.directory)
+        self._segments[-1].truncate_to(offset)
+        self._epochs.truncate_from_end(self.log_end_offset)
+        self._recovery_point = min(self._recovery_point, self.log_end_offset)
+
+    # ---- reads -----------------------------------------------------------------------
+
+    def read(self, offset: int, max_bytes: int) -> ReadResult:
+        """Whole batches from the one holding `offset`: at least one if any, else up to
+        max_bytes. Raises OffsetOutOfRangeError outside [log start, log end]."""
+        if not self.log_start_offset <= offset <= self.log_end_offset:
+            raise OffsetOutOfRangeError(
+                f"offset {offset} outside [{self.log_start_offset}, {self.log_end_offset}]"
+            )
+        if max_bytes < 0:
+            raise ValueError(f"max_bytes must be >= 0, got {max_bytes}")
+        first = bisect.bisect_right(self.segment_base_offsets, offset) - 1
+        for segment in self._segments[first:]:
+            data, next_offset = segment.read(offset, max_bytes)
+            if data:
+                return ReadResult(data, next_offset)
+        return ReadResult(memoryview(b""), offset)
+
+    def batches(self, offset: int | None = None) -> list[tuple[BatchHeader, bytes]]:
+        """Every batch from `offset` (default: the log start) to the end, CRC-checked.
+
+        Reads the whole log into memory: for tests and tools, not for serving fetches.
+        """
+        result = []
+        offset = self.log_start_offset if offset is None else offset
+        while offset < self.log_end_offset:
+            read = self.read(offset, BATCHES_READ_BYTES)
+            if not read.data:
+                break
+            for position, header in iter_batches(read.data):
+                result.append((header, bytes(read.data[position : position + header.size_bytes])))
+            offset = read.next_offset
+        return result
+
+    def close(self) -> None:
+        """Finish the active segment's time index and flush; the filesystem stays open."""
+        self._segments[-1].close()
+        self._recovery_point = self.log_end_offset
+        self._unflushed_messages = 0

@@ -1,0 +1,277 @@
+"""One segment: `<base offset, 20 digits>.log` with its `.index` and `.timeindex`."""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from impl.runtime.fs import FileSystem
+from impl.storage.batch import (
+    HEADER_SIZE_BYTES,
+    BatchHeader,
+    CorruptBatchError,
+    check_header,
+    crc_of,
+    parse_header,
+    verified_prefix,
+)
+from impl.storage.index import INDEX_INTERVAL_BYTES, RELATIVE_OFFSET_MAX, OffsetIndex, TimeIndex
+
+SCAN_CHUNK_BYTES = 1024 * 1024
+SEEK_CHUNK_BYTES = 4096
+NO_TIMESTAMP = -1
+
+
+def segment_file_name(base_offset: int, suffix: str) -> str:
+    return f"{base_offset:020d}{suffix}"
+
+
+@dataclass(frozen=True, slots=True)
+class Truncation:
+    """What recovery cut from a segment, and why."""
+
+    path: str
+    position: int
+    bytes_dropped: int
+    reason: str
+
+
+def scan_batches(
+    fs: FileSystem,
+    path: str,
+    position: int = 0,
+    verify_crc: bool = True,
+    chunk_bytes: int = SCAN_CHUNK_BYTES,
+) -> Iterator[tuple[int, BatchHeader]]:
+    """(position, header) of each batch from `position` to the end of the file.
+
+    Raises CorruptBatchError naming the file and position at the first batch that is
+    torn (the file ends inside it), malformed, or (with verify_crc) fails its CRC.
+    """
+    file_size = fs.size(path)
+    buf = b""
+    buf_start = position
+    while position < file_size:
+        if position + HEADER_SIZE_BYTES > buf_start + len(buf):
+            buf, buf_start = fs.read(path, position, chunk_bytes), position
+        local = position - buf_start
+        try:
+            header = parse_header(buf, local)
+            check_header(header, file_size - position)
+        except CorruptBatchError as error:
+            raise CorruptBatchError(error.reason, path, position) from None
+        if verify_crc:
+            if local + header.size_bytes > len(buf):
+                buf, buf_start = (
+                    fs.read(path, position, max(chunk_bytes, header.size_bytes)),
+                    position,
+                )
+                local = 0
+            actual = crc_of(buf, local, header.size_bytes)
+            if actual != header.crc:
+                reason = f"CRC-32C is {actual:#010x}, header says {header.crc:#010x}"
+                raise CorruptBatchError(reason, path, position, header.base_offset)
+        yield position, header
+        position += header.size_bytes
+
+
+class Segment:
+    """A run of batches starting at `base_offset`, with its indexes and running totals."""
+
+    def __init__(self, fs: FileSystem, directory: str, base_offset: int) -> None:
+        self.fs = fs
+        self.base_offset = base_offset
+        self.log_path = posixpath.join(directory, segment_file_name(base_offset, ".log"))
+        self.offset_index = OffsetIndex(
+            fs, posixpath.join(directory, segment_file_name(base_offset, ".index")), base_offset
+        )
+        self.time_index = TimeIndex(
+            fs, posixpath.join(directory, segment_file_name(base_offset, ".timeindex")), base_offset
+        )
+        self.size_bytes = 0
+        self.next_offset = base_offset
+        self.max_timestamp_ms = NO_TIMESTAMP
+        self.offset_of_max_timestamp = base_offset
+        self.rolling_timestamp_ms: int | None = None
+        self._bytes_since_index_entry = 0
+        self.epoch_starts: list[tuple[int, int]] = []
+
+    @property
+    def paths(self) -> tuple[str, str, str]:
+        return self.log_path, self.offset_index.path, self.time_index.path
+
+    @classmethod
+    def create(cls, fs: FileSystem, directory: str, base_offset: int) -> Segment:
+        """Empty files for a new segment (the caller fsyncs the directory)."""
+        segment = cls(fs, directory, base_offset)
+        for path in segment.paths:
+            fs.append(path, b"")
+            fs.truncate(path, 0)
+        return segment
+
+    def _track(self, position: int, header: BatchHeader) -> bool:
+        """Account for a batch at `position`; True when Kafka would index this batch."""
+        if header.max_timestamp_ms > self.max_timestamp_ms:
+            self.max_timestamp_ms = header.max_timestamp_ms
+            self.offset_of_max_timestamp = header.last_offset
+        if self.rolling_timestamp_ms is None:
+            self.rolling_timestamp_ms = header.max_timestamp_ms
+        index_due = self._bytes_since_index_entry > INDEX_INTERVAL_BYTES
+        if index_due:
+            self._bytes_since_index_entry = 0
+        self._bytes_since_index_entry += header.size_bytes
+        self.size_bytes = position + header.size_bytes
+        self.next_offset = header.next_offset
+        return index_due
+
+    def fits(self, header: BatchHeader) -> bool:
+        return header.last_offset - self.base_offset <= RELATIVE_OFFSET_MAX
+
+    def append(self, batch: bytes, header: BatchHeader) -> None:
+        assert header.base_offset >= self.next_offset, "offsets must grow within a segment"
+        assert self.fits(header), "batch offsets do not fit this segment's index"
+        position = self.size_bytes
+        self.fs.append(self.log_path, batch)
+        if self._track(position, header):
+            self.offset_index.append(header.last_offset, position)
+            self.time_index.maybe_append(self.max_timestamp_ms, self.offset_of_max_timestamp)
+
+    def recover(self) -> Truncation | None:
+        """Rescan every batch with its CRC, rebuild both indexes, cut a bad tail."""
+        self._reset_totals()
+        offset_entries: list[tuple[int, int]] = []
+        time_entries: list[tuple[int, int]] = []
+        truncation = None
+        try:
+            for position, header in scan_batches(self.fs, self.log_path):
+                self._check_sequence(header)
+                self._note_epoch(header)
+                if self._track(position, header):
+                    offset_entries.append((header.last_offset, position))
+                    self._note_time_entry(time_entries)
+        except CorruptBatchError as error:
+            file_size = self.fs.size(self.log_path)
+            truncation = Truncation(
+                self.log_path, self.size_bytes, file_size - self.size_bytes, error.reason
+            )
+            self.fs.truncate(self.log_path, self.size_bytes)
+        self.offset_index.rebuild(offset_entries)
+        self.time_index.rebuild(time_entries)
+        return truncation
+
+    def _check_sequence(self, header: BatchHeader) -> None:
+        """Offsets and epochs sit outside the CRC; a flipped bit there shows as a break in
+        the sequence (replog logs have no gaps: no compaction)."""
+        if header.base_offset != self.next_offset:
+            raise CorruptBatchError(
+                f"baseOffset {header.base_offset}, expected {self.next_offset}",
+                position=self.size_bytes,
+            )
+        if self.epoch_starts and header.partition_leader_epoch < self.epoch_starts[-1][0]:
+            raise CorruptBatchError(
+                f"partitionLeaderEpoch {header.partition_leader_epoch} is below the previous "
+                f"batch's {self.epoch_starts[-1][0]}",
+                position=self.size_bytes,
+            )
+        if not self.fits(header):
+            raise CorruptBatchError(f"lastOffset {header.last_offset} does not fit the index")
+
+    def _note_epoch(self, header: BatchHeader) -> None:
+        epoch = header.partition_leader_epoch
+        if not self.epoch_starts or epoch > self.epoch_starts[-1][0]:
+            self.epoch_starts.append((epoch, header.base_offset))
+
+    def _note_time_entry(self, time_entries: list[tuple[int, int]]) -> None:
+        if not time_entries or self.max_timestamp_ms > time_entries[-1][0]:
+            time_entries.append((self.max_timestamp_ms, self.offset_of_max_timestamp))
+
+    def _reset_totals(self) -> None:
+        self.size_bytes = 0
+        self.next_offset = self.base_offset
+        self.max_timestamp_ms = NO_TIMESTAMP
+        self.offset_of_max_timestamp = self.base_offset
+        self.rolling_timestamp_ms = None
+        self._bytes_since_index_entry = 0
+        self.epoch_starts = []
+
+    def load_trusted(self) -> None:
+        """Open a segment below the recovery point: trust its indexes, read only the tail.
+
+        Falls back to a full recovery when the index files are missing or not sane. A
+        damaged tail raises CorruptBatchError (the caller then recovers this segment).
+        """
+        log_size_bytes = self.fs.size(self.log_path)
+        if not (self.offset_index.load(log_size_bytes) and self.time_index.load()):
+            self.recover()
+            return
+        self._reset_totals()
+        last_time_entry = self.time_index.last()
+        start = self.offset_index.last_position()
+        for position, header in scan_batches(self.fs, self.log_path, start, verify_crc=False):
+            self._track(position, header)
+        if start and self.rolling_timestamp_ms is not None:
+            first = parse_header(self.fs.read(self.log_path, 0, HEADER_SIZE_BYTES))
+            self.rolling_timestamp_ms = first.max_timestamp_ms
+        if last_time_entry is not None and last_time_entry[0] > self.max_timestamp_ms:
+            self.max_timestamp_ms, self.offset_of_max_timestamp = last_time_entry
+
+    def find_position(self, offset: int) -> tuple[int, BatchHeader] | None:
+        """The first batch whose last offset is >= offset, found via the index then a scan."""
+        start = self.offset_index.lookup(offset)
+        for position, header in scan_batches(
+            self.fs, self.log_path, start, verify_crc=False, chunk_bytes=SEEK_CHUNK_BYTES
+        ):
+            if header.last_offset >= offset:
+                return position, header
+        return None
+
+    def read(self, offset: int, max_bytes: int) -> tuple[memoryview, int]:
+        """Whole batches from the one holding `offset`, up to max_bytes but at least one.
+
+        Every batch served passes its CRC. A bad first batch raises CorruptBatchError; a
+        bad later one ends the read before it, so the next read reports it.
+        """
+        found = self.find_position(offset)
+        if found is None:
+            return memoryview(b""), offset
+        position, first = found
+        if first.base_offset > offset:
+            reason = f"offset {offset} is missing: the next batch starts at {first.base_offset}"
+            raise CorruptBatchError(reason, self.log_path, position, offset)
+        chunk = self.fs.read(
+            self.log_path,
+            position,
+            min(max(max_bytes, first.size_bytes), self.size_bytes - position),
+        )
+        end, next_offset, error = verified_prefix(chunk, first.base_offset)
+        if end == 0:
+            error = error or CorruptBatchError(
+                f"file ends inside the {first.size_bytes}-byte batch"
+            )
+            raise error.located(self.log_path, position, offset)
+        # A view, not a slice: copying a megabyte per fetch costs more than the read.
+        return memoryview(chunk)[:end], next_offset
+
+    def truncate_to(self, offset: int) -> None:
+        """Remove every batch whose last offset is >= offset; durable before returning."""
+        found = self.find_position(offset)
+        if found is not None:
+            self.fs.truncate(self.log_path, found[0])
+            self.recover()
+        self.flush()
+
+    def close(self) -> None:
+        """Write the final time-index entry (Kafka does on roll and close); make it durable."""
+        if self.size_bytes:
+            self.time_index.maybe_append(self.max_timestamp_ms, self.offset_of_max_timestamp)
+        self.flush()
+
+    def flush(self) -> None:
+        for path in self.paths:
+            self.fs.fsync(path)
+
+    def delete(self) -> None:
+        for path in self.paths:
+            if self.fs.exists(path):
+                self.fs.remove(path)

@@ -1,0 +1,244 @@
+"""Sequential models for the linearizability checker, with an interface as small as Porcupine's.
+
+A model is `init() -> state`, `step(state, input, output) -> (legal, new_state)`,
+`partition(operations) -> independent sub-histories` and `describe_*` for reports. States
+must be hashable and immutable: the checker memoizes on them.
+
+`input` is `(f, invoked value)`. `output` is `(type, value)` of the completion, type "ok"
+or "fail", or None when the outcome is unknown (`info`, or never completed); such an op may
+take effect at any point after its invocation, or never.
+Jepsen's `fail` means "did not happen", so the checker drops failed ops, unless a model sets
+`observes_failures` (Porcupine's etcd logs: a failed cas saw a different value).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import defaultdict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+Input = tuple[str, Any]
+Output = tuple[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """One client op as the checker sees it. `call`/`ret` are positions in the history;
+    `ret` is None when it never completes (an `info`, or still open at the end)."""
+
+    process: int
+    call: int
+    ret: int | None
+    input: Input
+    output: Output
+
+
+class Model:
+    name: ClassVar[str]
+    observes_failures: ClassVar[bool] = False
+
+    def init(self) -> Hashable:
+        raise NotImplementedError
+
+    def step(self, state: Any, input: Input, output: Output) -> tuple[bool, Hashable]:
+        raise NotImplementedError
+
+    def partition(self, operations: list[Operation]) -> list[list[Operation]]:
+        return [operations]
+
+    def describe_operation(self, input: Input, output: Output) -> str:
+        f, value = input
+        result = "?" if output is None else _show(output[1]) if output[0] == "ok" else "fail"
+        return f"{f}({'' if value is None else _show(value)}) -> {result}"
+
+    def describe_state(self, state: Any) -> str:
+        return _show(state)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, tuple):
+        return "[" + " ".join(_show(item) for item in value) + "]"
+    if isinstance(value, list):
+        return "[" + " ".join(_show(item) for item in value) + "]"
+    return "nil" if value is None else repr(value) if isinstance(value, str) else str(value)
+
+
+class Register(Model):
+    """read/write; a read with a nil value constrains nothing (Knossos)."""
+
+    name = "register"
+
+    def __init__(self, initial: Hashable = None) -> None:
+        self.initial = initial
+
+    def init(self) -> Hashable:
+        return self.initial
+
+    def step(self, state: Any, input: Input, output: Output) -> tuple[bool, Hashable]:
+        f, value = input
+        if f == "write":
+            return True, value
+        if f == "read":
+            seen = None if output is None else output[1]
+            return seen is None or seen == state, state
+        return False, state
+
+
+class CasRegister(Register):
+    """Knossos' cas-register: initial value 0, nil reads unconstrained, cas [old new]."""
+
+    name = "cas-register"
+
+    def __init__(self, initial: Hashable = 0) -> None:
+        super().__init__(initial)
+
+    def step(self, state: Any, input: Input, output: Output) -> tuple[bool, Hashable]:
+        f, value = input
+        if f == "cas":
+            old, new = value
+            return (True, new) if state == old else (False, state)
+        return super().step(state, input, output)
+
+
+class EtcdRegister(Model):
+    """Porcupine's etcd register: starts absent (None); a nil read saw "absent"; a failed
+    cas saw a value other than its `old`; a read whose outcome is unknown or failed is free."""
+
+    name = "etcd-register"
+    observes_failures = True
+
+    def init(self) -> Hashable:
+        return None
+
+    def step(self, state: Any, input: Input, output: Output) -> tuple[bool, Hashable]:
+        f, value = input
+        if f == "read":
+            return output is None or output[0] == "fail" or output[1] == state, state
+        if f == "write":
+            return True, value
+        if f == "cas":
+            old, new = value
+            if output is not None and output[0] == "fail":
+                return state != old, state
+            if state == old:
+                return True, new
+            return output is None, state
+        return False, state
+
+
+class MultiRegister(Model):
+    """Knossos' multi-register: `txn` of [f k v] micro-ops (read/write) applied atomically.
+    A read with a nil value constrains nothing. State: sorted (key, value) pairs."""
+
+    name = "multi-register"
+
+    def __init__(self, initial: dict[Any, Any] | None = None) -> None:
+        self.initial = tuple(sorted((initial or {}).items()))
+
+    def init(self) -> Hashable:
+        return self.initial
+
+    def step(self, state: Any, input: Input, output: Output) -> tuple[bool, Hashable]:
+        f, value = input
+        if f != "txn":
+            return False, state
+        micro_ops = output[1] if output is not None and output[0] == "ok" else value
+        registers = dict(state)
+        for micro_f, key, micro_value in micro_ops:
+            if micro_f == "write":
+                registers[key] = micro_value
+            elif micro_f != "read" or not _may_read(output, micro_value, registers.get(key)):
+                return False, state
+        return True, tuple(sorted(registers.items()))
+
+
+def _may_read(output: Output, seen: Any, current: Any) -> bool:
+    """A read inside a txn with an unknown outcome, or that saw nil, constrains nothing."""
+    return output is None or seen is None or seen == current
+
+
+def _by_key(operations: list[Operation]) -> list[list[Operation]]:
+    groups: dict[Any, list[Operation]] = defaultdict(list)
+    for operation in operations:
+        groups[operation.input[1][0]].append(operation)
+    return list(groups.values())
+
+
+def _lookup(state: tuple[tuple[Any, Any], ...], key: Any, default: Any) -> Any:
+    for existing, value in state:
+        if existing == key:
+            return value
+    return default
+
+
+def _assign(state: tuple[tuple[Any, Any], ...], key: Any, value: Any) -> Hashable:
+    """`state` with `key` set; pairs stay sorted by key so equal maps are equal tuples."""
+    keys = [existing for existing, _ in state]
+    at = bisect.bisect_left(keys, key)
+    after = at + 1 if at < len(keys) and keys[at] == key else at
+    return (*state[:at], (key, value), *state[after:])
+
+
+class KV(Model):
+    """Porcupine's kv: get/put/append on string keys, every key starts as "". Values are
+    `[key, string]`. Keys are independent, so the history is partitioned by key."""
+
+    name = "kv"
+
+    def init(self) -> Hashable:
+        return ()
+
+    def step(self, state: Any, input: Input, output: Output) -> tuple[bool, Hashable]:
+        f, (key, value) = input
+        current = _lookup(state, key, "")
+        if f == "get":
+            return output is None or output[1][1] == current, state
+        if f == "put":
+            return True, _assign(state, key, value)
+        if f == "append":
+            return True, _assign(state, key, current + value)
+        return False, state
+
+    def partition(self, operations: list[Operation]) -> list[list[Operation]]:
+        return _by_key(operations)
+
+
+class AppendLog(Model):
+    """The broker's partitions: one append-only log per key, offsets from 0.
+
+    append `[k, v]` -> `[k, offset]`; read `[k, offset]` -> `[k, v]` (nil past the end);
+    end-offset `[k, nil]` -> `[k, log end offset]`. Partitioned by key."""
+
+    name = "log"
+
+    def init(self) -> Hashable:
+        return ()
+
+    def step(self, state: Any, input: Input, output: Output) -> tuple[bool, Hashable]:
+        f, (key, argument) = input
+        log = _lookup(state, key, ())
+        result = None if output is None else output[1][1]
+        if f == "append":
+            legal = output is None or result == len(log)
+            return legal, _assign(state, key, (*log, argument)) if legal else state
+        if f == "read":
+            at = log[argument] if 0 <= argument < len(log) else None
+            return output is None or result == at, state
+        if f == "end-offset":
+            return output is None or result == len(log), state
+        return False, state
+
+    def partition(self, operations: list[Operation]) -> list[list[Operation]]:
+        return _by_key(operations)
+
+
+MODELS: dict[str, Callable[[], Model]] = {
+    "register": Register,
+    "cas-register": CasRegister,
+    "etcd-register": EtcdRegister,
+    "multi-register": lambda: MultiRegister({"x": 0, "y": 0}),
+    "kv": KV,
+    "log": AppendLog,
+}

@@ -1,0 +1,191 @@
+"""One configuration type for model, impl and harness, keyed by Kafka's own names.
+
+Defaults are Kafka's, except the replication triple: replog's default cluster is the
+production setup operators are told to run (replication.factor=3,
+min.insync.replicas=2, acks=all, unclean election off). Every unsafe setting is still
+a valid configuration: the suite exists to show what it costs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A bad key, value or combination; the message is one line naming the key."""
+
+
+def _parse_bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("true", "1", "yes", "on"):
+        return True
+    if lowered in ("false", "0", "no", "off"):
+        return False
+    raise ValueError("expected true or false")
+
+
+def _parse_acks(raw: str) -> int:
+    lowered = raw.strip().lower()
+    if lowered in ("all", "-1"):
+        return -1
+    if lowered in ("0", "1"):
+        return int(lowered)
+    raise ValueError("expected 0, 1, all or -1")
+
+
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        value = int(raw.strip())
+        if value < minimum:
+            raise ValueError(f"expected an integer >= {minimum}")
+        return value
+
+    return parse
+
+
+def _retention(raw: str) -> int:
+    value = int(raw.strip())
+    if value < -1:
+        raise ValueError("expected -1 (unlimited) or an integer >= 0")
+    return value
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in allowed:
+            raise ValueError("expected one of " + ", ".join(allowed))
+        return value
+
+    return parse
+
+
+# Kafka key -> (attribute name, parser). The attribute names are the keys with dots and
+# dashes turned into underscores, so code reads `config.min_insync_replicas`.
+_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "acks": ("acks", _parse_acks),
+    "min.insync.replicas": ("min_insync_replicas", _int_at_least(1)),
+    "replication.factor": ("replication_factor", _int_at_least(1)),
+    "unclean.leader.election.enable": ("unclean_leader_election_enable", _parse_bool),
+    "replica.lag.time.max.ms": ("replica_lag_time_max_ms", _int_at_least(1)),
+    "retention.ms": ("retention_ms", _retention),
+    "retention.bytes": ("retention_bytes", _retention),
+    "segment.bytes": ("segment_bytes", _int_at_least(14)),
+    "segment.ms": ("segment_ms", _int_at_least(1)),
+    "flush.messages": ("flush_messages", _int_at_least(1)),
+    "flush.ms": ("flush_ms", _int_at_least(0)),
+    "enable.idempotence": ("enable_idempotence", _parse_bool),
+    "auto.offset.reset": ("auto_offset_reset", _choice("earliest", "latest", "none")),
+    "max.poll.interval.ms": ("max_poll_interval_ms", _int_at_least(1)),
+    "session.timeout.ms": ("session_timeout_ms", _int_at_least(1)),
+    "isolation.level": ("isolation_level", _choice("read_uncommitted", "read_committed")),
+    "linger.ms": ("linger_ms", _int_at_least(0)),
+    "batch.size": ("batch_size", _int_at_least(0)),
+    "compression.type": ("compression_type", _choice("none", "lz4", "gzip", "snappy", "zstd")),
+    "replog.truncation": ("truncation", _choice("leader-epoch", "kip-101", "high-watermark")),
+    "replog.isr.expand": ("isr_expand", _choice("epoch-start", "hw-only")),
+    "replog.fetch.epoch-fencing": ("fetch_epoch_fencing", _parse_bool),
+    "replog.elr": ("elr", _parse_bool),
+    "replog.hw.min-isr-guard": ("hw_min_isr_guard", _parse_bool),
+}
+
+_ATTRIBUTE_TO_KEY = {attribute: key for key, (attribute, _) in _KEYS.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Validated settings. Build with `Config.from_pairs` / `Config.parse` or `Config()`."""
+
+    acks: int = -1
+    min_insync_replicas: int = 2
+    replication_factor: int = 3
+    unclean_leader_election_enable: bool = False
+    replica_lag_time_max_ms: int = 30_000
+    retention_ms: int = 604_800_000
+    retention_bytes: int = -1
+    segment_bytes: int = 1_073_741_824
+    segment_ms: int = 604_800_000
+    flush_messages: int = 9_223_372_036_854_775_807
+    flush_ms: int = 9_223_372_036_854_775_807
+    enable_idempotence: bool = True
+    auto_offset_reset: str = "latest"
+    max_poll_interval_ms: int = 300_000
+    session_timeout_ms: int = 45_000
+    isolation_level: str = "read_uncommitted"
+    linger_ms: int = 5
+    batch_size: int = 16_384
+    compression_type: str = "none"
+    truncation: str = "leader-epoch"
+    isr_expand: str = "epoch-start"
+    fetch_epoch_fencing: bool = True
+    elr: bool = True
+    hw_min_isr_guard: bool = True
+
+    def __post_init__(self) -> None:
+        if self.min_insync_replicas > self.replication_factor:
+            raise ConfigError(
+                f"min.insync.replicas={self.min_insync_replicas} is larger than "
+                f"replication.factor={self.replication_factor}: acks=all could never succeed"
+            )
+
+    @classmethod
+    def from_pairs(cls, pairs: Mapping[str, str] | Iterable[tuple[str, str]]) -> Config:
+        """Parse Kafka-style `key -> value` strings; unknown keys and bad values raise."""
+        items = pairs.items() if isinstance(pairs, Mapping) else pairs
+        values: dict[str, Any] = {}
+        for key, raw in items:
+            if key not in _KEYS:
+                raise ConfigError(f"unknown config key {key!r}; known keys: {', '.join(_KEYS)}")
+            attribute, parse = _KEYS[key]
+            try:
+                values[attribute] = parse(str(raw))
+            except ValueError as error:
+                raise ConfigError(f"bad value {raw!r} for {key}: {error}") from None
+        return cls(**values)
+
+    @classmethod
+    def parse(cls, assignments: Iterable[str]) -> Config:
+        """Parse `KEY=VALUE` strings as given to `--config` on the command line."""
+        pairs = []
+        for assignment in assignments:
+            key, separator, raw = assignment.partition("=")
+            if not separator:
+                raise ConfigError(f"bad --config {assignment!r}: expected KEY=VALUE")
+            pairs.append((key.strip(), raw))
+        return cls.from_pairs(pairs)
+
+    def with_values(self, **changes: Any) -> Config:
+        """A copy with attributes changed (validated like any other Config)."""
+        return replace(self, **changes)
+
+    def to_pairs(self) -> dict[str, str]:
+        """Every key with its value in Kafka's spelling (acks=all, booleans lower-case)."""
+        pairs = {_ATTRIBUTE_TO_KEY[f.name]: _render(getattr(self, f.name)) for f in fields(self)}
+        pairs["acks"] = render_acks(self.acks)
+        return pairs
+
+    def differences(self) -> dict[str, str]:
+        """Only the keys that differ from replog's defaults, for labels and reports."""
+        default = Config().to_pairs()
+        return {k: v for k, v in self.to_pairs().items() if default[k] != v}
+
+    def label(self) -> str:
+        """A short human label: `defaults` or `acks=1,min.insync.replicas=1`."""
+        changed = self.differences()
+        return ",".join(f"{k}={v}" for k, v in changed.items()) or "defaults"
+
+
+def _render(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def render_acks(acks: int) -> str:
+    """Kafka spells acks=-1 as `all`."""
+    return "all" if acks == -1 else str(acks)
+
+
+KNOWN_KEYS: tuple[str, ...] = tuple(_KEYS)

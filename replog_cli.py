@@ -1,0 +1,68 @@
+"""The `replog` command: a thin dispatcher. Each subcommand's logic lives in its package.
+
+Every entry names `module:function`; the function takes the remaining argv and returns
+the exit code. Modules are imported only when their subcommand runs, so `replog check`
+does not pay for trio or z3 start-up it does not use.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "check": ("specs.cli:check_main", "explore the model for invariant violations"),
+    "matrix": ("specs.cli:matrix_main", "the safety matrix: invariants x configurations"),
+    "dump-log": ("impl.storage.dump:main", "print the batches of Kafka segment files"),
+    "analyze": (
+        "jepsen_py.analyze:main",
+        "check a recorded history: linearizability, Kafka queue, durability, perf",
+    ),
+}
+
+BENCHMARKS: dict[str, tuple[str, str]] = {
+    "model": ("model.bench:main", "random-walk steps per second of the reference model"),
+    "check": ("specs.bench:main", "explicit-state explorer: distinct states per second"),
+    "storage": ("impl.storage.bench:main", "segment append/read MB/s vs a plain file"),
+    "checker": (
+        "jepsen_py.bench:main",
+        "linearizability checker on the Porcupine corpus; queue checker on 1M ops",
+    ),
+}
+
+
+def _usage(table: dict[str, tuple[str, str]], prog: str) -> str:
+    width = max(len(name) for name in table)
+    lines = [f"usage: {prog} COMMAND [ARGS...]", "", "commands:"]
+    lines += [f"  {name.ljust(width)}  {about}" for name, (_, about) in table.items()]
+    return "\n".join(lines)
+
+
+def _dispatch(table: dict[str, tuple[str, str]], argv: list[str], prog: str) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage(table, prog))
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in table:
+        print(f"{prog}: unknown command {name!r}\n\n{_usage(table, prog)}", file=sys.stderr)
+        return 2
+    module_name, _, function_name = table[name][0].partition(":")
+    entry = getattr(importlib.import_module(module_name), function_name)
+    return int(entry(rest))
+
+
+def bench_main(argv: list[str]) -> int:
+    return _dispatch(BENCHMARKS, argv, "replog bench")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args and args[0] == "bench":
+        return bench_main(args[1:])
+    benchmarks = ", ".join(BENCHMARKS)
+    table = {**COMMANDS, "bench": ("replog_cli:bench_main", f"benchmarks: {benchmarks}")}
+    return _dispatch(table, args, "replog")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""Argument parsing and printing for `replog check` and `replog matrix`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from model.config import Config, ConfigError
+from specs import explorer
+from specs.check import describe_run, run_check, to_json, write_counterexample
+from specs.invariants import INVARIANTS, select
+from specs.scopes import DEFAULT_SUITE, SCOPES, resolve
+
+
+def _check_parser() -> argparse.ArgumentParser:
+    scopes = "; ".join(f"{name}: {about}" for name, (_, about) in SCOPES.items())
+    parser = argparse.ArgumentParser(
+        prog="replog check",
+        description="Explore the reference model breadth-first for invariant violations; "
+        "print the shortest counterexample found.",
+        epilog=f"Scopes ({scopes}). Exit 0: no violation within the bounds; 1: violation; "
+        "2: bad arguments.",
+    )
+    parser.add_argument("--config", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument(
+        "--invariant",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help=f"check only these (default all): {', '.join(INVARIANTS)}",
+    )
+    parser.add_argument(
+        "--scope",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help=f"fault classes to explore (default: {', '.join(DEFAULT_SUITE)})",
+    )
+    bounds = parser.add_argument_group("bounds (override every chosen scope)")
+    for flag, about in (
+        ("--brokers", "brokers (replicas of the partition)"),
+        ("--partitions", "partitions"),
+        ("--max-writes", "records produced"),
+        ("--max-retries", "producer retries"),
+        ("--max-crashes", "broker crashes"),
+        ("--max-data-loss-crashes", "crashes that lose data (power, disk)"),
+        ("--max-elections", "leader elections"),
+        ("--max-network-changes", "network faults"),
+        ("--max-clock-advances", "clock advances past replica.lag.time.max.ms"),
+    ):
+        bounds.add_argument(flag, type=int, metavar="N", help=about)
+    bounds.add_argument("--crash-kinds", metavar="LIST", help="comma list of kill,power,disk")
+    bounds.add_argument("--network-faults", metavar="LIST", help="comma list of isolate,controller")
+    bounds.add_argument(
+        "--consumers", action="store_true", help="let a consumer read (ConsistentRead)"
+    )
+    parser.add_argument("--depth", type=int, default=40, help="BFS depth limit (default 40)")
+    parser.add_argument("--states-max", type=int, default=3_000_000)
+    parser.add_argument("--time-limit", type=float, default=120.0, help="seconds per scope")
+    parser.add_argument("--mode", choices=("bfs", "random"), default="bfs")
+    parser.add_argument("--seed", type=int, default=1, help="random mode: the RNG seed")
+    parser.add_argument("--walks", type=int, default=10_000, help="random mode: walks per scope")
+    parser.add_argument("--json", action="store_true", help="print a JSON summary")
+    parser.add_argument("--out", type=Path, help="where trace.txt and trace.mmd go")
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    def split(text: str | None) -> tuple[str, ...] | None:
+        return None if text is None else tuple(t for t in text.split(",") if t)
+
+    return {
+        "brokers": args.brokers,
+        "partitions": args.partitions,
+        "max_writes": args.max_writes,
+        "max_retries": args.max_retries,
+        "max_crashes": args.max_crashes,
+        "max_data_loss_crashes": args.max_data_loss_crashes,
+        "max_elections": args.max_elections,
+        "max_network_changes": args.max_network_changes,
+        "max_clock_advances": args.max_clock_advances,
+        "crash_kinds": split(args.crash_kinds),
+        "network_faults": split(args.network_faults),
+        "consumers": True if args.consumers else None,
+    }
+
+
+def check_main(argv: list[str]) -> int:
+    parser = _check_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = Config.parse(args.config)
+        invariants = select(args.invariant)
+        scopes = resolve(args.scope, **_overrides(args))
+        for _, scope in scopes:
+            if config.replication_factor > scope.brokers:
+                raise ValueError(
+                    f"replication.factor={config.replication_factor} needs --brokers >= it"
+                )
+    except (ConfigError, ValueError) as error:
+        print(f"replog check: {error}", file=sys.stderr)
+        return 2
+    limits = explorer.Limits(args.depth, args.states_max, args.time_limit)
+    if not args.json:
+        print(
+            f"replog check: {config.label()}; invariants: {', '.join(i.name for i in invariants)}"
+        )
+    result = run_check(
+        config, scopes, invariants, limits, mode=args.mode, seed=args.seed, walks_max=args.walks
+    )
+    violation = result.violation
+    paths = None
+    if violation:
+        out_dir = args.out or Path("reports") / "check" / config.label().replace("=", "-").replace(
+            ",", "_"
+        )
+        paths = write_counterexample(violation, out_dir)
+    if args.json:
+        print(json.dumps(to_json(result, paths), indent=2))
+        return 1 if violation else 0
+    for run in result.runs:
+        print("  " + describe_run(run))
+    if violation is None:
+        covered = "every scope exhausted" if result.exhausted else "bounded, not exhausted"
+        print(f"no violation ({covered})")
+        return 0
+    print()
+    print(paths[0].read_text(), end="")
+    print(f"\ntrace: {paths[0]}\ndiagram (Mermaid): {paths[1]}")
+    return 1

@@ -1,0 +1,181 @@
+"""Explicit-state exploration of the model: breadth-first (shortest counterexample) or
+seeded random walks, with symmetry reduction over broker ids.
+
+State invariants are checked once per distinct state; transition invariants on every
+edge, since a state reached twice may be reached by a different transition.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from model.machine import Action, ReplicationModel
+from model.state import State
+from specs.invariants import Invariant, first_violation
+from specs.symmetry import canonical, compose, inverse, permute, permute_action
+
+
+@dataclass(frozen=True)
+class Limits:
+    depth_max: int = 40
+    states_max: int = 3_000_000
+    time_limit_s: float = 600.0
+
+
+@dataclass
+class Stats:
+    explored: int = 0  # transitions taken
+    distinct: int = 0  # distinct (canonical) states stored
+    depth: int = 0  # deepest BFS level completed or walk length reached
+    elapsed_s: float = 0.0
+    exhausted: bool = False  # the whole bounded space was covered
+    stopped_by: str = ""  # "", "depth", "states", "time"
+
+    @property
+    def states_per_s(self) -> float:
+        return self.distinct / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+@dataclass
+class Violation:
+    invariant: str
+    message: str
+    trace: list[tuple[Action, State]]  # (action, state after it), from `initial`
+    initial: State
+
+
+@dataclass
+class Outcome:
+    violation: Violation | None
+    stats: Stats = field(default_factory=Stats)
+
+
+def bfs(model: ReplicationModel, invariants: list[Invariant], limits: Limits) -> Outcome:
+    """Breadth-first search; the first violation found has a shortest trace."""
+    stats = Stats()
+    started = time.perf_counter()
+    state_checks = [inv for inv in invariants if inv.check is not None]
+    edge_checks = [inv for inv in invariants if inv.check is None]
+    start = model.initial_state()
+    initial, start_perm = canonical(start)
+    found = first_violation(state_checks, None, start)
+    if found:
+        return Outcome(Violation(*found, [], start), stats)
+    parents: dict[State, tuple[State, Action] | None] = {initial: None}
+    frontier = [initial]
+    deadline = started + limits.time_limit_s
+    while frontier:
+        if stats.depth >= limits.depth_max:
+            stats.stopped_by = "depth"
+            break
+        next_frontier: list[State] = []
+        for state in frontier:
+            for action in model.enabled_actions(state):
+                after = model.step(state, action)
+                stats.explored += 1
+                found = first_violation(edge_checks, state, after)
+                key, _ = canonical(after)
+                if found is None and key not in parents:
+                    found = first_violation(state_checks, state, after)
+                    parents[key] = (state, action)
+                    next_frontier.append(key)
+                if found:
+                    parents.setdefault(key, (state, action))
+                    stats.elapsed_s = time.perf_counter() - started
+                    stats.distinct = len(parents)
+                    path = [*_path(parents, state), action]
+                    violation = _replay(model, start, inverse(start_perm), path, invariants)
+                    return Outcome(violation, stats)
+            if len(parents) >= limits.states_max or time.perf_counter() > deadline:
+                stats.stopped_by = "states" if len(parents) >= limits.states_max else "time"
+                frontier = []
+                break
+        else:
+            stats.depth += 1
+            frontier = next_frontier
+    stats.exhausted = not stats.stopped_by
+    stats.elapsed_s = time.perf_counter() - started
+    stats.distinct = len(parents)
+    return Outcome(None, stats)
+
+
+def _path(parents: dict[State, tuple[State, Action] | None], state: State) -> list[Action]:
+    actions: list[Action] = []
+    link = parents[state]
+    while link is not None:
+        parent, action = link
+        actions.append(action)
+        link = parents[parent]
+    actions.reverse()
+    return actions
+
+
+def _replay(
+    model: ReplicationModel,
+    start: State,
+    labels: tuple[int, ...],
+    path: list[Action],
+    invariants: list[Invariant],
+) -> Violation:
+    """Re-run a path of canonical-space actions on the real initial state, keeping one
+    consistent broker labeling (`concrete == permute(canon, labels)` throughout)."""
+    concrete, canon = start, permute(start, inverse(labels))
+    trace: list[tuple[Action, State]] = []
+    for action in path:
+        concrete_action = permute_action(action, labels)
+        before = concrete
+        concrete = model.step(concrete, concrete_action)
+        trace.append((concrete_action, concrete))
+        canon, perm = canonical(model.step(canon, action))
+        labels = compose(inverse(perm), labels)
+        found = first_violation(invariants, before, concrete)
+        if found:
+            return Violation(found[0], found[1], trace, start)
+    raise AssertionError("replaying a violating path must violate an invariant")
+
+
+def random_walks(
+    model: ReplicationModel,
+    invariants: list[Invariant],
+    limits: Limits,
+    seed: int,
+    walks_max: int,
+) -> Outcome:
+    """Seeded random walks of up to depth_max steps each, for spaces too big to exhaust."""
+    stats = Stats()
+    rng = random.Random(seed)
+    started = time.perf_counter()
+    deadline = started + limits.time_limit_s
+    initial = model.initial_state()
+    for _ in range(walks_max):
+        trace = list(_walk(model, initial, rng, limits.depth_max))
+        stats.explored += len(trace)
+        stats.depth = max(stats.depth, len(trace))
+        before = initial
+        for index, (_, after) in enumerate(trace):
+            found = first_violation(invariants, before, after)
+            if found:
+                stats.elapsed_s = time.perf_counter() - started
+                return Outcome(Violation(*found, trace[: index + 1], initial), stats)
+            before = after
+        if time.perf_counter() > deadline:
+            stats.stopped_by = "time"
+            break
+    stats.elapsed_s = time.perf_counter() - started
+    stats.distinct = stats.explored
+    return Outcome(None, stats)
+
+
+def _walk(
+    model: ReplicationModel, state: State, rng: random.Random, steps_max: int
+) -> Iterator[tuple[Action, State]]:
+    for _ in range(steps_max):
+        actions = model.enabled_actions(state)
+        if not actions:
+            return
+        action = actions[rng.randrange(len(actions))]
+        state = model.step(state, action)
+        yield action, state

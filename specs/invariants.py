@@ -1,0 +1,199 @@
+"""Named invariants over model states (and, for monotonicity, over transitions).
+
+Each returns None when it holds, or a one-line description of the violation. The
+docstrings say which configurations promise the property, so that a violation under
+an unsafe setting reads as "what this setting costs", not as a model bug.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from model.state import FETCHING, State, broker_name
+
+StateCheck = Callable[[State], "str | None"]
+TransitionCheck = Callable[[State, State], "str | None"]
+
+
+@dataclass(frozen=True)
+class Invariant:
+    name: str
+    check: StateCheck | None
+    transition: TransitionCheck | None
+    promise: str
+
+    def violated(self, before: State | None, after: State) -> str | None:
+        if self.check is not None:
+            return self.check(after)
+        if before is None or self.transition is None:
+            return None
+        return self.transition(before, after)
+
+
+def _leaders(state: State):
+    """(broker, partition, leader epoch) for every live broker that believes it leads."""
+    for b, broker in enumerate(state.brokers):
+        if not broker.alive:
+            continue
+        for p, view in enumerate(broker.views):
+            if view is not None and view.leader == b:
+                yield b, p, view.leader_epoch
+
+
+def leader_in_isr(state: State) -> str | None:
+    """The controller's leader is a member of the ISR it records (KIP-966 puts a leader
+    elected from the ELR, the last known leader or uncleanly back into the ISR).
+    Promised by every configuration."""
+    for p, reg in enumerate(state.controller.partitions):
+        if reg.leader >= 0 and not reg.isr >> reg.leader & 1:
+            return f"p{p}: leader {broker_name(reg.leader)} is not in the ISR"
+    return None
+
+
+def one_leader_per_epoch(state: State) -> str | None:
+    """No two brokers lead one partition in the same leader epoch. Promised always."""
+    seen: dict[tuple[int, int], int] = {}
+    for b, p, epoch in _leaders(state):
+        other = seen.setdefault((p, epoch), b)
+        if other != b:
+            return f"p{p}: {broker_name(other)} and {broker_name(b)} both lead epoch {epoch}"
+    return None
+
+
+def log_matching(state: State) -> str | None:
+    """Replicas agree on every offset below the smaller of their HWs. Promised with
+    leader-epoch truncation and unclean election off; the HW-based and KIP-101 rules and
+    unclean elections break it."""
+    for p in range(len(state.controller.partitions)):
+        replicas = [row[p] for row in state.replicas]
+        for i in range(len(replicas)):
+            for j in range(i + 1, len(replicas)):
+                a, b = replicas[i], replicas[j]
+                for offset in range(min(a.hw, b.hw, len(a.log), len(b.log))):
+                    if a.log[offset][:2] != b.log[offset][:2]:
+                        return (
+                            f"p{p}: {broker_name(i)} and {broker_name(j)} differ at offset "
+                            f"{offset}, below both HWs"
+                        )
+    return None
+
+
+def high_watermark_monotonic(before: State, after: State) -> str | None:
+    """A leader's HW never moves down while it leads one epoch. Promised always."""
+    for b, p, epoch in _leaders(after):
+        view = before.brokers[b].views[p]
+        if not before.brokers[b].alive or view is None or view.leader != b:
+            continue
+        if view.leader_epoch == epoch and after.replicas[b][p].hw < before.replicas[b][p].hw:
+            return f"p{p}: leader {broker_name(b)}'s HW went down in epoch {epoch}"
+    return None
+
+
+def leader_completeness(state: State) -> str | None:
+    """A running leader holds every record committed (HW passed) in its or an earlier
+    epoch. Promised with acks-independent safe settings: unclean election off,
+    min.insync.replicas >= 2 or no data loss, leader-epoch truncation, KAFKA-15583 guard."""
+    for b, p, epoch in _leaders(state):
+        log = state.replicas[b][p].log
+        for offset, (value, committed_epoch) in enumerate(state.committed[p]):
+            if committed_epoch > epoch:
+                continue
+            if offset >= len(log) or log[offset][1] != value:
+                return (
+                    f"p{p}: leader {broker_name(b)} (epoch {epoch}) lacks committed "
+                    f"v{value} at offset {offset}"
+                )
+    return None
+
+
+def no_acknowledged_write_lost(state: State) -> str | None:
+    """Every acknowledged write is in the log of every later leader, at its offset.
+    Promised only with acks=all, min.insync.replicas >= 2 (more than the brokers that
+    lose unflushed data at once), unclean.leader.election.enable=false and the default
+    replog.* rules; acks=1 and min.insync.replicas=1 are the classic ways to lose it."""
+    leaders = list(_leaders(state))
+    for ack in state.acked:
+        for b, p, epoch in leaders:
+            if p != ack.partition or epoch < ack.leader_epoch:
+                continue
+            log = state.replicas[b][p].log
+            if ack.offset >= len(log) or log[ack.offset][1] != ack.value:
+                return (
+                    f"p{p}: acknowledged v{ack.value} (offset {ack.offset}, epoch "
+                    f"{ack.leader_epoch}) is missing from leader {broker_name(b)} (epoch {epoch})"
+                )
+    return None
+
+
+def consistent_read(state: State) -> str | None:
+    """An offset a consumer has read never shows it another value. Promised where
+    LeaderCompleteness is."""
+    if state.read_conflict:
+        return "a consumer read two different values at one offset"
+    return None
+
+
+def no_divergence(state: State) -> str | None:
+    """A follower that the leader has accepted a fetch from at offset k agrees with the
+    leader on every record below k: divergence that fetching would never repair.
+    Promised with leader-epoch truncation; KIP-101 and HW truncation break it."""
+    for leader, p, epoch in _leaders(state):
+        leader_replica = state.replicas[leader][p]
+        for f, broker in enumerate(state.brokers):
+            view = broker.views[p]
+            if f == leader or not broker.alive or view is None:
+                continue
+            if view.leader != leader or view.leader_epoch != epoch:
+                continue
+            follower = state.replicas[f][p]
+            if follower.phase != FETCHING:
+                continue
+            limit = min(leader_replica.follower_leo[f], len(follower.log), len(leader_replica.log))
+            for offset in range(limit):
+                if follower.log[offset][:2] != leader_replica.log[offset][:2]:
+                    return (
+                        f"p{p}: follower {broker_name(f)} diverges from leader "
+                        f"{broker_name(leader)} at offset {offset}, yet fetches past it"
+                    )
+    return None
+
+
+INVARIANTS: dict[str, Invariant] = {
+    inv.name: inv
+    for inv in (
+        Invariant("LeaderInIsr", leader_in_isr, None, "always"),
+        Invariant("OneLeaderPerEpoch", one_leader_per_epoch, None, "always"),
+        Invariant("LogMatching", log_matching, None, "leader-epoch truncation, clean elections"),
+        Invariant("HighWatermarkMonotonic", None, high_watermark_monotonic, "always"),
+        Invariant("LeaderCompleteness", leader_completeness, None, "safe defaults"),
+        Invariant(
+            "NoAcknowledgedWriteLost",
+            no_acknowledged_write_lost,
+            None,
+            "acks=all, min.insync.replicas>=2, clean elections, default replog.* rules",
+        ),
+        Invariant("ConsistentRead", consistent_read, None, "safe defaults"),
+        Invariant("NoDivergence", no_divergence, None, "leader-epoch truncation"),
+    )
+}
+
+
+def select(names: list[str] | None) -> list[Invariant]:
+    """The named invariants (all when `names` is empty); unknown names raise ValueError."""
+    if not names:
+        return list(INVARIANTS.values())
+    unknown = [n for n in names if n not in INVARIANTS]
+    if unknown:
+        raise ValueError(f"unknown invariant {unknown[0]!r}; known: {', '.join(INVARIANTS)}")
+    return [INVARIANTS[n] for n in names]
+
+
+def first_violation(
+    invariants: list[Invariant], before: State | None, after: State
+) -> tuple[str, str] | None:
+    for inv in invariants:
+        message = inv.violated(before, after)
+        if message is not None:
+            return inv.name, message
+    return None
