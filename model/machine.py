@@ -76,7 +76,8 @@ class Action(NamedTuple):
             "handle_response": f"{b} receives {broker_name(self.arg)}'s response for {p}",
             "shrink_isr": f"leader {b} shrinks {broker_name(self.arg)} out of the ISR of {p}",
             "deliver": f"{b} learns the controller's metadata",
-            "fence": f"controller fences {b} (session timed out)",
+            "fence": f"controller fences {b} (session timed out)"
+            + (f" and elects {broker_name(self.arg)} leader of {p}" if self.arg >= 0 else ""),
             "register": f"{b} registers with the controller (or resumes heartbeats)",
             "elect": f"controller elects {broker_name(self.arg)} leader of {p}",
             "crash": f"{b} crashes ({CRASH_NAMES.get(self.arg, '?')})",
@@ -139,6 +140,9 @@ class ReplicationModel:
             sum(1 << ((p + i) % n) for i in range(config.replication_factor))
             for p in range(self.scope.partitions)
         )
+        full = (1 << n) - 1
+        # Brokers are interchangeable only if each holds every partition.
+        self.symmetric = all(mask == full for mask in self.replica_masks)
         self.crash_kinds = tuple(CRASH_KINDS[k] for k in self.scope.crash_kinds)
         self.lossy_crashes_possible = any(k != KILL for k in self.crash_kinds)
 
@@ -232,7 +236,7 @@ class ReplicationModel:
                     and state.replicas[b][p].phase != IDLE
                     and state.brokers[view.leader].alive
                     and self._connected(state, b, view.leader)
-                    and not any(m.leader == view.leader for m in in_flight)
+                    and (not in_flight or all(m.leader != view.leader for m in in_flight))
                 ):
                     yield Action("fetch", b, p)
                 for message in in_flight:
@@ -253,7 +257,7 @@ class ReplicationModel:
             if broker.alive and broker.registered and reachable and self._view_stale(state, b):
                 yield Action("deliver", b)
             if not ctrl.fenced >> b & 1 and (not broker.alive or not reachable):
-                yield Action("fence", b)
+                yield from self._fence_actions(state, b)
             if broker.alive and reachable and (not broker.registered or ctrl.fenced >> b & 1):
                 yield Action("register", b)
         if state.budget.elections >= scope.max_elections:
@@ -270,6 +274,25 @@ class ReplicationModel:
             )
             for c in members(candidates):
                 yield Action("elect", -1, p, c)
+
+    def _fence_actions(self, state: State, b: int) -> Iterator[Action]:
+        """Fencing a leader elects its successor in the same controller step (KRaft writes
+        both in one record batch); `arg` is the successor, -1 leaves it offline."""
+        led = [p for p, reg in enumerate(state.controller.partitions) if reg.leader == b]
+        if not led or state.budget.elections >= self.scope.max_elections:
+            yield Action("fence", b)
+            return
+        after = self._remove_from_partitions(state, b)
+        fenced = after.controller.fenced | 1 << b
+        reg = after.controller.partitions[led[0]]
+        candidates, _ = rules.election_candidates(
+            reg.leader, reg.isr, reg.elr, reg.last_leader, self.replica_masks[led[0]], fenced,
+            self.config,
+        )
+        if not candidates:
+            yield Action("fence", b)
+        for c in members(candidates):
+            yield Action("fence", b, led[0], c)
 
     def _fault_actions(self, state: State) -> Iterator[Action]:
         scope, budget = self.scope, state.budget
@@ -694,7 +717,10 @@ class ReplicationModel:
     def _do_fence(self, state: State, action: Action) -> State:
         state = self._remove_from_partitions(state, action.broker)
         ctrl = state.controller
-        return state._replace(controller=ctrl._replace(fenced=ctrl.fenced | 1 << action.broker))
+        state = state._replace(controller=ctrl._replace(fenced=ctrl.fenced | 1 << action.broker))
+        if action.arg < 0:
+            return state
+        return self._do_elect(state, Action("elect", -1, action.partition, action.arg))
 
     def _remove_from_partitions(self, state: State, b: int) -> State:
         """A fenced broker leaves every ISR (by the ELR rule) and loses its leaderships."""

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
+from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 
 from model.config import Config
 from model.machine import ReplicationModel, Scope
 from specs import explorer
-from specs.invariants import Invariant
+from specs.invariants import select
 from specs.trace import render_mermaid, render_text
+
+NEVER = 2**31 - 1  # no violation found yet
 
 
 @dataclass
@@ -26,43 +32,105 @@ class CheckResult:
 
     @property
     def violation(self) -> explorer.Violation | None:
-        for run in self.runs:
-            if run.outcome.violation is not None:
-                return run.outcome.violation
-        return None
+        """The shortest counterexample over all scopes (the earlier scope on a tie)."""
+        found = [run.outcome.violation for run in self.runs if run.outcome.violation]
+        return min(found, key=lambda v: len(v.trace)) if found else None
 
     @property
     def exhausted(self) -> bool:
         return all(run.outcome.stats.exhausted for run in self.runs)
 
 
+@dataclass(frozen=True)
+class Task:
+    name: str
+    config: Config
+    scope: Scope
+    invariants: tuple[str, ...]
+    limits: explorer.Limits
+    mode: str
+    seed: int
+    walks_max: int
+    collect: bool = False
+
+
+# The shortest violation any worker has found so far, shared by the pool's workers.
+_shortest: Synchronized | None = None
+
+
+def _share_shortest(shortest: Synchronized) -> None:
+    global _shortest
+    _shortest = shortest
+
+
+def _shortest_known() -> int:
+    return _shortest.value if _shortest is not None else NEVER
+
+
+def explore(task: Task) -> ScopeRun:
+    """One scope's search; a top-level function so worker processes can run it."""
+    model = ReplicationModel(task.config, task.scope)
+    invariants = select(list(task.invariants))
+    if task.mode == "bfs":
+        known = None if task.collect else _shortest_known
+        outcome = explorer.bfs(
+            model, invariants, task.limits, collect=task.collect, shortest_known=known
+        )
+        if outcome.violation is not None and _shortest is not None:
+            with _shortest.get_lock():
+                _shortest.value = min(_shortest.value, len(outcome.violation.trace))
+    else:
+        outcome = explorer.random_walks(model, invariants, task.limits, task.seed, task.walks_max)
+    return ScopeRun(task.name, task.scope, outcome)
+
+
 def run_check(
     config: Config,
-    scopes: list[tuple[str, Scope]],
-    invariants: list[Invariant],
+    scopes: list[tuple[str, Scope, int]],
+    invariants: list[str],
     limits: explorer.Limits,
     *,
     mode: str = "bfs",
     seed: int = 1,
     walks_max: int = 10_000,
+    jobs: int | None = None,
 ) -> CheckResult:
-    """Explore each scope in turn and stop at the first violation."""
-    result = CheckResult(config)
-    for name, scope in scopes:
-        model = ReplicationModel(config, scope)
-        if mode == "bfs":
-            outcome = explorer.bfs(model, invariants, limits)
-        else:
-            outcome = explorer.random_walks(model, invariants, limits, seed, walks_max)
-        result.runs.append(ScopeRun(name, scope, outcome))
-        if outcome.violation is not None:
-            break
-    return result
+    """Explore every scope (depth bound: the smaller of the scope's and `limits`'),
+    in `jobs` worker processes (default: one per core)."""
+    tasks = [
+        Task(
+            name,
+            config,
+            scope,
+            tuple(invariants),
+            replace(limits, depth_max=min(limits.depth_max, depth)),
+            mode,
+            seed,
+            walks_max,
+        )
+        for name, scope, depth in scopes
+    ]
+    workers = max(1, min(len(tasks), jobs or os.cpu_count() or 1))
+    shortest = multiprocessing.Value("i", NEVER)
+    if workers == 1:
+        _share_shortest(shortest)
+        return CheckResult(config, [explore(task) for task in tasks])
+    with ProcessPoolExecutor(
+        max_workers=workers, initializer=_share_shortest, initargs=(shortest,)
+    ) as pool:
+        return CheckResult(config, list(pool.map(explore, tasks)))
 
 
 def describe_run(run: ScopeRun) -> str:
     s = run.outcome.stats
-    coverage = "exhausted" if s.exhausted else f"stopped by {s.stopped_by or 'violation'}"
+    stopped = {
+        "depth": "every trace up to this depth",
+        "": "stopped at the violation",
+        "shorter found elsewhere": "stopped: a shorter violation was found in another scope",
+    }
+    coverage = stopped.get(s.stopped_by, f"{s.stopped_by} limit hit")
+    if s.exhausted:
+        coverage = "exhausted"
     verdict = "VIOLATED" if run.outcome.violation else "held"
     return (
         f"scope {run.name:7s} {verdict:8s} {s.explored:>9,} transitions  {s.distinct:>9,} distinct "

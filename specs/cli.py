@@ -8,14 +8,14 @@ import sys
 from pathlib import Path
 
 from model.config import Config, ConfigError
-from specs import explorer
+from specs import explorer, matrix
 from specs.check import describe_run, run_check, to_json, write_counterexample
 from specs.invariants import INVARIANTS, select
 from specs.scopes import DEFAULT_SUITE, SCOPES, resolve
 
 
 def _check_parser() -> argparse.ArgumentParser:
-    scopes = "; ".join(f"{name}: {about}" for name, (_, about) in SCOPES.items())
+    scopes = "; ".join(f"{name}: {preset.about}" for name, preset in SCOPES.items())
     parser = argparse.ArgumentParser(
         prog="replog check",
         description="Explore the reference model breadth-first for invariant violations; "
@@ -56,12 +56,15 @@ def _check_parser() -> argparse.ArgumentParser:
     bounds.add_argument(
         "--consumers", action="store_true", help="let a consumer read (ConsistentRead)"
     )
-    parser.add_argument("--depth", type=int, default=40, help="BFS depth limit (default 40)")
+    parser.add_argument(
+        "--depth", type=int, default=40, help="BFS depth limit (default: each scope's own, <= 40)"
+    )
     parser.add_argument("--states-max", type=int, default=3_000_000)
     parser.add_argument("--time-limit", type=float, default=120.0, help="seconds per scope")
     parser.add_argument("--mode", choices=("bfs", "random"), default="bfs")
     parser.add_argument("--seed", type=int, default=1, help="random mode: the RNG seed")
     parser.add_argument("--walks", type=int, default=10_000, help="random mode: walks per scope")
+    parser.add_argument("--jobs", type=int, help="worker processes (default: one per core)")
     parser.add_argument("--json", action="store_true", help="print a JSON summary")
     parser.add_argument("--out", type=Path, help="where trace.txt and trace.mmd go")
     return parser
@@ -94,7 +97,7 @@ def check_main(argv: list[str]) -> int:
         config = Config.parse(args.config)
         invariants = select(args.invariant)
         scopes = resolve(args.scope, **_overrides(args))
-        for _, scope in scopes:
+        for _, scope, _ in scopes:
             if config.replication_factor > scope.brokers:
                 raise ValueError(
                     f"replication.factor={config.replication_factor} needs --brokers >= it"
@@ -108,7 +111,14 @@ def check_main(argv: list[str]) -> int:
             f"replog check: {config.label()}; invariants: {', '.join(i.name for i in invariants)}"
         )
     result = run_check(
-        config, scopes, invariants, limits, mode=args.mode, seed=args.seed, walks_max=args.walks
+        config,
+        scopes,
+        [i.name for i in invariants],
+        limits,
+        mode=args.mode,
+        seed=args.seed,
+        walks_max=args.walks,
+        jobs=args.jobs,
     )
     violation = result.violation
     paths = None
@@ -130,3 +140,36 @@ def check_main(argv: list[str]) -> int:
     print(paths[0].read_text(), end="")
     print(f"\ntrace: {paths[0]}\ndiagram (Mermaid): {paths[1]}")
     return 1
+
+
+def matrix_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="replog matrix",
+        description="The safety matrix: invariants x configurations, each cell held or "
+        "violated with the length of its shortest counterexample.",
+    )
+    parser.add_argument(
+        "--depth",
+        type=int,
+        default=matrix.Bounds().depth_max,
+        help="cap on every scope's search depth (default %(default)s)",
+    )
+    parser.add_argument("--jobs", type=int, help="worker processes (default: one per core)")
+    parser.add_argument("--json", action="store_true", help="print the table as JSON")
+    parser.add_argument("--out", type=Path, default=Path("reports/safety-matrix.md"))
+    args = parser.parse_args(argv)
+    if args.depth < 1:
+        print("replog matrix: --depth must be at least 1", file=sys.stderr)
+        return 2
+    bounds = matrix.Bounds(depth_max=args.depth)
+    table = matrix.compute(bounds, jobs=args.jobs)
+    text = matrix.render_markdown(table, bounds)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    if args.json:
+        cells = {row: {k: c.render() for k, c in cells.items()} for row, cells in table.items()}
+        print(json.dumps(cells, indent=2))
+    else:
+        print(text, end="")
+        print(f"\nwritten to {args.out}")
+    return 0

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from model.machine import Action, ReplicationModel
 from model.state import State
+from specs import symmetry
 from specs.invariants import Invariant, first_violation
-from specs.symmetry import canonical, compose, inverse, permute, permute_action
+from specs.symmetry import compose, inverse, permute, permute_action
 
 
 @dataclass(frozen=True)
@@ -49,46 +50,79 @@ class Violation:
 
 @dataclass
 class Outcome:
-    violation: Violation | None
+    violation: Violation | None  # the first found (a shortest one)
     stats: Stats = field(default_factory=Stats)
+    violations: dict[str, Violation] = field(default_factory=dict)  # per invariant
 
 
-def bfs(model: ReplicationModel, invariants: list[Invariant], limits: Limits) -> Outcome:
-    """Breadth-first search; the first violation found has a shortest trace."""
+def bfs(
+    model: ReplicationModel,
+    invariants: list[Invariant],
+    limits: Limits,
+    *,
+    collect: bool = False,
+    shortest_known: Callable[[], int] | None = None,
+) -> Outcome:
+    """Breadth-first search; the first violation of an invariant has a shortest trace.
+
+    By default the search stops at the first violation. With `collect` it goes on and
+    records each invariant's first counterexample, stopping once every invariant has
+    one or the bounded space is covered (one search fills a safety-matrix row).
+    """
     stats = Stats()
     started = time.perf_counter()
-    state_checks = [inv for inv in invariants if inv.check is not None]
-    edge_checks = [inv for inv in invariants if inv.check is None]
+    canonical = symmetry.canonical if model.symmetric else _as_is
     start = model.initial_state()
     initial, start_perm = canonical(start)
-    found = first_violation(state_checks, None, start)
-    if found:
-        return Outcome(Violation(*found, [], start), stats)
+    labels = inverse(start_perm)
+    pending = list(invariants)
+    violations: dict[str, Violation] = {}
+    for inv in list(pending):
+        message = inv.violated(None, start)
+        if message is not None:
+            violations[inv.name] = Violation(inv.name, message, [], start)
+            pending.remove(inv)
+    found = len(violations)
+    edge_checks = [i for i in pending if i.check is None]
     parents: dict[State, tuple[State, Action] | None] = {initial: None}
-    frontier = [initial]
+    frontier = [initial] if pending and (collect or not violations) else []
     deadline = started + limits.time_limit_s
     while frontier:
         if stats.depth >= limits.depth_max:
             stats.stopped_by = "depth"
             break
+        if shortest_known is not None and stats.depth + 1 > shortest_known():
+            stats.stopped_by = "shorter found elsewhere"
+            break
         next_frontier: list[State] = []
-        for state in frontier:
+        for index, state in enumerate(frontier):
+            if (
+                shortest_known is not None
+                and index % 512 == 0
+                and stats.depth + 1 > shortest_known()
+            ):
+                stats.stopped_by = "shorter found elsewhere"
+                frontier = []
+                break
             for action in model.enabled_actions(state):
                 after = model.step(state, action)
                 stats.explored += 1
-                found = first_violation(edge_checks, state, after)
                 key, _ = canonical(after)
-                if found is None and key not in parents:
-                    found = first_violation(state_checks, state, after)
+                new = key not in parents
+                if new:
                     parents[key] = (state, action)
                     next_frontier.append(key)
-                if found:
-                    parents.setdefault(key, (state, action))
-                    stats.elapsed_s = time.perf_counter() - started
-                    stats.distinct = len(parents)
+                for inv in pending if new else edge_checks:
+                    if inv.violated(state, after) is None:
+                        continue
                     path = [*_path(parents, state), action]
-                    violation = _replay(model, start, inverse(start_perm), path, invariants)
-                    return Outcome(violation, stats)
+                    violations[inv.name] = _replay(model, canonical, start, labels, path, [inv])
+                if len(violations) > found:
+                    if not collect or len(violations) == len(invariants):
+                        return _finish(stats, started, parents, violations)
+                    found = len(violations)
+                    pending = [i for i in invariants if i.name not in violations]
+                    edge_checks = [i for i in pending if i.check is None]
             if len(parents) >= limits.states_max or time.perf_counter() > deadline:
                 stats.stopped_by = "states" if len(parents) >= limits.states_max else "time"
                 frontier = []
@@ -97,9 +131,16 @@ def bfs(model: ReplicationModel, invariants: list[Invariant], limits: Limits) ->
             stats.depth += 1
             frontier = next_frontier
     stats.exhausted = not stats.stopped_by
+    return _finish(stats, started, parents, violations)
+
+
+def _finish(
+    stats: Stats, started: float, parents: dict, violations: dict[str, Violation]
+) -> Outcome:
     stats.elapsed_s = time.perf_counter() - started
     stats.distinct = len(parents)
-    return Outcome(None, stats)
+    first = next(iter(violations.values()), None)
+    return Outcome(first, stats, violations)
 
 
 def _path(parents: dict[State, tuple[State, Action] | None], state: State) -> list[Action]:
@@ -113,8 +154,13 @@ def _path(parents: dict[State, tuple[State, Action] | None], state: State) -> li
     return actions
 
 
+def _as_is(state: State) -> tuple[State, tuple[int, ...]]:
+    return state, tuple(range(len(state.brokers)))
+
+
 def _replay(
     model: ReplicationModel,
+    canonical: Callable[[State], tuple[State, tuple[int, ...]]],
     start: State,
     labels: tuple[int, ...],
     path: list[Action],

@@ -22,23 +22,32 @@ class Invariant:
     check: StateCheck | None
     transition: TransitionCheck | None
     promise: str
+    reads: tuple[str, ...] = ()  # State fields a state check depends on
 
     def violated(self, before: State | None, after: State) -> str | None:
         if self.check is not None:
+            if (
+                before is not None
+                and self.reads
+                and all(getattr(before, name) is getattr(after, name) for name in self.reads)
+            ):
+                # Nothing it reads changed since a state it already held on.
+                return None
             return self.check(after)
         if before is None or self.transition is None:
             return None
         return self.transition(before, after)
 
 
-def _leaders(state: State):
+def _leaders(state: State) -> list[tuple[int, int, int]]:
     """(broker, partition, leader epoch) for every live broker that believes it leads."""
-    for b, broker in enumerate(state.brokers):
-        if not broker.alive:
-            continue
-        for p, view in enumerate(broker.views):
-            if view is not None and view.leader == b:
-                yield b, p, view.leader_epoch
+    return [
+        (b, p, view.leader_epoch)
+        for b, broker in enumerate(state.brokers)
+        if broker.alive
+        for p, view in enumerate(broker.views)
+        if view is not None and view.leader == b
+    ]
 
 
 def leader_in_isr(state: State) -> str | None:
@@ -81,6 +90,8 @@ def log_matching(state: State) -> str | None:
 
 def high_watermark_monotonic(before: State, after: State) -> str | None:
     """A leader's HW never moves down while it leads one epoch. Promised always."""
+    if before.replicas is after.replicas:
+        return None
     for b, p, epoch in _leaders(after):
         view = before.brokers[b].views[p]
         if not before.brokers[b].alive or view is None or view.leader != b:
@@ -159,22 +170,37 @@ def no_divergence(state: State) -> str | None:
     return None
 
 
+_VIEWS_AND_LOGS = ("brokers", "replicas")
+
 INVARIANTS: dict[str, Invariant] = {
     inv.name: inv
     for inv in (
-        Invariant("LeaderInIsr", leader_in_isr, None, "always"),
-        Invariant("OneLeaderPerEpoch", one_leader_per_epoch, None, "always"),
-        Invariant("LogMatching", log_matching, None, "leader-epoch truncation, clean elections"),
+        Invariant("LeaderInIsr", leader_in_isr, None, "always", ("controller",)),
+        Invariant("OneLeaderPerEpoch", one_leader_per_epoch, None, "always", ("brokers",)),
+        Invariant(
+            "LogMatching",
+            log_matching,
+            None,
+            "leader-epoch truncation, clean elections",
+            ("replicas",),
+        ),
         Invariant("HighWatermarkMonotonic", None, high_watermark_monotonic, "always"),
-        Invariant("LeaderCompleteness", leader_completeness, None, "safe defaults"),
+        Invariant(
+            "LeaderCompleteness",
+            leader_completeness,
+            None,
+            "safe defaults",
+            (*_VIEWS_AND_LOGS, "committed"),
+        ),
         Invariant(
             "NoAcknowledgedWriteLost",
             no_acknowledged_write_lost,
             None,
             "acks=all, min.insync.replicas>=2, clean elections, default replog.* rules",
+            (*_VIEWS_AND_LOGS, "acked"),
         ),
-        Invariant("ConsistentRead", consistent_read, None, "safe defaults"),
-        Invariant("NoDivergence", no_divergence, None, "leader-epoch truncation"),
+        Invariant("ConsistentRead", consistent_read, None, "safe defaults", ("read_conflict",)),
+        Invariant("NoDivergence", no_divergence, None, "leader-epoch truncation", _VIEWS_AND_LOGS),
     )
 }
 

@@ -93,7 +93,7 @@ def permute(state: State, perm: Perm) -> State:
 def permute_action(action: Action, perm: Perm) -> Action:
     broker = _permute_id(action.broker, perm)
     arg = action.arg
-    if action.kind in ("elect", "shrink_isr", "handle_response"):
+    if action.kind in ("elect", "shrink_isr", "handle_response", "fence") and arg >= 0:
         arg = perm[arg]
     return action._replace(broker=broker, arg=arg)
 
@@ -115,20 +115,23 @@ def _broker_key(state: State, b: int) -> tuple:
     (follower positions, view leaders) are not relabeled here: ties only cost reduction."""
     broker = state.brokers[b]
     ctrl = state.controller
-    flags = (
-        (ctrl.fenced >> b & 1)
-        | (state.isolated >> b & 1) << 1
-        | (state.controller_cut >> b & 1) << 2
-    )
-    roles = tuple((r.leader == b, r.isr >> b & 1, r.elr >> b & 1) for r in ctrl.partitions)
-    return (broker.alive, broker.registered, broker.unclean, flags, roles, state.replicas[b])
+    roles = 0
+    for reg in ctrl.partitions:
+        roles = roles << 3 | (reg.leader == b) << 2 | (reg.isr >> b & 1) << 1 | (reg.elr >> b & 1)
+    network = (ctrl.fenced >> b & 1) | (state.isolated >> b & 1) << 1
+    network |= (state.controller_cut >> b & 1) << 2
+    return (broker.alive, broker.registered, broker.unclean, network, roles, state.replicas[b])
+
+
+_IDENTITY = {n: tuple(range(n)) for n in range(1, 9)}
 
 
 def canonical(state: State) -> tuple[State, Perm]:
     """(canonical state, perm) with canonical == permute(state, perm)."""
     n = len(state.brokers)
-    order = sorted(range(n), key=lambda b: _broker_key(state, b))
-    perm = inverse(tuple(order))
-    if perm == tuple(range(n)):
-        return state, perm
+    keys = [_broker_key(state, b) for b in range(n)]
+    order = tuple(sorted(range(n), key=keys.__getitem__))
+    if order == _IDENTITY[n]:
+        return state, order
+    perm = inverse(order)
     return permute(state, perm), perm

@@ -40,7 +40,7 @@ def crash(m, state, broker, kind=KILL):
 
 def fail_over(m: ReplicationModel, state: State, dead: int, new_leader: int) -> State:
     """The controller fences a crashed broker and elects `new_leader`; all learn."""
-    state = do(m, state, Action("fence", dead), Action("elect", -1, P, new_leader))
+    state = do(m, state, Action("fence", dead, P, new_leader))
     return client.replicate(m, state)
 
 

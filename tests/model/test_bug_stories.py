@@ -20,7 +20,7 @@ def acked_values(state):
 def acks_story(*settings):
     m = model(*settings)
     s = do(m, m.initial_state(), Action("produce", A, P))
-    s = do(m, s, Action("crash", A, -1, KILL), Action("fence", A), Action("elect", -1, P, B))
+    s = do(m, s, Action("crash", A, -1, KILL), Action("fence", A, P, B))
     return m, do(m, s, Action("deliver", B))
 
 
@@ -42,7 +42,7 @@ def test_row8_acks_all_keeps_an_acknowledged_write_across_failover():
     s = do(m, m.initial_state(), Action("produce", A, P))
     s = client.replicate(m, s)
     assert acked_values(s) == [1]
-    s = do(m, s, Action("crash", A, -1, KILL), Action("fence", A), Action("elect", -1, P, B))
+    s = do(m, s, Action("crash", A, -1, KILL), Action("fence", A, P, B))
     s = client.replicate(m, s)
     assert log_values(s, B) == [1]
     assert no_acknowledged_write_lost(s) is None
@@ -86,13 +86,13 @@ def unclean_story(*settings):
     s = do(m, s, Action("produce", A, P))
     s = fetch_round(m, fetch_round(m, s, C), C)
     assert acked_values(s) == [1] and log_values(s, B) == []
-    s = do(m, s, Action("crash", A, -1, KILL), Action("fence", A), Action("crash", C, -1, KILL), Action("fence", C))
-    return m, s
+    s = do(m, s, Action("crash", A, -1, KILL), Action("fence", A, P, C))
+    return m, do(m, s, Action("crash", C, -1, KILL))
 
 
 def test_row7_unclean_election_truncates_committed_data():
     m, s = unclean_story("unclean.leader.election.enable=true")
-    s = do(m, s, Action("elect", -1, P, B), Action("deliver", B))
+    s = do(m, s, Action("fence", C, P, B), Action("deliver", B))
     assert "missing from leader B" in no_acknowledged_write_lost(s)
     s = client.replicate(m, do(m, s, Action("restart", A)))
     assert log_values(s, A) == log_values(s, B) == []  # A truncated the committed record
@@ -100,6 +100,7 @@ def test_row7_unclean_election_truncates_committed_data():
 
 def test_row7_clean_election_waits_for_an_eligible_replica():
     m, s = unclean_story()
+    s = do(m, s, Action("fence", C))
     assert not [a for a in m.enabled_actions(s) if a.kind == "elect"]  # offline, not lossy
     s = do(m, s, Action("restart", A), Action("elect", -1, P, A))
     s = client.replicate(m, s)

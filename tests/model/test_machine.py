@@ -132,8 +132,8 @@ def test_power_loss_keeps_the_flushed_prefix_and_disk_loss_nothing():
 
 def test_zombie_leader_keeps_serving_until_it_learns():
     m = model()
-    s = do(m, m.initial_state(), Action("cut_controller", A), Action("fence", A))
-    s = do(m, s, Action("elect", -1, P, B), Action("deliver", B))
+    s = do(m, m.initial_state(), Action("cut_controller", A), Action("fence", A, P, B))
+    s = do(m, s, Action("deliver", B))
     assert client.leader_of(s, P) == B
     s, zombie = client.produce(m, s, P, 10, broker=A)
     assert zombie.error == Errors.NONE and zombie.pending  # accepted, never acknowledged
@@ -167,12 +167,12 @@ def test_unclean_restart_leaves_elr_so_a_caught_up_member_leads():
     m = model()
     s = tick(m, m.initial_state())
     s = shrink(m, shrink(m, s, A, B), A, C)  # C leaves below min.isr: C joins the ELR
-    s = do(m, s, Action("crash", A, -1, DISK), Action("fence", A))
-    assert s.controller.partitions[P].elr == 0b101
-    s = do(m, s, Action("restart", A))
+    assert [a.arg for a in m.enabled_actions(crash(m, s, A, DISK)) if a.kind == "fence"] == [C]
+    s = do(m, crash(m, s, A, DISK), Action("fence", A, P, C))
     reg = s.controller.partitions[P]
-    assert (reg.isr, reg.elr, reg.leader) == (0, 0b100, -1)
-    assert [a.arg for a in m.enabled_actions(s) if a.kind == "elect"] == [C]
+    assert (reg.leader, reg.isr, reg.elr) == (C, 0b100, 0b001)
+    s = do(m, s, Action("restart", A))
+    assert s.controller.partitions[P].elr == 0  # an unclean shutdown leaves the ELR
 
 
 def test_empty_isr_and_elr_fall_back_to_the_last_known_leader():
