@@ -636,12 +636,9 @@ class ReplicationModel:
         if self.config.truncation == "kip-101":
             end = rules.kip101_truncation_offset(leo, response.offset)
             return rules.truncate(replica, end)._replace(phase=FETCHING)
-        if response.last_epoch < 0:
-            end = 0
-        else:
-            end = rules.divergence_truncation_offset(
-                replica.epochs, leo, response.last_epoch, response.offset
-            )
+        end = rules.divergence_truncation_offset(
+            replica.epochs, leo, replica.hw, response.last_epoch, response.offset
+        )
         truncated = rules.truncate(replica, end)
         agreed = end == leo
         return truncated._replace(phase=FETCHING if agreed else TRUNCATING)
@@ -654,7 +651,7 @@ class ReplicationModel:
             return replica
         if response.diverging:
             end = rules.divergence_truncation_offset(
-                replica.epochs, leo, response.last_epoch, response.offset
+                replica.epochs, leo, replica.hw, response.last_epoch, response.offset
             )
             return rules.truncate(replica, end)
         if response.offset != leo:

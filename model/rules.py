@@ -27,18 +27,22 @@ def latest_epoch(epochs: tuple[tuple[int, int], ...]) -> int:
 
 
 def end_offset_for(epochs: tuple[tuple[int, int], ...], leo: int, epoch: int) -> tuple[int, int]:
-    """LeaderEpochFileCache.endOffsetFor: the latest epoch ends at the LEO; an older one
-    at the start of the first later epoch, reported under the largest epoch <= it."""
-    if not epochs or epoch < epochs[0][0]:
+    """LeaderEpochFileCache.endOffsetFor. The latest epoch ends at the LEO; an epoch above
+    it is unknown (UNDEFINED); an older one ends where the first later epoch starts,
+    reported under the largest cached epoch <= it (or itself if none is that old)."""
+    if not epochs or epoch < 0:
         return UNDEFINED
-    if epoch >= epochs[-1][0]:
-        return (epochs[-1][0], leo)
-    found = epochs[0][0]
+    latest = epochs[-1][0]
+    if epoch == latest:
+        return (latest, leo)
+    if epoch > latest:
+        return UNDEFINED
+    floor = epoch
     for cached, start in epochs:
         if cached > epoch:
-            return (found, start)
-        found = cached
-    raise AssertionError("unreachable: epoch below the latest must end at a later epoch")
+            return (floor, start)
+        floor = cached
+    raise AssertionError("unreachable: an epoch below the latest ends at a later epoch")
 
 
 def epochs_after_append(
@@ -67,14 +71,19 @@ def last_fetched_epoch(log: tuple[Record, ...]) -> int:
 
 
 def divergence_truncation_offset(
-    own_epochs: tuple[tuple[int, int], ...], own_leo: int, epoch: int, offset: int
+    own_epochs: tuple[tuple[int, int], ...], own_leo: int, own_hw: int, epoch: int, offset: int
 ) -> int:
-    """KIP-279: where a follower truncates on the leader's answer (epoch, offset). An
-    undefined answer (the leader has no epoch that old) truncates to the log start."""
+    """KIP-279 (AbstractFetcherThread.getOffsetTruncationState): where a follower
+    truncates on the leader's answer (epoch, offset) for its last epoch."""
+    if offset < 0:
+        # The leader knows no epoch that old: fall back to the follower's HW.
+        return min(own_hw, own_leo)
     own_epoch, own_offset = end_offset_for(own_epochs, own_leo, epoch)
-    if own_epoch == epoch:
-        return max(0, min(offset, own_offset, own_leo))
-    return max(0, min(own_offset, own_leo))
+    if own_offset < 0:
+        return min(offset, own_leo)
+    if own_epoch != epoch:
+        return min(own_offset, own_leo)
+    return min(offset, own_offset, own_leo)
 
 
 def kip101_truncation_offset(own_leo: int, offset: int) -> int:

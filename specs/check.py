@@ -6,6 +6,7 @@ import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
+from functools import partial
 from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 
@@ -52,10 +53,13 @@ class Task:
     seed: int
     walks_max: int
     collect: bool = False
+    position: int = 0  # in the suite: ties between equally short violations go to the first
 
 
-# The shortest violation any worker has found so far, shared by the pool's workers.
+# The best violation any worker has found so far, shared by the pool's workers, encoded
+# as length * _POSITIONS + suite position so that `min` prefers shorter, then earlier.
 _shortest: Synchronized | None = None
+_POSITIONS = 64
 
 
 def _share_shortest(shortest: Synchronized) -> None:
@@ -63,8 +67,14 @@ def _share_shortest(shortest: Synchronized) -> None:
     _shortest = shortest
 
 
-def _shortest_known() -> int:
-    return _shortest.value if _shortest is not None else NEVER
+def _longest_worth_searching(position: int) -> int:
+    """The longest trace this scope may still report: as long as the best known if this
+    scope comes first in the suite (it would win the tie), one step shorter otherwise."""
+    best = _shortest.value if _shortest is not None else NEVER
+    if best == NEVER:
+        return NEVER
+    length, found_at = divmod(best, _POSITIONS)
+    return length if position < found_at else length - 1
 
 
 def explore(task: Task) -> ScopeRun:
@@ -72,13 +82,14 @@ def explore(task: Task) -> ScopeRun:
     model = ReplicationModel(task.config, task.scope)
     invariants = select(list(task.invariants))
     if task.mode == "bfs":
-        known = None if task.collect else _shortest_known
+        known = None if task.collect else partial(_longest_worth_searching, task.position)
         outcome = explorer.bfs(
             model, invariants, task.limits, collect=task.collect, shortest_known=known
         )
         if outcome.violation is not None and _shortest is not None:
+            encoded = len(outcome.violation.trace) * _POSITIONS + task.position
             with _shortest.get_lock():
-                _shortest.value = min(_shortest.value, len(outcome.violation.trace))
+                _shortest.value = min(_shortest.value, encoded)
     else:
         outcome = explorer.random_walks(model, invariants, task.limits, task.seed, task.walks_max)
     return ScopeRun(task.name, task.scope, outcome)
@@ -107,8 +118,9 @@ def run_check(
             mode,
             seed,
             walks_max,
+            position=position,
         )
-        for name, scope, depth in scopes
+        for position, (name, scope, depth) in enumerate(scopes)
     ]
     workers = max(1, min(len(tasks), jobs or os.cpu_count() or 1))
     shortest = multiprocessing.Value("i", NEVER)

@@ -32,7 +32,7 @@ ROWS: tuple[tuple[tuple[str, ...], str], ...] = (
 class Bounds:
     """How far each scope is searched: the smaller of its own depth and `depth_max`."""
 
-    depth_max: int = 9
+    depth_max: int = 40
     time_limit_s: float = 600.0
 
 

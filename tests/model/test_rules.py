@@ -18,7 +18,6 @@ def replica(log_epochs=(), hw=0, epochs=(), follower_leo=(UNKNOWN,) * N, caught_
 
 def test_end_offset_for_latest_epoch_is_the_leo():
     assert rules.end_offset_for(((0, 0), (2, 3)), 5, 2) == (2, 5)
-    assert rules.end_offset_for(((0, 0), (2, 3)), 5, 7) == (2, 5)
 
 
 def test_end_offset_for_older_epoch_is_the_next_epochs_start():
@@ -26,11 +25,14 @@ def test_end_offset_for_older_epoch_is_the_next_epochs_start():
     assert rules.end_offset_for(epochs, 9, 2) == (2, 6)
     # epoch 3 was never seen: answer under the largest epoch <= 3
     assert rules.end_offset_for(epochs, 9, 3) == (2, 6)
+    # older than anything cached: answer under the requested epoch itself
+    assert rules.end_offset_for(((2, 4),), 9, 1) == (1, 4)
 
 
 def test_end_offset_for_unknown_epoch_is_undefined():
     assert rules.end_offset_for((), 0, 1) == (-1, -1)
-    assert rules.end_offset_for(((2, 0),), 4, 1) == (-1, -1)
+    assert rules.end_offset_for(((0, 0), (2, 3)), 5, 7) == (-1, -1)
+    assert rules.end_offset_for(((0, 0),), 5, -1) == (-1, -1)
 
 
 def test_follower_learns_epochs_from_appended_records():
@@ -51,12 +53,21 @@ def test_truncation_drops_log_tail_epochs_hw_and_recovery_point():
 
 def test_kip279_truncates_to_min_of_both_ends_when_epochs_agree():
     # follower has epoch 1 up to offset 4, leader says epoch 1 ends at 3
-    assert rules.divergence_truncation_offset(((0, 0), (1, 2)), 4, 1, 3) == 3
+    assert rules.divergence_truncation_offset(((0, 0), (1, 2)), 4, 0, 1, 3) == 3
 
 
 def test_kip279_uses_own_end_of_leaders_epoch_when_it_differs():
     # story 3: B asks with epoch 2; A answers (1, 2); B's own epoch 1 ends at 1
-    assert rules.divergence_truncation_offset(((0, 0), (1, 0), (2, 1)), 2, 1, 2) == 1
+    assert rules.divergence_truncation_offset(((0, 0), (1, 0), (2, 1)), 2, 0, 1, 2) == 1
+
+
+def test_kip279_undefined_answer_falls_back_to_the_hw():
+    assert rules.divergence_truncation_offset(((3, 0),), 4, 2, -1, -1) == 2
+
+
+def test_kip279_follower_whose_records_are_all_newer_truncates_them_all():
+    # its cache answers epoch 2 as ending where its epoch 5 starts: offset 0
+    assert rules.divergence_truncation_offset(((5, 0),), 4, 0, 2, 3) == 0
 
 
 def test_kip101_trusts_the_leaders_offset():
