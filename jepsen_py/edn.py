@@ -40,6 +40,8 @@ _TOKEN = re.compile(
 )
 _CLOSERS = {"[": "]", "(": ")", "{": "}", "#{": "}"}
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\"}
+# The string token's regex guarantees every backslash is followed by a character.
+_ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{4}|.)", re.DOTALL)
 _INTEGER = re.compile(r"[+-]?\d+N?")
 _FLOAT = re.compile(r"[+-]?\d+(\.\d*)?([eE][+-]?\d+)?M?")
 
@@ -99,10 +101,12 @@ def _collection(text: str, offset: int, opener: str, items: list[Any]) -> Any:
 
 
 def _hashable(value: Any) -> Any:
+    """A map or set element as a hashable value; a map becomes a frozenset of pairs, not
+    sorted pairs, because its keys may be of types that do not compare (:a and 1)."""
     if isinstance(value, list):
         return tuple(_hashable(item) for item in value)
     if isinstance(value, dict):
-        return tuple(sorted((k, _hashable(v)) for k, v in value.items()))
+        return frozenset((k, _hashable(v)) for k, v in value.items())
     return value
 
 
@@ -125,20 +129,18 @@ def _atom(text: str, offset: int, token: str) -> Any:
 def _unescape(text: str, offset: int, body: str) -> str:
     if "\\" not in body:
         return body
-    out = []
-    chars = iter(body)
-    for char in chars:
-        if char != "\\":
-            out.append(char)
-            continue
-        escaped = next(chars)
+
+    def replace(match: re.Match[str]) -> str:
+        escaped = match[1]
+        if len(escaped) == 5:
+            return chr(int(escaped[1:], 16))
+        if escaped in _ESCAPES:
+            return _ESCAPES[escaped]
         if escaped == "u":
-            out.append(chr(int("".join(next(chars) for _ in range(4)), 16)))
-        elif escaped in _ESCAPES:
-            out.append(_ESCAPES[escaped])
-        else:
-            raise EdnError(text, offset, f"unknown string escape \\{escaped}")
-    return "".join(out)
+            raise EdnError(text, offset, "string escape \\u needs four hex digits")
+        raise EdnError(text, offset, f"unknown string escape \\{escaped}")
+
+    return _ESCAPE.sub(replace, body)
 
 
 def dumps(value: Any) -> str:

@@ -99,9 +99,12 @@ def _knossos_op(entry: Any, position: int) -> Op:
     kind = str(fields["type"])
     if kind not in ("invoke", "ok", "fail", "info"):
         raise HistoryError(position + 1, f"entry {position + 1} has unknown :type {kind!r}")
+    index, time = fields.get("index", position), fields.get("time", position)
+    if type(index) is not int or type(time) is not int:
+        raise HistoryError(position + 1, f"entry {position + 1}: :index and :time must be integers")
     return Op(
-        fields.get("index", position),
-        fields.get("time", position),
+        index,
+        time,
         process,
         kind,
         str(fields["f"]),

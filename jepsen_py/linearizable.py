@@ -31,7 +31,7 @@ from collections.abc import Generator, Hashable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from jepsen_py.history import Op, pair_positions
+from jepsen_py.history import HistoryError, Op, pair_positions
 from jepsen_py.models import Model, Operation
 from jepsen_py.result import Result, Validity
 
@@ -54,20 +54,25 @@ class Verdict:
 
 
 def operations(history: list[Op], model: Model) -> list[Operation]:
-    """The client ops the model judges, in invocation order (see models.py for fail/info)."""
+    """The client ops the model judges, in invocation order (see models.py for fail/info).
+
+    Raises HistoryError naming the line of an op the model cannot judge, before any search."""
     result = []
     for call, ret in pair_positions(history):
         invocation = history[call]
         completion = None if ret is None else history[ret]
+        input = (invocation.f, invocation.value)
+        if problem := model.input_error(input):
+            raise HistoryError(call + 1, problem)
         if completion is None or completion.type == "info":
             ret, output = None, None
         elif completion.type == "fail" and not model.observes_failures:
             continue
         else:
             output = (completion.type, completion.value)
-        result.append(
-            Operation(invocation.process, call, ret, (invocation.f, invocation.value), output)
-        )
+            if completion.type == "ok" and (problem := model.output_error(input, output[1])):
+                raise HistoryError(ret + 1, problem)
+        result.append(Operation(invocation.process, call, ret, input, output))
     return result
 
 

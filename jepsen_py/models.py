@@ -9,6 +9,10 @@ or "fail", or None when the outcome is unknown (`info`, or never completed); suc
 take effect at any point after its invocation, or never.
 Jepsen's `fail` means "did not happen", so the checker drops failed ops, unless a model sets
 `observes_failures` (Porcupine's etcd logs: a failed cas saw a different value).
+
+Histories come from files, so before searching the checker asks `input_error` and
+`output_error` about every op and reports bad ones as bad input; `step` may then assume
+an f from `functions` and well-formed values.
 """
 
 from __future__ import annotations
@@ -37,10 +41,22 @@ class Operation:
 
 class Model:
     name: ClassVar[str]
+    functions: ClassVar[tuple[str, ...]]
     observes_failures: ClassVar[bool] = False
 
     def init(self) -> Hashable:
         raise NotImplementedError
+
+    def input_error(self, input: Input) -> str | None:
+        """Why this model cannot judge an op invoked as `input`, or None if it can."""
+        f = input[0]
+        if f not in self.functions:
+            return f"the {self.name} model has no {f!r} op (expected {', '.join(self.functions)})"
+        return None
+
+    def output_error(self, input: Input, value: Any) -> str | None:
+        """Why `value` cannot be the result of an `ok` completion of `input`, or None."""
+        return None
 
     def step(self, state: Any, input: Input, output: Output) -> tuple[bool, Hashable]:
         raise NotImplementedError
@@ -65,10 +81,20 @@ def _show(value: Any) -> str:
     return "nil" if value is None else repr(value) if isinstance(value, str) else str(value)
 
 
+def _scalar(value: Any) -> bool:
+    """Values that can live in a model state, which must be hashable: JSON/EDN scalars."""
+    return value is None or isinstance(value, str | int | float)
+
+
+def _pair(value: Any) -> bool:
+    return isinstance(value, list | tuple) and len(value) == 2
+
+
 class Register(Model):
     """read/write; a read with a nil value constrains nothing (Knossos)."""
 
     name = "register"
+    functions = ("read", "write")
 
     def __init__(self, initial: Hashable = None) -> None:
         self.initial = initial
@@ -76,23 +102,34 @@ class Register(Model):
     def init(self) -> Hashable:
         return self.initial
 
+    def input_error(self, input: Input) -> str | None:
+        f, value = input
+        if f == "write" and not _scalar(value):
+            return f"write value must be a number, string, boolean or nil, got {value!r}"
+        return super().input_error(input)
+
     def step(self, state: Any, input: Input, output: Output) -> tuple[bool, Hashable]:
         f, value = input
         if f == "write":
             return True, value
-        if f == "read":
-            seen = None if output is None else output[1]
-            return seen is None or seen == state, state
-        return False, state
+        seen = None if output is None else output[1]
+        return seen is None or seen == state, state
 
 
 class CasRegister(Register):
     """Knossos' cas-register: initial value 0, nil reads unconstrained, cas [old new]."""
 
     name = "cas-register"
+    functions = ("read", "write", "cas")
 
     def __init__(self, initial: Hashable = 0) -> None:
         super().__init__(initial)
+
+    def input_error(self, input: Input) -> str | None:
+        f, value = input
+        if f == "cas" and not (_pair(value) and all(_scalar(item) for item in value)):
+            return f"cas value must be [old new], got {value!r}"
+        return super().input_error(input)
 
     def step(self, state: Any, input: Input, output: Output) -> tuple[bool, Hashable]:
         f, value = input
@@ -102,30 +139,31 @@ class CasRegister(Register):
         return super().step(state, input, output)
 
 
-class EtcdRegister(Model):
-    """Porcupine's etcd register: starts absent (None); a nil read saw "absent"; a failed
-    cas saw a value other than its `old`; a read whose outcome is unknown or failed is free."""
+class EtcdRegister(CasRegister):
+    """Porcupine's etcd register (tests/data/porcupine/FORMAT.md): the cas-register's ops,
+    starting absent (None); a nil read saw "absent"; a failed cas saw a value other than its
+    `old`; a read whose outcome is unknown or failed is free. Porcupine's logs have no failed
+    write; in Jepsen one did not happen, so it is linearized as a no-op."""
 
     name = "etcd-register"
     observes_failures = True
 
-    def init(self) -> Hashable:
-        return None
+    def __init__(self) -> None:
+        super().__init__(None)
 
     def step(self, state: Any, input: Input, output: Output) -> tuple[bool, Hashable]:
         f, value = input
+        failed = output is not None and output[0] == "fail"
         if f == "read":
-            return output is None or output[0] == "fail" or output[1] == state, state
+            return output is None or failed or output[1] == state, state
         if f == "write":
-            return True, value
-        if f == "cas":
-            old, new = value
-            if output is not None and output[0] == "fail":
-                return state != old, state
-            if state == old:
-                return True, new
-            return output is None, state
-        return False, state
+            return True, state if failed else value
+        old, new = value
+        if failed:
+            return state != old, state
+        if state == old:
+            return True, new
+        return output is None, state
 
 
 class MultiRegister(Model):
@@ -133,6 +171,7 @@ class MultiRegister(Model):
     A read with a nil value constrains nothing. State: sorted (key, value) pairs."""
 
     name = "multi-register"
+    functions = ("txn",)
 
     def __init__(self, initial: dict[Any, Any] | None = None) -> None:
         self.initial = tuple(sorted((initial or {}).items()))
@@ -140,18 +179,37 @@ class MultiRegister(Model):
     def init(self) -> Hashable:
         return self.initial
 
+    def input_error(self, input: Input) -> str | None:
+        return super().input_error(input) or _txn_error(input[1])
+
+    def output_error(self, input: Input, value: Any) -> str | None:
+        return _txn_error(value)
+
     def step(self, state: Any, input: Input, output: Output) -> tuple[bool, Hashable]:
-        f, value = input
-        if f != "txn":
-            return False, state
-        micro_ops = output[1] if output is not None and output[0] == "ok" else value
+        micro_ops = output[1] if output is not None and output[0] == "ok" else input[1]
         registers = dict(state)
         for micro_f, key, micro_value in micro_ops:
             if micro_f == "write":
                 registers[key] = micro_value
-            elif micro_f != "read" or not _may_read(output, micro_value, registers.get(key)):
+            elif not _may_read(output, micro_value, registers.get(key)):
                 return False, state
         return True, tuple(sorted(registers.items()))
+
+
+def _txn_error(micro_ops: Any) -> str | None:
+    """Keys must be strings because the state is sorted by key."""
+    if not isinstance(micro_ops, list | tuple):
+        return f"txn value must be a list of [f key value] micro-ops, got {micro_ops!r}"
+    for micro_op in micro_ops:
+        if (
+            not isinstance(micro_op, list | tuple)
+            or len(micro_op) != 3
+            or micro_op[0] not in ("read", "write")
+            or not isinstance(micro_op[1], str)
+            or not _scalar(micro_op[2])
+        ):
+            return f"txn micro-op must be [read|write string-key scalar], got {micro_op!r}"
+    return None
 
 
 def _may_read(output: Output, seen: Any, current: Any) -> bool:
@@ -186,9 +244,25 @@ class KV(Model):
     `[key, string]`. Keys are independent, so the history is partitioned by key."""
 
     name = "kv"
+    functions = ("get", "put", "append")
 
     def init(self) -> Hashable:
         return ()
+
+    def input_error(self, input: Input) -> str | None:
+        f, value = input
+        if problem := super().input_error(input):
+            return problem
+        if not (_pair(value) and _scalar(value[0])):
+            return f"{f} value must be [key, string], got {value!r}"
+        if f != "get" and not isinstance(value[1], str):
+            return f"{f} value must be [key, string], got {value!r}"
+        return None
+
+    def output_error(self, input: Input, value: Any) -> str | None:
+        if input[0] == "get" and not (_pair(value) and isinstance(value[1], str)):
+            return f"get result must be [key, string], got {value!r}"
+        return None
 
     def step(self, state: Any, input: Input, output: Output) -> tuple[bool, Hashable]:
         f, (key, value) = input
@@ -197,9 +271,7 @@ class KV(Model):
             return output is None or output[1][1] == current, state
         if f == "put":
             return True, _assign(state, key, value)
-        if f == "append":
-            return True, _assign(state, key, current + value)
-        return False, state
+        return True, _assign(state, key, current + value)
 
     def partition(self, operations: list[Operation]) -> list[list[Operation]]:
         return _by_key(operations)
@@ -212,9 +284,28 @@ class AppendLog(Model):
     end-offset `[k, nil]` -> `[k, log end offset]`. Partitioned by key."""
 
     name = "log"
+    functions = ("append", "read", "end-offset")
 
     def init(self) -> Hashable:
         return ()
+
+    def input_error(self, input: Input) -> str | None:
+        f, value = input
+        if problem := super().input_error(input):
+            return problem
+        if not (_pair(value) and _scalar(value[0]) and _scalar(value[1])):
+            return f"{f} value must be [key, argument], got {value!r}"
+        if f == "read" and not _offset(value[1]):
+            return f"read value must be [key, integer offset], got {value!r}"
+        return None
+
+    def output_error(self, input: Input, value: Any) -> str | None:
+        f = input[0]
+        if not _pair(value):
+            return f"{f} result must be [key, result], got {value!r}"
+        if f != "read" and not _offset(value[1]):
+            return f"{f} result must be [key, integer offset], got {value!r}"
+        return None
 
     def step(self, state: Any, input: Input, output: Output) -> tuple[bool, Hashable]:
         f, (key, argument) = input
@@ -226,12 +317,14 @@ class AppendLog(Model):
         if f == "read":
             at = log[argument] if 0 <= argument < len(log) else None
             return output is None or result == at, state
-        if f == "end-offset":
-            return output is None or result == len(log), state
-        return False, state
+        return output is None or result == len(log), state
 
     def partition(self, operations: list[Operation]) -> list[list[Operation]]:
         return _by_key(operations)
+
+
+def _offset(value: Any) -> bool:
+    return type(value) is int
 
 
 MODELS: dict[str, Callable[[], Model]] = {

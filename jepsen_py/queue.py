@@ -40,6 +40,8 @@ MAX_CASES_PER_ANOMALY = 64
 UNSEEN_SERIES_POINTS = 200
 _RESETS = frozenset({"assign", "subscribe"})
 _RECORD_SHAPE = "a polled record must be [integer offset, value]"
+_VALUE_SHAPE = "a record's value must be a number, string, boolean or null, not a list or map"
+_POLL_SHAPE = "poll completion value must be {key: [[offset, value], ...]}"
 
 Key = str
 Record = tuple[Key, Any]
@@ -90,7 +92,7 @@ def _observe(history: list[Op]) -> _Observations:
         invocation = history[call]
         completion = None if ret is None else history[ret]
         if invocation.f == "send":
-            _observe_send(seen, invocation, completion, call)
+            _observe_send(seen, invocation, completion, call, ret)
         elif invocation.f == "poll" and completion is not None and completion.type == "ok":
             assert ret is not None
             _observe_poll(seen, completion, ret)
@@ -99,43 +101,50 @@ def _observe(history: list[Op]) -> _Observations:
     return seen
 
 
-def _observe_send(seen: _Observations, invocation: Op, completion: Op | None, call: int) -> None:
-    key, value = _pair(invocation.value, call, "send invocation value must be [key, value]")
-    record = (str(key), value)
+def _observe_send(
+    seen: _Observations, invocation: Op, completion: Op | None, call: int, ret: int | None
+) -> None:
+    key, value = sent_record(invocation, call)
     if completion is None or completion.type == "info":
         return
     if completion.type == "fail":
-        seen.failed[record] = invocation.index
+        seen.failed[(key, value)] = invocation.index
         return
-    offset, _ = _pair(completion.value, call, "send completion value must be [offset, value]")
-    if type(offset) is not int:
-        raise HistoryError(call + 1, f"send offset must be an integer, got {offset!r}")
-    _record(seen, record[0], offset, value)
-    sent = (invocation.index, completion.time, record[0], value, offset)
-    seen.acked.append(sent)
-    seen.sends.append((call, invocation.process, record[0], value, offset))
+    assert ret is not None
+    offset = acked_offset(completion, ret)
+    _record(seen, key, offset, value)
+    seen.acked.append((invocation.index, completion.time, key, value, offset))
+    seen.sends.append((call, invocation.process, key, value, offset))
 
 
 def _observe_poll(seen: _Observations, completion: Op, position: int) -> None:
+    """Checks what `polled` checks, inlined: this loop runs once per polled record."""
     if not isinstance(completion.value, dict):
-        raise HistoryError(position + 1, "poll completion value must be {key: [[offset, value]]}")
+        raise HistoryError(position + 1, f"{_POLL_SHAPE}, got {completion.value!r}")
     by_key: dict[Key, list[tuple[int, Any]]] = {}
     first_seen, offset_of, value_at = seen.first_seen, seen.offset_of, seen.value_at
     seen_at = (completion.time, completion.index)
     for raw_key, records in completion.value.items():
         key = str(raw_key)
+        if type(records) is not list:
+            raise HistoryError(position + 1, f"{_POLL_SHAPE}, got {records!r} for {key!r}")
         highest = seen.max_polled.get(key, -1)
-        for record in records:
-            if type(record) is not list or len(record) != 2 or type(record[0]) is not int:
-                raise HistoryError(position + 1, f"{_RECORD_SHAPE}, got {record!r}")
-            offset, value = record
-            # _record, inlined: this loop runs once per polled record.
-            known = offset_of.setdefault((key, value), offset)
-            held = value_at.setdefault((key, offset), value)
-            if known != offset or held != value:
-                _record(seen, key, offset, value)
-            first_seen.setdefault((key, value), seen_at)
-            highest = max(highest, offset)
+        try:
+            for record in records:
+                if type(record) is not list or len(record) != 2 or type(record[0]) is not int:
+                    raise HistoryError(position + 1, f"{_RECORD_SHAPE}, got {record!r}")
+                offset, value = record
+                # _record, inlined.
+                known = offset_of.setdefault((key, value), offset)
+                held = value_at.setdefault((key, offset), value)
+                if known != offset or held != value:
+                    _record(seen, key, offset, value)
+                first_seen.setdefault((key, value), seen_at)
+                highest = max(highest, offset)
+        except TypeError:
+            # The shape is checked above, so only an unhashable (list or map) value gets
+            # here; catching it costs nothing on the common path, unlike a check per record.
+            raise HistoryError(position + 1, f"{_VALUE_SHAPE}, got {record!r}") from None
         by_key[key] = records
         seen.max_polled[key] = highest
     seen.polls.append((position, completion.process, by_key))
@@ -150,6 +159,47 @@ def _record(seen: _Observations, key: Key, offset: int, value: Any) -> None:
     held = seen.value_at.setdefault((key, offset), value)
     if held != value:
         seen.conflicts.setdefault((key, offset), {held}).add(value)
+
+
+def sent_record(invocation: Op, position: int) -> Record:
+    """The (key, value) a send invocation at `position` writes, checked. Values must be
+    hashable: records are matched by value."""
+    key, value = _pair(invocation.value, position, "send invocation value must be [key, value]")
+    if not _hashable(value):
+        raise HistoryError(position + 1, f"{_VALUE_SHAPE}, got {value!r}")
+    return str(key), value
+
+
+def acked_offset(completion: Op, position: int) -> int:
+    """The offset an `ok` send completion at `position` reports, checked."""
+    offset, _ = _pair(completion.value, position, "send completion value must be [offset, value]")
+    if type(offset) is not int:
+        raise HistoryError(position + 1, f"send offset must be an integer, got {offset!r}")
+    return offset
+
+
+def polled(completion: Op, position: int) -> dict[Key, list[list[Any]]]:
+    """The records an `ok` poll completion at `position` returned, by key, checked."""
+    if not isinstance(completion.value, dict):
+        raise HistoryError(position + 1, f"{_POLL_SHAPE}, got {completion.value!r}")
+    for key, records in completion.value.items():
+        if type(records) is not list:
+            raise HistoryError(position + 1, f"{_POLL_SHAPE}, got {records!r} for {key!r}")
+        for record in records:
+            if type(record) is not list or len(record) != 2 or type(record[0]) is not int:
+                raise HistoryError(position + 1, f"{_RECORD_SHAPE}, got {record!r}")
+            if not _hashable(record[1]):
+                raise HistoryError(position + 1, f"{_VALUE_SHAPE}, got {record!r}")
+    return {str(key): records for key, records in completion.value.items()}
+
+
+def _hashable(value: Any) -> bool:
+    """The test the hot loop in `_observe_poll` makes by using values as dict keys."""
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
 
 
 def _pair(value: Any, position: int, message: str) -> tuple[Any, Any]:

@@ -47,7 +47,6 @@ from model.state import (
     State,
     View,
     broker_name,
-    mask_name,
     members,
 )
 
@@ -144,7 +143,6 @@ class ReplicationModel:
         # Brokers are interchangeable only if each holds every partition.
         self.symmetric = all(mask == full for mask in self.replica_masks)
         self.crash_kinds = tuple(CRASH_KINDS[k] for k in self.scope.crash_kinds)
-        self.lossy_crashes_possible = any(k != KILL for k in self.crash_kinds)
 
     # --- initial state ----------------------------------------------------------------
 
@@ -934,20 +932,3 @@ def _record_committed(state: State, partition: int, replica: Replica, epoch: int
         return state
     extra = tuple((replica.log[o][1], epoch) for o in range(len(committed), replica.hw))
     return state._replace(committed=_replace_at(state.committed, partition, committed + extra))
-
-
-def describe_state(state: State) -> str:
-    """A compact multi-line picture of a state, for traces."""
-    lines = []
-    for p, reg in enumerate(state.controller.partitions):
-        leader = broker_name(reg.leader) if reg.leader >= 0 else "none"
-        lines.append(
-            f"  controller p{p}: leader={leader} epoch={reg.leader_epoch} "
-            f"ISR={mask_name(reg.isr)} ELR={mask_name(reg.elr)}"
-        )
-    for b, broker in enumerate(state.brokers):
-        status = "up" if broker.alive else "down"
-        for p, replica in enumerate(state.replicas[b]):
-            log = " ".join(f"v{r[1]}@e{r[0]}" for r in replica.log) or "-"
-            lines.append(f"  {broker_name(b)} ({status}) p{p}: [{log}] HW={replica.hw}")
-    return "\n".join(lines)

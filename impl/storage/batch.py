@@ -232,9 +232,14 @@ def _encode_record(offset_delta: int, timestamp_delta: int, record: Record) -> b
 
 
 def compress_lz4(data: bytes) -> bytes:
-    """The LZ4 frame Kafka writes: 64 KiB independent blocks, no checksums beyond the frame."""
+    """The LZ4 frame Kafka writes: 64 KiB independent blocks, no content checksum and no
+    content size (frame flags 0x60, as Kafka's KafkaLZ4BlockOutputStream)."""
     return lz4.frame.compress(
-        data, block_size=_LZ4_BLOCK_SIZE, block_linked=False, content_checksum=False
+        data,
+        block_size=_LZ4_BLOCK_SIZE,
+        block_linked=False,
+        content_checksum=False,
+        store_size=False,
     )
 
 
@@ -409,6 +414,10 @@ def _records_body(batch: bytes | memoryview, header: BatchHeader) -> bytes | mem
         raise CorruptBatchError(f"records decompress to more than {RECORDS_SIZE_BYTES_MAX} bytes")
     if not decompressor.eof:
         raise CorruptBatchError("lz4 frame ends early")
+    if decompressor.unused_data:
+        raise CorruptBatchError(
+            f"{len(decompressor.unused_data)} bytes after the end of the lz4 frame"
+        )
     return out
 
 

@@ -1,13 +1,16 @@
 """`replog dump-log FILE... [--print-data-log] [--json]`: kafka-dump-log.sh for replog.
 
 Prints every batch of `.log` files (and the entries of `.index` / `.timeindex` files)
-in Kafka's wording. Exit status 1 if any batch is torn, malformed or fails its CRC.
+in Kafka's wording, index offsets absolute as Kafka prints them. Exit status 1 if any
+batch is torn, malformed or fails its CRC, or (with --print-data-log) its records do
+not decode.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import posixpath
 import sys
 from collections.abc import Iterator
 from typing import Any, TextIO
@@ -94,24 +97,39 @@ def _scan_log(fs: FileSystem, path: str, print_data: bool) -> Iterator[dict[str,
             try:
                 entry["records"] = _record_fields(batch, header)
             except CodecError as error:
+                # The CRC only shows the bytes are as written; records that do not decode
+                # make the batch as unusable as a bad CRC does.
                 entry["error"] = str(error)
+                entry["isvalid"] = False
         yield entry
         position += header.size_bytes
 
 
+def _base_offset(path: str) -> int | None:
+    """The segment base offset a file name starts with, as Kafka's offsetFromFileName."""
+    stem = posixpath.basename(path).partition(".")[0]
+    return int(stem) if stem.isascii() and stem.isdigit() else None
+
+
 def _scan_index(fs: FileSystem, path: str) -> Iterator[dict[str, Any]]:
+    """Index entries with absolute offsets (base offset + the stored relative one)."""
+    base_offset = _base_offset(path)
+    if base_offset is None:
+        yield {
+            "error": "file name does not start with a segment base offset "
+            "(like 00000000000000000042.index)",
+            "isvalid": False,
+        }
+        return
     time_index = path.endswith(".timeindex")
     entry = TIME_ENTRY if time_index else OFFSET_ENTRY
     raw = fs.read(path, 0, fs.size(path))
     whole = len(raw) - len(raw) % entry.size
     for first, second in entry.iter_unpack(raw[:whole]):
         yield (
-            {"timestamp": first, "offset": second}
+            {"timestamp": first, "offset": base_offset + second}
             if time_index
-            else {
-                "offset": first,
-                "position": second,
-            }
+            else {"offset": base_offset + first, "position": second}
         )
     if whole != len(raw):
         yield {"error": f"{len(raw) - whole} trailing bytes, not a whole entry", "isvalid": False}

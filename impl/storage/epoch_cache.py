@@ -4,35 +4,41 @@ LeaderEpochFileCache), persisted to `leader-epoch-checkpoint` on every change.""
 from __future__ import annotations
 
 import bisect
+import itertools
 
 from impl.runtime.fs import FileSystem
-from impl.storage.checkpoint import read_epoch_checkpoint, write_checkpoint
+from impl.storage.checkpoint import CheckpointError, read_epoch_checkpoint, write_checkpoint
 
 UNDEFINED_EPOCH = -1
 UNDEFINED_EPOCH_OFFSET = -1
 
 
 class LeaderEpochCache:
-    """Entries (epoch, start offset), both strictly increasing."""
+    """Entries (epoch, start offset), both strictly increasing.
+
+    The mutators keep that order by construction; only a loaded file needs checking.
+    """
 
     def __init__(self, fs: FileSystem, path: str, entries: list[tuple[int, int]]) -> None:
         self._fs = fs
         self._path = path
         self._entries = list(entries)
-        self._check()
 
     @classmethod
     def load(cls, fs: FileSystem, path: str) -> LeaderEpochCache:
-        return cls(fs, path, read_epoch_checkpoint(fs, path))
-
-    def _check(self) -> None:
-        pairs = zip(self._entries, self._entries[1:], strict=False)
-        assert all(a[0] < b[0] and a[1] < b[1] for a, b in pairs), (
-            f"{self._path}: epochs and start offsets must both increase: {self._entries}"
-        )
+        """The cache saved at `path` (empty if missing); CheckpointError if it is malformed
+        or its epochs and start offsets do not both increase."""
+        entries = read_epoch_checkpoint(fs, path)
+        for line, (before, after) in enumerate(itertools.pairwise(entries), start=4):
+            if not (before[0] < after[0] and before[1] < after[1]):
+                raise CheckpointError(
+                    f"{path}: line {line} has epoch {after[0]} at offset {after[1]}, "
+                    f"after epoch {before[0]} at offset {before[1]}: epochs and start "
+                    "offsets must both increase"
+                )
+        return cls(fs, path, entries)
 
     def _save(self) -> None:
-        self._check()
         write_checkpoint(self._fs, self._path, self._entries)
 
     @property
@@ -56,19 +62,24 @@ class LeaderEpochCache:
         self._save()
 
     def end_offset_for(self, epoch: int, log_end_offset: int) -> tuple[int, int]:
-        """(epoch, end offset) as in KAFKA-RULES.md: the latest epoch ends at the LEO;
-        an older one at the start of the first epoch above it, reported with the largest
-        known epoch <= the requested one. No such epoch, or a requested epoch above the
-        latest, gives (UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET)."""
-        if not self._entries or epoch > self.latest_epoch:
+        """(epoch, end offset) as Kafka's LeaderEpochFileCache.endOffsetFor answers an
+        OffsetsForLeaderEpoch request.
+
+        The latest epoch ends at the log end offset. An older epoch ends where the first
+        later epoch starts, reported under the largest cached epoch <= it, or under the
+        requested epoch itself when every cached epoch is later (retention removed its
+        start). UNDEFINED_EPOCH, an epoch above the latest and an empty cache give
+        (UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET).
+        """
+        if epoch == UNDEFINED_EPOCH or not self._entries or epoch > self.latest_epoch:
             return UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET
         if epoch == self.latest_epoch:
             return epoch, log_end_offset
-        epochs = [e for e, _ in self._entries]
-        higher = bisect.bisect_right(epochs, epoch)
+        higher = bisect.bisect_right([e for e, _ in self._entries], epoch)
+        higher_start = self._entries[higher][1]
         if higher == 0:
-            return UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET
-        return self._entries[higher - 1][0], self._entries[higher][1]
+            return epoch, higher_start
+        return self._entries[higher - 1][0], higher_start
 
     def truncate_from_end(self, end_offset: int) -> None:
         """The log was cut to end at `end_offset`: drop epochs starting at or after it."""

@@ -24,7 +24,7 @@ TIME_ENTRY = struct.Struct(">qi")
 
 
 class _EntryFile:
-    """Fixed-size entries in a file, appended and truncated together with a Python list."""
+    """Fixed-size entries in a file, appended to or rewritten whole."""
 
     def __init__(self, fs: FileSystem, path: str, entry: struct.Struct) -> None:
         self.fs = fs
@@ -44,9 +44,6 @@ class _EntryFile:
     def append(self, first: int, second: int) -> None:
         self.fs.append(self.path, self.entry.pack(first, second))
 
-    def truncate_entries(self, count: int) -> None:
-        self.fs.truncate(self.path, count * self.entry.size)
-
     def rewrite(self, entries: list[tuple[int, int]]) -> None:
         self.fs.append(self.path, b"")
         self.fs.truncate(self.path, 0)
@@ -65,9 +62,6 @@ class OffsetIndex:
     @property
     def path(self) -> str:
         return self._file.path
-
-    def __len__(self) -> int:
-        return len(self._positions)
 
     def load(self, log_size_bytes: int) -> bool:
         """Adopt the file's entries if they are sane for a log of this size."""
@@ -95,20 +89,16 @@ class OffsetIndex:
         self._positions.append(position)
         self._file.append(relative, position)
 
-    def lookup(self, offset: int) -> int:
-        """Position of the last indexed batch whose last offset is <= offset, else 0."""
+    def lookup(self, offset: int) -> tuple[int, int | None]:
+        """(position, absolute last offset) of the last indexed batch whose last offset is
+        <= offset; (0, None) when there is none (the scan starts at the segment's start)."""
         slot = bisect.bisect_right(self._relative_offsets, offset - self.base_offset)
-        return self._positions[slot - 1] if slot else 0
+        if not slot:
+            return 0, None
+        return self._positions[slot - 1], self.base_offset + self._relative_offsets[slot - 1]
 
     def last_position(self) -> int:
         return self._positions[-1] if self._positions else 0
-
-    def truncate_to_position(self, position: int) -> None:
-        """Drop entries at or after a log position (the log was cut there)."""
-        keep = bisect.bisect_left(self._positions, position)
-        del self._relative_offsets[keep:]
-        del self._positions[keep:]
-        self._file.truncate_entries(keep)
 
     def rebuild(self, entries: list[tuple[int, int]]) -> None:
         """Replace every entry with (absolute offset, position) pairs."""

@@ -296,9 +296,12 @@ class PartitionLog:
 
         The first batch must start at the log end offset and each next one where the
         previous ended: replog does no compaction, so a gap means a fetch went wrong.
+        Leader epochs must not go down either: recovery reads a lower epoch after a
+        higher one as a damaged header and would cut the log there, fsynced or not.
         """
         batches = []
         expected = self.log_end_offset
+        latest_epoch = self._epochs.latest_epoch
         position = 0
         while position < len(data):
             header = self._check_incoming(data, position)
@@ -307,8 +310,15 @@ class PartitionLog:
                     f"batch at offset {header.base_offset}, the log expects {expected} "
                     "(replog logs have no gaps)"
                 )
+            if header.partition_leader_epoch < latest_epoch:
+                raise LogAppendError(
+                    f"batch at offset {header.base_offset} has partitionLeaderEpoch "
+                    f"{header.partition_leader_epoch}, below the epoch {latest_epoch} "
+                    "of an earlier batch"
+                )
             batches.append((position, header))
             expected = header.next_offset
+            latest_epoch = max(latest_epoch, header.partition_leader_epoch)
             position += header.size_bytes
         for position, header in batches:
             self._epochs.assign(header.partition_leader_epoch, header.base_offset)

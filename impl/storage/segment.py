@@ -217,28 +217,43 @@ class Segment:
             self.max_timestamp_ms, self.offset_of_max_timestamp = last_time_entry
 
     def find_position(self, offset: int) -> tuple[int, BatchHeader] | None:
-        """The first batch whose last offset is >= offset, found via the index then a scan."""
-        start = self.offset_index.lookup(offset)
+        """The first batch whose last offset is >= offset, found via the index then a scan.
+
+        baseOffset lies outside the CRC, so the scan checks each batch's offsets against
+        what must be there (the index entry's last offset, the segment's base offset, the
+        previous batch's next offset): a damaged baseOffset would otherwise serve records
+        under the wrong offsets. A mismatch raises CorruptBatchError at that batch.
+        """
+        start, indexed_last_offset = self.offset_index.lookup(offset)
+        expected = self.base_offset
         for position, header in scan_batches(
             self.fs, self.log_path, start, verify_crc=False, chunk_bytes=SEEK_CHUNK_BYTES
         ):
+            if position == start and indexed_last_offset is not None:
+                if header.last_offset != indexed_last_offset:
+                    reason = (
+                        f"lastOffset {header.last_offset}, the index says {indexed_last_offset}"
+                    )
+                    raise CorruptBatchError(reason, self.log_path, position, offset)
+            elif header.base_offset != expected:
+                reason = f"baseOffset {header.base_offset}, expected {expected}"
+                raise CorruptBatchError(reason, self.log_path, position, expected)
             if header.last_offset >= offset:
                 return position, header
+            expected = header.next_offset
         return None
 
     def read(self, offset: int, max_bytes: int) -> tuple[memoryview, int]:
         """Whole batches from the one holding `offset`, up to max_bytes but at least one.
 
-        Every batch served passes its CRC. A bad first batch raises CorruptBatchError; a
-        bad later one ends the read before it, so the next read reports it.
+        Every batch served passes its CRC and carries the offsets that follow from the
+        previous batch. A bad first batch raises CorruptBatchError; a bad later one ends
+        the read before it, so the next read reports it.
         """
         found = self.find_position(offset)
         if found is None:
             return memoryview(b""), offset
         position, first = found
-        if first.base_offset > offset:
-            reason = f"offset {offset} is missing: the next batch starts at {first.base_offset}"
-            raise CorruptBatchError(reason, self.log_path, position, offset)
         chunk = self.fs.read(
             self.log_path,
             position,
@@ -255,9 +270,14 @@ class Segment:
 
     def truncate_to(self, offset: int) -> None:
         """Remove every batch whose last offset is >= offset; durable before returning."""
-        found = self.find_position(offset)
-        if found is not None:
-            self.fs.truncate(self.log_path, found[0])
+        try:
+            found = self.find_position(offset)
+            cut = None if found is None else found[0]
+        except CorruptBatchError as error:
+            # Everything from a batch whose offsets are wrong is suspect: cut it too.
+            cut = error.position
+        if cut is not None:
+            self.fs.truncate(self.log_path, cut)
             self.recover()
         self.flush()
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 from itertools import combinations, permutations
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jepsen_py import importers, lin_report, linearizable
-from jepsen_py.history import Op, validate
+from jepsen_py.history import HistoryError, Op, validate
 from jepsen_py.models import AppendLog, CasRegister, EtcdRegister, Model, Operation
 
 DATA = Path(__file__).resolve().parent.parent / "data"
@@ -143,3 +144,41 @@ def test_append_log_model() -> None:
     assert linearizable.check(good, AppendLog()).valid is True
     bad = [*good[:5], op(5, 2, "ok", "read", ["p0", "a"])]
     assert linearizable.check(bad, AppendLog()).valid is False
+
+
+def _sequential(*ops: tuple[str, object, str, object]) -> list[Op]:
+    """(f, invoked value, completion type, completed value), one after another."""
+    history = []
+    for process, (f, value, kind, result) in enumerate(ops):
+        history.append(Op(len(history), len(history), process, "invoke", f, value))
+        history.append(Op(len(history), len(history), process, kind, f, result))
+    return history
+
+
+def test_etcd_failed_write_and_cas_leave_the_register_unchanged() -> None:
+    """Jepsen's failed write did not happen, so only the earlier write can be read; a failed
+    cas (Porcupine) saw another value and changed nothing."""
+    model = EtcdRegister()
+
+    def after_failures(read: int) -> list[Op]:
+        return _sequential(
+            ("write", 1, "ok", 1),
+            ("write", 2, "fail", 2),
+            ("cas", [0, 3], "fail", [0, 3]),
+            ("read", None, "ok", read),
+        )
+
+    assert linearizable.check(after_failures(1), model).valid is True
+    assert linearizable.check(after_failures(2), model).valid is False
+    assert linearizable.check(after_failures(3), model).valid is False
+
+
+def test_models_reject_ops_they_cannot_judge() -> None:
+    unknown_f = _sequential(("delete", None, "ok", None))
+    with pytest.raises(HistoryError, match=r"^line 1: the etcd-register model has no 'delete' op"):
+        linearizable.check(unknown_f, EtcdRegister())
+    bad_result = _sequential(("end-offset", ["k", None], "ok", ["k", "two"]))
+    with pytest.raises(
+        HistoryError, match=r"^line 2: end-offset result must be \[key, integer offset\]"
+    ):
+        linearizable.check(bad_result, AppendLog())

@@ -43,12 +43,21 @@ def test_a_value_nobody_read_below_a_read_offset_is_lost(valid_history: list[Op]
 
 
 def test_offset_and_value_anomalies(valid_history: list[Op]) -> None:
+    """A poll that sees the first record's value again at the second record's offset:
+    that value now sits at two offsets (duplicate) and that offset holds two values."""
     history = copy.deepcopy(valid_history)
     poll = _first(history, "poll", _nonempty_poll)
-    records = next(r for r in poll.value.values() if len(r) >= 2)
-    records[1] = [records[1][0], "intruder"]
+    key, records = next((k, r) for k, r in poll.value.items() if len(r) >= 2)
+    (first_offset, first_value), (second_offset, second_value) = records[0], records[1]
+    records[1] = [second_offset, first_value]
     result = queue.check(history)
-    assert "inconsistent-offsets" in result.stats["bad_anomalies"]
+    assert {"duplicate", "inconsistent-offsets"} <= set(result.stats["bad_anomalies"])
+    assert result.anomalies["duplicate"] == [
+        {"key": key, "value": first_value, "offsets": [first_offset, second_offset]}
+    ]
+    [conflict] = result.anomalies["inconsistent-offsets"]
+    assert (conflict["key"], conflict["offset"]) == (key, second_offset)
+    assert set(conflict["values"]) == {first_value, second_value}
 
 
 def test_skips_and_reorders_within_and_across_polls(valid_history: list[Op]) -> None:
@@ -87,22 +96,61 @@ def test_nonmonotonic_send_and_duplicate() -> None:
     assert {"nonmonotonic-send", "duplicate"} <= set(result.anomalies)
 
 
-def test_durability_after_heal() -> None:
-    history = [
-        Op(0, 0, 0, "invoke", "send", ["k", 1]),
-        Op(1, 1, 0, "ok", "send", [0, 1]),
-        Op(2, 2, 0, "invoke", "send", ["k", 2]),
-        Op(3, 3, 0, "ok", "send", [1, 2]),
-        Op(4, 4, "nemesis", "invoke", "heal", None),
-        Op(5, 5, "nemesis", "info", "heal", None),
-        Op(6, 6, 1, "invoke", "poll", None),
-        Op(7, 7, 1, "ok", "poll", {"k": [[0, 1]]}),
+def _healed(final_read: dict, pre_heal_read: dict | None = None) -> list[Op]:
+    """Two acknowledged sends to k (offsets 0 and 1), optionally a poll, a heal, and one
+    final read returning `final_read`."""
+    before = [] if pre_heal_read is None else [("invoke", None), ("ok", pre_heal_read)]
+    events = [
+        (0, "invoke", "send", ["k", 1]),
+        (0, "ok", "send", [0, 1]),
+        (0, "invoke", "send", ["k", 2]),
+        (0, "ok", "send", [1, 2]),
+        *((1, kind, "poll", value) for kind, value in before),
+        ("nemesis", "invoke", "heal", None),
+        ("nemesis", "info", "heal", None),
+        (2, "invoke", "poll", None),
+        (2, "ok", "poll", final_read),
     ]
+    return [Op(i, i, process, kind, f, value) for i, (process, kind, f, value) in enumerate(events)]
+
+
+def test_durability_reports_an_acknowledged_record_the_final_reads_passed_over() -> None:
+    # Offset 1 was truncated away and rewritten with 3: the read got past it, so 2 is lost.
+    history = _healed({"k": [[0, 1], [1, 3]]})
     result = durability.check(history)
     assert result.valid is False
-    assert result.anomalies["lost-acknowledged"][0]["value"] == 2
+    assert result.anomalies["lost-acknowledged"] == [
+        {"key": "k", "value": 2, "offset": 1, "send_index": 2}
+    ]
     assert durability.check(history, acks="1").valid is True
-    assert durability.check(history[:6]).valid == "unknown"
+    assert durability.check(_healed({"k": [[0, 1], [1, 2]]})).valid is True
+
+
+def test_durability_is_unknown_when_final_reads_stop_short() -> None:
+    # The final read ends at offset 0: offset 1 may be there, unread, so nothing is lost.
+    result = durability.check(_healed({"k": [[0, 1]]}))
+    assert result.valid == "unknown"
+    assert result.anomalies == {}
+    assert result.stats["unreached"] == 1
+    assert (
+        "stop short of 1 acknowledged record(s), e.g. key 'k' offset 1 (read up to offset 0)"
+        in (result.stats["reason"])
+    )
+    no_final_read = _healed({"k": [[0, 1]]})[:6]
+    assert durability.check(no_final_read).valid == "unknown"
+    assert "not read at all" in durability.check(no_final_read).stats["reason"]
+
+
+def test_durability_picks_final_reads_by_position_not_index() -> None:
+    """Op indices are labels: here they run backwards, yet only the poll after the heal
+    is a final read, so the record it misses is judged lost."""
+    history = _healed({"k": [[0, 1], [1, 3]]}, pre_heal_read={"k": [[0, 1], [1, 2]]})
+    for position, op in enumerate(history):
+        op.index = 100 - position
+    result = durability.check(history)
+    assert result.valid is False
+    assert result.stats["final_reads"] == 1
+    assert [case["value"] for case in result.anomalies["lost-acknowledged"]] == [2]
 
 
 def test_perf_quantiles_and_throughput(valid_history: list[Op]) -> None:

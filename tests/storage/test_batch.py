@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 
 from impl.storage.batch import (
+    HEADER_SIZE_BYTES,
     Codec,
     CorruptBatchError,
     Record,
@@ -198,3 +199,27 @@ def test_kafka_python_decodes_what_we_write(records, codec):
         (r.key, r.value, r.timestamp_ms) for r in records
     ]
     assert [tuple(r.headers) for r in decoded] == [r.headers for r in records]
+
+
+def _with_records_body(batch: bytes, body: bytes) -> bytes:
+    """The batch with its records section replaced, batchLength and CRC made to fit."""
+    raw = bytearray(batch[:HEADER_SIZE_BYTES] + body)
+    struct.pack_into(">i", raw, 8, len(raw) - 12)
+    struct.pack_into(">I", raw, 17, crc32c.crc32c(bytes(raw[21:])))
+    return bytes(raw)
+
+
+def test_lz4_frame_header_is_kafkas():
+    batch = encode_batch([Record(b"abc" * 100)], codec=Codec.LZ4)
+    frame = batch[HEADER_SIZE_BYTES:]
+    # Magic, then FLG 0x60 (version 1, independent blocks, no content size or checksum)
+    # and BD 0x40 (64 KiB blocks): the bytes Kafka's KafkaLZ4BlockOutputStream writes.
+    assert frame[:6] == bytes.fromhex("04224d186040")
+
+
+def test_bytes_after_the_lz4_frame_are_corrupt():
+    batch = encode_batch([Record(b"abc" * 100)], codec=Codec.LZ4)
+    damaged = _with_records_body(batch, batch[HEADER_SIZE_BYTES:] + b"junk")
+    validate_batch_at(damaged)
+    with pytest.raises(CorruptBatchError, match="4 bytes after the end of the lz4 frame"):
+        decode_records(damaged)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import struct
+
+import crc32c
 
 from impl.runtime.fs import RealFileSystem
 from impl.storage.batch import Record
@@ -47,6 +50,53 @@ def test_json_and_bad_crc_exit_status(tmp_path):
     entries = json.loads(text)["entries"]
     assert [e["isvalid"] for e in entries] == [True, False, False]
     assert entries[2]["position"] == 142 and "header needs 61" in entries[2]["error"]
+
+
+def test_records_that_do_not_decode_make_the_batch_invalid(tmp_path):
+    # recordCount 2 for a batch holding one record; the CRC is recomputed to match.
+    malformed = bytearray(GOLDEN_VALUE_123)
+    struct.pack_into(">i", malformed, 57, 2)
+    struct.pack_into(">I", malformed, 17, crc32c.crc32c(bytes(malformed[21:])))
+    path = tmp_path / "00000000000000000000.log"
+    path.write_bytes(GOLDEN_VALUE_123 + bytes(malformed))
+    assert _run([str(path)])[0] == 0
+    status, text = _run([str(path), "--print-data-log", "--json"])
+    assert status == 1
+    good, bad = json.loads(text)["entries"]
+    assert good["isvalid"] and len(good["records"]) == 1
+    assert not bad["isvalid"] and "records" not in bad
+    assert "varint runs past the end" in bad["error"]
+
+
+def test_index_offsets_are_absolute_in_a_later_segment(tmp_path):
+    fs = RealFileSystem()
+    log = PartitionLog.open(fs, str(tmp_path / "t-0"), Config().with_values(segment_bytes=20_000))
+    for i in range(60):
+        log.append_as_leader([Record(b"v" * 1000, timestamp_ms=i)], leader_epoch=0)
+    log.close()
+    fs.close()
+    base = log.segment_base_offsets[1]
+    assert base > 0
+    segment = tmp_path / "t-0" / f"{base:020d}"
+    status, text = _run([f"{segment}.log", f"{segment}.index", f"{segment}.timeindex", "--json"])
+    assert status == 0
+    log_dump, index_dump, time_dump = (json.loads(line)["entries"] for line in text.splitlines())
+    last_offset_at = {b["position"]: b["lastOffset"] for b in log_dump}
+    assert index_dump
+    for entry in index_dump:
+        assert entry["offset"] == last_offset_at[entry["position"]]
+    assert time_dump[-1] == {
+        "timestamp": log_dump[-1]["CreateTime"],
+        "offset": log_dump[-1]["lastOffset"],
+    }
+
+
+def test_index_without_a_base_offset_in_its_name_is_an_error(tmp_path):
+    path = tmp_path / "orders.index"
+    path.write_bytes(b"")
+    status, text = _run([str(path)])
+    assert status == 1
+    assert "does not start with a segment base offset" in text
 
 
 def test_dumps_a_log_directory_written_by_partition_log(tmp_path):

@@ -1,4 +1,4 @@
-"""LeaderEpochCache: KAFKA-RULES.md's endOffsetFor and Kafka's checkpoint format."""
+"""LeaderEpochCache: Kafka's endOffsetFor and Kafka's checkpoint format."""
 
 from __future__ import annotations
 
@@ -24,22 +24,37 @@ def _cache(entries):
     return fs, cache
 
 
-def test_end_offset_for_follows_the_rules():
-    _, cache = _cache([(1, 0), (3, 10), (6, 25)])
-    assert cache.end_offset_for(6, 40) == (6, 40)
-    assert cache.end_offset_for(3, 40) == (3, 25)
-    assert cache.end_offset_for(4, 40) == (3, 25)
-    assert cache.end_offset_for(5, 40) == (3, 25)
-    assert cache.end_offset_for(1, 40) == (1, 10)
-    assert cache.end_offset_for(2, 40) == (1, 10)
-    assert cache.end_offset_for(0, 40) == (-1, -1)
-    assert cache.end_offset_for(7, 40) == (-1, -1)
+EPOCHS = [(1, 0), (3, 10), (6, 25)]
 
 
-def test_empty_cache_is_undefined():
-    _, cache = _cache([])
-    assert cache.end_offset_for(0, 5) == (-1, -1)
-    assert cache.latest_epoch == -1
+@pytest.mark.parametrize(
+    ("entries", "requested", "expected"),
+    [
+        # Empty cache: nothing is known.
+        ([], 0, (-1, -1)),
+        ([], 3, (-1, -1)),
+        # The latest epoch ends at the log end offset.
+        (EPOCHS, 6, (6, 40)),
+        ([(2, 5)], 2, (2, 40)),
+        # Above the latest epoch: unknown.
+        (EPOCHS, 7, (-1, -1)),
+        # UNDEFINED_EPOCH is never looked up.
+        (EPOCHS, -1, (-1, -1)),
+        # A cached older epoch ends where the next one starts.
+        (EPOCHS, 3, (3, 25)),
+        (EPOCHS, 1, (1, 10)),
+        # An uncached epoch between two cached ones: reported under the floor epoch.
+        (EPOCHS, 4, (3, 25)),
+        (EPOCHS, 5, (3, 25)),
+        (EPOCHS, 2, (1, 10)),
+        # Below every cached epoch: the requested epoch, ending where the first one starts.
+        (EPOCHS, 0, (0, 0)),
+        ([(2, 5), (4, 9)], 1, (1, 5)),
+    ],
+)
+def test_end_offset_for_is_kafkas_end_offset_for(entries, requested, expected):
+    _, cache = _cache(entries)
+    assert cache.end_offset_for(requested, 40) == expected
 
 
 def test_checkpoint_is_kafkas_text_format_and_reloads():
@@ -75,6 +90,17 @@ def test_malformed_checkpoint_names_the_file():
     fs.mkdir("/p")
     fs.append(PATH, b"0\n2\n1 0\n")
     with pytest.raises(CheckpointError, match="leader-epoch-checkpoint: line 2"):
+        LeaderEpochCache.load(fs, PATH)
+
+
+@pytest.mark.parametrize("rows", [b"3 10\n1 20\n", b"1 20\n3 10\n", b"1 10\n1 20\n"])
+def test_checkpoint_whose_epochs_or_offsets_do_not_increase_is_refused(rows):
+    fs = MemoryFileSystem()
+    fs.mkdir("/p")
+    fs.append(PATH, b"0\n2\n" + rows)
+    with pytest.raises(
+        CheckpointError, match=r"leader-epoch-checkpoint: line 4 .* must both increase"
+    ):
         LeaderEpochCache.load(fs, PATH)
 
 

@@ -100,6 +100,24 @@ def test_follower_append_is_all_or_nothing():
         follower.append_as_follower(good)
 
 
+@pytest.mark.parametrize("one_fetch", [True, False])
+def test_follower_append_refuses_a_leader_epoch_that_goes_down(one_fetch):
+    fs, follower = _open()
+    newer = encode_batch(_records(0, 1), base_offset=0, partition_leader_epoch=5)
+    older = encode_batch(_records(1, 1), base_offset=1, partition_leader_epoch=3)
+    if not one_fetch:
+        follower.append_as_follower(newer)
+    with pytest.raises(LogAppendError, match="partitionLeaderEpoch 3, below the epoch 5"):
+        follower.append_as_follower(newer + older if one_fetch else older)
+    follower.flush()
+    expected_end = 0 if one_fetch else 1
+    assert follower.log_end_offset == expected_end
+    # Recovery would cut a batch whose epoch went down: none was written to be cut.
+    fs.crash()
+    reopened = PartitionLog.open(fs, DIR, follower.config)
+    assert (reopened.log_end_offset, reopened.truncations) == (expected_end, [])
+
+
 def test_unsupported_codec_is_refused_on_append():
     _, log = _open()
     raw = bytearray(encode_batch(_records(0, 1)))
@@ -254,17 +272,30 @@ def test_reopen_after_clean_close_on_real_files(tmp_path):
     fs.close()
 
 
-def test_trusted_segment_reuses_its_index_files():
+def test_segment_below_the_recovery_point_is_trusted_not_rescanned():
     fs, log = _open(segment_bytes=20_000)
     for start in range(0, 120, 2):
         log.append_as_leader(_records(start, 2, size_bytes=1000), leader_epoch=0)
     log.close()
+    assert len(log.segment_base_offsets) > 2
     index_path = DIR + "/00000000000000000000.index"
     original_index = fs.read(index_path, 0, 1 << 20)
+    # A flipped value byte in the first batch, before the last index entry: a rescan would
+    # fail its CRC and cut the log there; loading trusted reads only the segment's tail.
+    log_path = DIR + "/00000000000000000000.log"
+    fs.corrupt(log_path, 100, bytes([fs.read(log_path, 100, 1)[0] ^ 0xFF]))
     reopened = PartitionLog.open(fs, DIR, log.config, recovery_point=log.recovery_point)
-    assert fs.read(index_path, 0, 1 << 20) == original_index
+    assert reopened.truncations == []
+    assert reopened.segment_base_offsets == log.segment_base_offsets
     assert reopened.log_end_offset == 120
-    assert _values(reopened) == _values(log)
+    assert fs.read(index_path, 0, 1 << 20) == original_index
+    # Reads still check the CRC, so the damage is reported when the batch is served.
+    with pytest.raises(CorruptBatchError, match="CRC-32C"):
+        reopened.read(0, 1 << 20)
+    # Without a recovery point the same files are rescanned and cut at that batch.
+    rescanned = PartitionLog.open(fs, DIR, log.config, recovery_point=None)
+    assert [t.position for t in rescanned.truncations] == [0]
+    assert rescanned.log_end_offset == 0
 
 
 def test_crash_loses_only_unflushed_batches():
