@@ -28,6 +28,11 @@ ROWS: tuple[tuple[tuple[str, ...], str], ...] = (
 )
 
 
+# ConsistentRead needs a consumer, and the suite's scopes have none (`replog check
+# --consumers` adds one): its column would say "held" without having been exercised.
+COLUMNS = tuple(name for name in INVARIANTS if name != "ConsistentRead")
+
+
 @dataclass(frozen=True)
 class Bounds:
     """How far each scope is searched: the smaller of its own depth and `depth_max`."""
@@ -47,7 +52,7 @@ class Cell:
 
 def compute(bounds: Bounds, jobs: int | None = None) -> dict[str, dict[str, Cell]]:
     """{row label: {invariant: cell}} for every row of ROWS."""
-    names = tuple(INVARIANTS)
+    names = COLUMNS
     limits = explorer.Limits(depth_max=bounds.depth_max, time_limit_s=bounds.time_limit_s)
     tasks = []
     for settings, _ in ROWS:
@@ -74,7 +79,7 @@ def compute(bounds: Bounds, jobs: int | None = None) -> dict[str, dict[str, Cell
 
 
 def render_markdown(table: dict[str, dict[str, Cell]], bounds: Bounds) -> str:
-    names = list(INVARIANTS)
+    names = list(COLUMNS)
     claims = {Config.parse(list(settings)).label(): claim for settings, claim in ROWS}
     scopes = ", ".join(
         f"{name} (depth <= {min(depth, bounds.depth_max)})" for name, _, depth in resolve(None)
@@ -86,6 +91,7 @@ def render_markdown(table: dict[str, dict[str, Cell]], bounds: Bounds) -> str:
         "replog's defaults), each cell whether breadth-first search of the model found the",
         "invariant violated, with the length of the shortest counterexample in steps.",
         f"Scopes searched: {scopes}. `replog check --config KEY=VALUE` prints the trace.",
+        "ConsistentRead is left out: these scopes have no consumer.",
         "",
         "| configuration | " + " | ".join(names) + " | claim |",
         "|---|" + "---|" * len(names) + "---|",
