@@ -239,15 +239,23 @@ def _assign(state: tuple[tuple[Any, Any], ...], key: Any, value: Any) -> Hashabl
     return (*state[:at], (key, value), *state[after:])
 
 
-class KV(Model):
+class _PerKey(Model):
+    """A model whose state is one independent value per key: empty at first, and the
+    history splits by key (P-compositionality)."""
+
+    def init(self) -> Hashable:
+        return ()
+
+    def partition(self, operations: list[Operation]) -> list[list[Operation]]:
+        return _by_key(operations)
+
+
+class KV(_PerKey):
     """Porcupine's kv: get/put/append on string keys, every key starts as "". Values are
     `[key, string]`. Keys are independent, so the history is partitioned by key."""
 
     name = "kv"
     functions = ("get", "put", "append")
-
-    def init(self) -> Hashable:
-        return ()
 
     def input_error(self, input: Input) -> str | None:
         f, value = input
@@ -273,11 +281,8 @@ class KV(Model):
             return True, _assign(state, key, value)
         return True, _assign(state, key, current + value)
 
-    def partition(self, operations: list[Operation]) -> list[list[Operation]]:
-        return _by_key(operations)
 
-
-class AppendLog(Model):
+class AppendLog(_PerKey):
     """The broker's partitions: one append-only log per key, offsets from 0.
 
     append `[k, v]` -> `[k, offset]`; read `[k, offset]` -> `[k, v]` (nil past the end);
@@ -285,9 +290,6 @@ class AppendLog(Model):
 
     name = "log"
     functions = ("append", "read", "end-offset")
-
-    def init(self) -> Hashable:
-        return ()
 
     def input_error(self, input: Input) -> str | None:
         f, value = input
@@ -318,9 +320,6 @@ class AppendLog(Model):
             at = log[argument] if 0 <= argument < len(log) else None
             return output is None or result == at, state
         return output is None or result == len(log), state
-
-    def partition(self, operations: list[Operation]) -> list[list[Operation]]:
-        return _by_key(operations)
 
 
 def _offset(value: Any) -> bool:
