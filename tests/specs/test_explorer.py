@@ -60,3 +60,19 @@ def test_random_walks_are_reproducible_from_the_seed():
     two = random_walks(m, select(None), Limits(depth_max=30), seed=5, walks_max=200)
     assert one.violation is not None
     assert [a for a, _ in one.violation.trace] == [a for a, _ in two.violation.trace]
+
+
+def test_a_consumer_sees_an_offset_change_value_under_high_watermark_truncation():
+    m = model("replog.truncation=high-watermark", scope=replace(ELECT, consumers=True))
+    violation = bfs(m, select(["ConsistentRead"]), Limits()).violation
+    assert violation.invariant == "ConsistentRead"
+    kinds = [a.kind for a, _ in violation.trace]
+    assert kinds.count("consume") >= 2
+    assert (
+        bfs(
+            model(scope=replace(ELECT, consumers=True)),
+            select(["ConsistentRead"]),
+            Limits(depth_max=14),
+        ).violation
+        is None
+    )
