@@ -19,21 +19,3 @@ class Errors(IntEnum):
     INVALID_PRODUCER_EPOCH = 47
     FENCED_LEADER_EPOCH = 74
     UNKNOWN_LEADER_EPOCH = 75
-
-    @property
-    def retriable(self) -> bool:
-        """Whether Kafka's clients retry this error by themselves."""
-        return self in _RETRIABLE
-
-
-_RETRIABLE = frozenset(
-    {
-        Errors.NOT_LEADER_OR_FOLLOWER,
-        Errors.REQUEST_TIMED_OUT,
-        Errors.NOT_ENOUGH_REPLICAS,
-        Errors.NOT_ENOUGH_REPLICAS_AFTER_APPEND,
-        Errors.FENCED_LEADER_EPOCH,
-        Errors.UNKNOWN_LEADER_EPOCH,
-        Errors.UNKNOWN_TOPIC_OR_PARTITION,
-    }
-)

@@ -68,6 +68,8 @@ def bfs(
     By default the search stops at the first violation. With `collect` it goes on and
     records each invariant's first counterexample, stopping once every invariant has
     one or the bounded space is covered (one search fills a safety-matrix row).
+    `shortest_known()` says how long a trace is still worth finding (another search
+    found one): this search stops before levels deeper than that.
     """
     stats = Stats()
     started = time.perf_counter()
