@@ -80,10 +80,36 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "auto.offset.reset": ("auto_offset_reset", _choice("earliest", "latest", "none")),
     "max.poll.interval.ms": ("max_poll_interval_ms", _int_at_least(1)),
     "session.timeout.ms": ("session_timeout_ms", _int_at_least(1)),
+    "broker.session.timeout.ms": ("broker_session_timeout_ms", _int_at_least(1)),
+    "broker.heartbeat.interval.ms": ("broker_heartbeat_interval_ms", _int_at_least(1)),
     "isolation.level": ("isolation_level", _choice("read_uncommitted", "read_committed")),
     "linger.ms": ("linger_ms", _int_at_least(0)),
     "batch.size": ("batch_size", _int_at_least(0)),
     "compression.type": ("compression_type", _choice("none", "lz4", "gzip", "snappy", "zstd")),
+    "message.max.bytes": ("message_max_bytes", _int_at_least(64)),
+    "socket.request.max.bytes": ("socket_request_max_bytes", _int_at_least(64)),
+    "max.connections": ("max_connections", _int_at_least(1)),
+    "auto.create.topics.enable": ("auto_create_topics_enable", _parse_bool),
+    "num.partitions": ("num_partitions", _int_at_least(1)),
+    "log.retention.check.interval.ms": ("log_retention_check_interval_ms", _int_at_least(1)),
+    "request.timeout.ms": ("request_timeout_ms", _int_at_least(1)),
+    "delivery.timeout.ms": ("delivery_timeout_ms", _int_at_least(1)),
+    "retries": ("retries", _int_at_least(0)),
+    "retry.backoff.ms": ("retry_backoff_ms", _int_at_least(0)),
+    "max.in.flight.requests.per.connection": (
+        "max_in_flight_requests_per_connection",
+        _int_at_least(1),
+    ),
+    "buffer.memory": ("buffer_memory", _int_at_least(0)),
+    "max.block.ms": ("max_block_ms", _int_at_least(0)),
+    "max.request.size": ("max_request_size", _int_at_least(1)),
+    "fetch.max.wait.ms": ("fetch_max_wait_ms", _int_at_least(0)),
+    "fetch.min.bytes": ("fetch_min_bytes", _int_at_least(0)),
+    "fetch.max.bytes": ("fetch_max_bytes", _int_at_least(0)),
+    "max.partition.fetch.bytes": ("max_partition_fetch_bytes", _int_at_least(0)),
+    "max.poll.records": ("max_poll_records", _int_at_least(1)),
+    "metadata.max.age.ms": ("metadata_max_age_ms", _int_at_least(0)),
+    "default.api.timeout.ms": ("default_api_timeout_ms", _int_at_least(0)),
     "replog.truncation": ("truncation", _choice("leader-epoch", "kip-101", "high-watermark")),
     "replog.isr.expand": ("isr_expand", _choice("epoch-start", "hw-only")),
     "replog.fetch.epoch-fencing": ("fetch_epoch_fencing", _parse_bool),
@@ -113,10 +139,35 @@ class Config:
     auto_offset_reset: str = "latest"
     max_poll_interval_ms: int = 300_000
     session_timeout_ms: int = 45_000
+    broker_session_timeout_ms: int = 9_000
+    broker_heartbeat_interval_ms: int = 2_000
     isolation_level: str = "read_uncommitted"
     linger_ms: int = 5
     batch_size: int = 16_384
     compression_type: str = "none"
+    message_max_bytes: int = 1_048_588
+    socket_request_max_bytes: int = 104_857_600
+    # Kafka's default is unlimited; replog bounds everything.
+    max_connections: int = 1_000
+    # Kafka's default is true; a typo in a topic name should fail, not create a topic.
+    auto_create_topics_enable: bool = False
+    num_partitions: int = 1
+    log_retention_check_interval_ms: int = 300_000
+    request_timeout_ms: int = 30_000
+    delivery_timeout_ms: int = 120_000
+    retries: int = 2_147_483_647
+    retry_backoff_ms: int = 100
+    max_in_flight_requests_per_connection: int = 5
+    buffer_memory: int = 33_554_432
+    max_block_ms: int = 60_000
+    max_request_size: int = 1_048_576
+    fetch_max_wait_ms: int = 500
+    fetch_min_bytes: int = 1
+    fetch_max_bytes: int = 52_428_800
+    max_partition_fetch_bytes: int = 1_048_576
+    max_poll_records: int = 500
+    metadata_max_age_ms: int = 300_000
+    default_api_timeout_ms: int = 60_000
     truncation: str = "leader-epoch"
     isr_expand: str = "epoch-start"
     fetch_epoch_fencing: bool = True

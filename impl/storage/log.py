@@ -34,6 +34,7 @@ from impl.storage.batch import (
     Record,
     UnsupportedCodecError,
     codec_from_name,
+    decode_records,
     encode_batch,
     iter_batches,
     parse_header,
@@ -76,7 +77,7 @@ def partition_dir_name(topic: str, partition: int) -> str:
     return f"{topic}-{partition}"
 
 
-def _mkdir_durably(fs: FileSystem, path: str) -> None:
+def mkdir_durably(fs: FileSystem, path: str) -> None:
     missing = []
     while path and not fs.exists(path):
         missing.append(path)
@@ -132,7 +133,7 @@ class PartitionLog:
         recovery_point: int | None = None,
     ) -> PartitionLog:
         """Open (creating if needed) and recover a partition directory."""
-        _mkdir_durably(fs, directory)
+        mkdir_durably(fs, directory)
         bases = cls._clean_directory(fs, directory)
         segments, truncations, first_recovered = cls._load_segments(
             fs, directory, bases, recovery_point
@@ -229,6 +230,11 @@ class PartitionLog:
     @property
     def latest_epoch(self) -> int:
         return self._epochs.latest_epoch
+
+    def assign_epoch_start(self, epoch: int) -> None:
+        """A new leader's epoch starts at the log end offset (Kafka's makeLeader), before
+        any record of it exists, so followers' divergence checks already see it."""
+        self._epochs.assign(epoch, self.log_end_offset)
 
     def end_offset_for(self, epoch: int) -> tuple[int, int]:
         """(epoch, end offset) of a leader epoch, as OffsetsForLeaderEpoch answers."""
@@ -451,6 +457,49 @@ class PartitionLog:
             if data:
                 return ReadResult(data, next_offset)
         return ReadResult(memoryview(b""), offset)
+
+    def offset_for_timestamp(self, timestamp_ms: int) -> tuple[int, int] | None:
+        """(offset, timestamp) of the first record stamped at or after `timestamp_ms`, as
+        ListOffsets answers; None when every record is older. Scans one segment at most:
+        segments are skipped by their max timestamp."""
+        for segment in self._segments:
+            if segment.max_timestamp_ms < timestamp_ms:
+                continue
+            offset = max(segment.base_offset, self.log_start_offset)
+            while offset < segment.next_offset:
+                data, offset = segment.read(offset, BATCHES_READ_BYTES)
+                if not data:
+                    break
+                for position, header in iter_batches(data):
+                    if header.max_timestamp_ms < timestamp_ms:
+                        continue
+                    batch = data[position : position + header.size_bytes]
+                    for record_offset, record in decode_records(batch):
+                        if record.timestamp_ms >= timestamp_ms:
+                            return record_offset, record.timestamp_ms
+        return None
+
+    def offset_of_max_timestamp(self, below: int) -> tuple[int, int] | None:
+        """(offset, timestamp) of the newest-stamped record below offset `below` (the
+        earliest such record on ties); None for an empty range. Reads every batch
+        header in the range: Kafka's segments cache this, replog computes it."""
+        best: tuple[int, int] | None = None
+        offset = self.log_start_offset
+        while offset < min(below, self.log_end_offset):
+            read = self.read(offset, BATCHES_READ_BYTES)
+            if not read.data:
+                break
+            for position, header in iter_batches(read.data):
+                if header.base_offset >= below:
+                    break
+                if best is None or header.max_timestamp_ms > best[1]:
+                    batch = read.data[position : position + header.size_bytes]
+                    stamped = [(o, r.timestamp_ms) for o, r in decode_records(batch) if o < below]
+                    newest = max(stamped, key=lambda pair: (pair[1], -pair[0]))
+                    if best is None or newest[1] > best[1]:
+                        best = newest
+            offset = read.next_offset
+        return best
 
     def batches(self, offset: int | None = None) -> list[tuple[BatchHeader, bytes]]:
         """Every batch from `offset` (default: the log start) to the end, CRC-checked.

@@ -1,0 +1,1 @@
+"""The broker: Kafka-protocol server, partitions, producer state and its process."""

@@ -1,0 +1,209 @@
+"""One broker: a Kafka-protocol server over its data directory.
+
+The broker owns the control flow: it accepts connections, reads one frame at a time
+per connection (Kafka answers a connection's requests in order), hands each decoded
+request to its handler in `impl.broker.apis`, and runs the periodic flush, checkpoint
+and retention tasks. All of it lives in one nursery; stopping is cancelling it, after
+which the logs are flushed and checkpointed (a SIGTERM shutdown recovers nothing).
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+from typing import Any
+
+import trio
+
+from impl.broker import apis
+from impl.broker.logs import LogManager
+from impl.broker.partition import ChangeSignal
+from impl.protocol import (
+    API_KEYS,
+    ProtocolError,
+    RequestHeader,
+    UnsupportedVersionError,
+    decode_request,
+    encode_response,
+    receive_frame,
+)
+from impl.runtime.runtime import Runtime
+from impl.storage.checkpoint import write_atomically
+from model.config import Config
+from model.errors import Errors
+
+log = logging.getLogger("replog.broker")
+
+CHECKPOINT_INTERVAL_MS = 60_000
+FLUSH_CHECK_INTERVAL_MS_MAX = 1_000
+PRODUCER_ID_BLOCK_FILE = "producer-id-block"
+PRODUCER_ID_BLOCK_SIZE = 1_000
+# Producer ids carry the broker id in their top bits, so brokers never hand out the
+# same id without asking anyone; 2**40 ids per broker outlast any test campaign.
+PRODUCER_ID_BROKER_SHIFT = 40
+
+
+class Broker:
+    def __init__(
+        self,
+        broker_id: int,
+        data_dir: str,
+        host: str,
+        port: int,
+        config: Config,
+        runtime: Runtime,
+        cluster_id: str = "replog",
+    ) -> None:
+        self.broker_id = broker_id
+        self.host = host
+        self.port = port
+        self.config = config
+        self.runtime = runtime
+        self.clock = runtime.clock
+        self.cluster_id = cluster_id
+        self.data_dir = data_dir
+        self.changes = ChangeSignal()
+        self.logs = LogManager(runtime.fs, data_dir, config, broker_id, self.changes)
+        self.connections = 0
+        self._producer_ids: range = range(0)
+        self._producer_ids_used = 0
+
+    # ---- lifecycle ---------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        """Open the data dir, serve until cancelled, then flush and checkpoint."""
+        self.logs.open()
+        self._lead_every_partition()
+        log.info(
+            "broker %d opened %s: %d topics, %d partitions",
+            self.broker_id,
+            self.data_dir,
+            len(self.logs.topics),
+            len(self.logs.partitions),
+        )
+        try:
+            async with trio.open_nursery() as nursery:
+                self.port = await nursery.start(
+                    self.runtime.net.serve, self._serve_connection, self.host, self.port
+                )
+                nursery.start_soon(self._every, self._flush_interval_ms(), self._flush)
+                nursery.start_soon(self._every, CHECKPOINT_INTERVAL_MS, self._checkpoint)
+                nursery.start_soon(
+                    self._every, self.config.log_retention_check_interval_ms, self._retain
+                )
+                log.info("broker %d listening on %s:%d", self.broker_id, self.host, self.port)
+                task_status.started(self.port)
+        finally:
+            self.logs.close()
+            log.info("broker %d stopped; logs flushed and checkpointed", self.broker_id)
+
+    def _lead_every_partition(self) -> None:
+        """A broker without a controller quorum is the only replica of every partition;
+        it keeps its last leader epoch across restarts."""
+        for partition in self.logs.partitions.values():
+            if partition.is_leader:
+                continue
+            epoch = max(partition.log.latest_epoch, 0)
+            partition.become_leader(
+                epoch, 0, (self.broker_id,), frozenset({self.broker_id}), self.clock.wall_ms()
+            )
+
+    def endpoint(self) -> dict[str, Any]:
+        return {"node_id": self.broker_id, "host": self.host, "port": self.port, "rack": None}
+
+    # ---- state changes the handlers ask for --------------------------------------------
+
+    def create_topic(
+        self, name: str, partitions: int, replication_factor: int, overrides: dict[str, str]
+    ) -> tuple[Errors, str | None]:
+        topic_id = self.runtime.rng.getrandbits(128).to_bytes(16, "big") or b"\x01" * 16
+        error, message = self.logs.create_topic(
+            name, topic_id, partitions, replication_factor, overrides
+        )
+        if error == Errors.NONE:
+            self._lead_every_partition()
+            log.info("created topic %s with %d partitions", name, partitions)
+        return error, message
+
+    def next_producer_id(self) -> int:
+        """Ids come from blocks reserved on disk before use, so a restart never reuses one."""
+        if self._producer_ids_used == len(self._producer_ids):
+            self._producer_ids = self._reserve_producer_ids()
+            self._producer_ids_used = 0
+        producer_id = self._producer_ids[self._producer_ids_used]
+        self._producer_ids_used += 1
+        return (self.broker_id << PRODUCER_ID_BROKER_SHIFT) + producer_id
+
+    def _reserve_producer_ids(self) -> range:
+        fs = self.runtime.fs
+        path = posixpath.join(self.data_dir, PRODUCER_ID_BLOCK_FILE)
+        start = int(fs.read(path, 0, fs.size(path)).decode()) if fs.exists(path) else 0
+        write_atomically(fs, path, str(start + PRODUCER_ID_BLOCK_SIZE).encode())
+        return range(start, start + PRODUCER_ID_BLOCK_SIZE)
+
+    # ---- connections -------------------------------------------------------------------
+
+    async def _serve_connection(self, stream: trio.abc.Stream) -> None:
+        if self.connections >= self.config.max_connections:
+            log.warning("refusing a connection: max.connections=%d", self.config.max_connections)
+            await stream.aclose()
+            return
+        self.connections += 1
+        try:
+            async with stream:
+                await self._answer_requests(stream)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            log.debug("connection closed by the client")
+        except ProtocolError as error:
+            log.warning("closing a connection: %s", error)
+        except Exception:
+            # A handler bug must cost one connection, never the broker.
+            log.exception("closing a connection after an internal error")
+        finally:
+            self.connections -= 1
+
+    async def _answer_requests(self, stream: trio.abc.Stream) -> None:
+        while True:
+            frame = await receive_frame(stream, self.config.socket_request_max_bytes)
+            if frame is None:
+                return
+            try:
+                request = decode_request(frame)
+            except UnsupportedVersionError as error:
+                if error.api_key != API_KEYS["ApiVersions"]:
+                    raise
+                # Kafka answers an ApiVersions it cannot parse in v0, listing what it has.
+                header = RequestHeader(error.api_key, 0, error.correlation_id, None)
+                body = {
+                    "error_code": Errors.UNSUPPORTED_VERSION,
+                    "api_keys": apis.supported_api_keys(),
+                }
+                await stream.send_all(encode_response(header, body))
+                continue
+            handler = apis.HANDLERS.get(request.header.api_key)
+            if handler is None:
+                raise ProtocolError(f"no handler for API key {request.header.api_key}")
+            response = await handler(self, request)
+            if response is not None:
+                await stream.send_all(encode_response(request.header, response))
+
+    # ---- periodic tasks ----------------------------------------------------------------
+
+    def _flush_interval_ms(self) -> int:
+        return max(1, min(self.config.flush_ms, FLUSH_CHECK_INTERVAL_MS_MAX))
+
+    async def _every(self, interval_ms: int, action: Any) -> None:
+        while True:
+            await trio.sleep(interval_ms / 1000)
+            action()
+
+    def _flush(self) -> None:
+        self.logs.flush_due(self.clock.wall_ms())
+
+    def _checkpoint(self) -> None:
+        self.logs.checkpoint()
+
+    def _retain(self) -> None:
+        deleted = self.logs.apply_retention(self.clock.wall_ms())
+        if deleted:
+            log.info("retention deleted %d segments", deleted)

@@ -1,0 +1,242 @@
+"""The broker's data directory: topics, partition logs and the log-dir checkpoints.
+
+Layout (Kafka's): `meta.properties` (broker.id), one `topic-partition` directory per
+partition, `recovery-point-offset-checkpoint` and `replication-offset-checkpoint` (HW).
+`topics.json` holds the topics this broker knows until the controller's metadata log
+takes that over; it is replaced atomically, so a crash keeps the old or the new table.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import re
+from dataclasses import dataclass, field
+
+from impl.broker.partition import ChangeSignal, Partition
+from impl.runtime.fs import FileSystem
+from impl.storage.checkpoint import (
+    RECOVERY_POINT_CHECKPOINT,
+    read_offset_checkpoint,
+    write_atomically,
+    write_offset_checkpoint,
+)
+from impl.storage.log import PartitionLog, mkdir_durably, partition_dir_name
+from model.config import Config, ConfigError
+from model.errors import Errors
+
+HIGH_WATERMARK_CHECKPOINT = "replication-offset-checkpoint"
+TOPICS_FILE = "topics.json"
+META_FILE = "meta.properties"
+TOPIC_NAME_LENGTH_MAX = 249
+PARTITIONS_PER_TOPIC_MAX = 1_000
+TOPICS_MAX = 10_000
+_LEGAL_TOPIC = re.compile(r"[a-zA-Z0-9._-]+")
+# Only per-topic settings may be overridden at topic creation, as in Kafka.
+TOPIC_CONFIG_KEYS = frozenset(
+    {
+        "min.insync.replicas",
+        "unclean.leader.election.enable",
+        "retention.ms",
+        "retention.bytes",
+        "segment.bytes",
+        "segment.ms",
+        "flush.messages",
+        "flush.ms",
+        "message.max.bytes",
+        "compression.type",
+    }
+)
+
+
+class DataDirError(RuntimeError):
+    """A data directory this broker must not use (another broker's, or unreadable)."""
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    topic_id: bytes
+    partitions: int
+    replication_factor: int
+    overrides: dict[str, str] = field(default_factory=dict)
+
+
+def topic_name_error(name: str) -> str | None:
+    """Why Kafka would refuse this topic name, or None."""
+    if not name or name in (".", ".."):
+        return "topic name must not be empty, '.' or '..'"
+    if len(name) > TOPIC_NAME_LENGTH_MAX:
+        return f"topic name longer than {TOPIC_NAME_LENGTH_MAX} characters"
+    if not _LEGAL_TOPIC.fullmatch(name):
+        return "topic name may contain only ASCII letters, digits, '.', '_' and '-'"
+    return None
+
+
+class LogManager:
+    def __init__(
+        self,
+        fs: FileSystem,
+        data_dir: str,
+        config: Config,
+        broker_id: int,
+        changes: ChangeSignal,
+    ) -> None:
+        self.fs = fs
+        self.changes = changes
+        self.data_dir = data_dir
+        self.config = config
+        self.broker_id = broker_id
+        self.topics: dict[str, Topic] = {}
+        self.partitions: dict[tuple[str, int], Partition] = {}
+
+    # ---- startup and shutdown ----------------------------------------------------------
+
+    def open(self) -> None:
+        """Claim the data dir, load the topic table and recover every partition log."""
+        mkdir_durably(self.fs, self.data_dir)
+        self._claim()
+        self.topics = self._load_topics()
+        recovery = read_offset_checkpoint(self.fs, self._path(RECOVERY_POINT_CHECKPOINT))
+        for topic in self.topics.values():
+            for index in range(topic.partitions):
+                self._open_partition(topic, index, recovery.get((topic.name, index)))
+
+    def checkpoint(self) -> None:
+        """Write the recovery points and HWs of every partition (after a flush)."""
+        recovery = {key: p.log.recovery_point for key, p in self.partitions.items()}
+        hws = {key: p.high_watermark for key, p in self.partitions.items()}
+        write_offset_checkpoint(self.fs, self._path(RECOVERY_POINT_CHECKPOINT), recovery)
+        write_offset_checkpoint(self.fs, self._path(HIGH_WATERMARK_CHECKPOINT), hws)
+
+    def flush_due(self, now_ms: int) -> None:
+        for partition in self.partitions.values():
+            partition.log.flush_if_due(now_ms)
+
+    def apply_retention(self, now_ms: int) -> int:
+        return sum(p.log.apply_retention(now_ms) for p in self.partitions.values())
+
+    def close(self) -> None:
+        """Flush everything and checkpoint: a clean shutdown recovers nothing on restart."""
+        for partition in self.partitions.values():
+            partition.log.close()
+        self.checkpoint()
+
+    # ---- topics ------------------------------------------------------------------------
+
+    def validate_topic(
+        self, name: str, partitions: int, replication_factor: int, overrides: dict[str, str]
+    ) -> tuple[Errors, str | None]:
+        """(error code, message) as CreateTopics reports them; NONE if it may be created."""
+        problem = topic_name_error(name)
+        if problem:
+            return Errors.INVALID_TOPIC_EXCEPTION, problem
+        if name in self.topics:
+            return Errors.TOPIC_ALREADY_EXISTS, f"topic {name!r} already exists"
+        if not 1 <= partitions <= PARTITIONS_PER_TOPIC_MAX:
+            return (
+                Errors.INVALID_PARTITIONS,
+                f"partitions must be in [1, {PARTITIONS_PER_TOPIC_MAX}]",
+            )
+        if replication_factor != 1:
+            return (
+                Errors.INVALID_REPLICATION_FACTOR,
+                f"replication factor {replication_factor} is larger than the 1 live broker",
+            )
+        if len(self.topics) >= TOPICS_MAX:
+            return Errors.INVALID_REQUEST, f"this broker holds at most {TOPICS_MAX} topics"
+        try:
+            self.topic_config(overrides)
+        except ConfigError as error:
+            return Errors.INVALID_CONFIG, str(error)
+        return Errors.NONE, None
+
+    def create_topic(
+        self,
+        name: str,
+        topic_id: bytes,
+        partitions: int,
+        replication_factor: int,
+        overrides: dict[str, str],
+    ) -> tuple[Errors, str | None]:
+        """Validate, persist and open a topic."""
+        error, message = self.validate_topic(name, partitions, replication_factor, overrides)
+        if error != Errors.NONE:
+            return error, message
+        assert len(topic_id) == 16 and any(topic_id), "topic ids are non-zero UUIDs"
+        topic = Topic(name, topic_id, partitions, replication_factor, dict(overrides))
+        self.topics[name] = topic
+        self._save_topics()
+        for index in range(partitions):
+            self._open_partition(topic, index, None)
+        return Errors.NONE, None
+
+    def topic_config(self, overrides: dict[str, str]) -> Config:
+        """The broker's config with a topic's overrides; unknown or non-topic keys raise."""
+        for key in overrides:
+            if key not in TOPIC_CONFIG_KEYS:
+                raise ConfigError(f"{key!r} is not a topic-level config key")
+        merged = self.config.to_pairs() | overrides
+        return Config.from_pairs(merged)
+
+    # ---- helpers -----------------------------------------------------------------------
+
+    def _path(self, name: str) -> str:
+        return posixpath.join(self.data_dir, name)
+
+    def _open_partition(self, topic: Topic, index: int, recovery_point: int | None) -> None:
+        directory = self._path(partition_dir_name(topic.name, index))
+        log = PartitionLog.open(
+            self.fs, directory, self.topic_config(topic.overrides), recovery_point
+        )
+        replicas = (self.broker_id,)
+        self.partitions[(topic.name, index)] = Partition(
+            topic.name, index, log, self.broker_id, replicas, self.changes
+        )
+
+    def _claim(self) -> None:
+        path = self._path(META_FILE)
+        wanted = f"version=0\nbroker.id={self.broker_id}\n"
+        if not self.fs.exists(path):
+            write_atomically(self.fs, path, wanted.encode())
+            return
+        found = self.fs.read(path, 0, self.fs.size(path)).decode("utf-8", errors="replace")
+        if found != wanted:
+            raise DataDirError(
+                f"{self.data_dir} belongs to another broker ({path} says {found.strip()!r}); "
+                f"this is broker.id={self.broker_id}"
+            )
+
+    def _load_topics(self) -> dict[str, Topic]:
+        path = self._path(TOPICS_FILE)
+        if not self.fs.exists(path):
+            return {}
+        raw = self.fs.read(path, 0, self.fs.size(path))
+        try:
+            rows = json.loads(raw)
+            topics = [
+                Topic(
+                    r["name"],
+                    bytes.fromhex(r["topic_id"]),
+                    int(r["partitions"]),
+                    int(r["replication_factor"]),
+                    r["overrides"],
+                )
+                for r in rows
+            ]
+        except (ValueError, KeyError, TypeError) as error:
+            raise DataDirError(f"{path} does not parse: {error}") from None
+        return {t.name: t for t in topics}
+
+    def _save_topics(self) -> None:
+        rows = [
+            {
+                "name": t.name,
+                "topic_id": t.topic_id.hex(),
+                "partitions": t.partitions,
+                "replication_factor": t.replication_factor,
+                "overrides": t.overrides,
+            }
+            for t in self.topics.values()
+        ]
+        write_atomically(self.fs, self._path(TOPICS_FILE), json.dumps(rows, indent=1).encode())

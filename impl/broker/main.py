@@ -1,0 +1,93 @@
+"""`replog broker`: run one broker process until SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+
+import trio
+
+from impl.broker.broker import Broker
+from impl.broker.logs import DataDirError
+from impl.runtime.net import is_loopback
+from impl.runtime.runtime import real_runtime
+from model.config import Config, ConfigError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="replog broker",
+        description="Run one replog broker: the Kafka wire protocol over a data directory.",
+        epilog="Exit 0 after a clean shutdown (SIGTERM or Ctrl-C); 2 for bad arguments; "
+        "1 when the data directory cannot be used.",
+    )
+    parser.add_argument("--id", type=int, required=True, help="broker.id (>= 0)")
+    parser.add_argument("--data-dir", required=True, help="log directory (created if missing)")
+    parser.add_argument(
+        "--listen", default="127.0.0.1:9092", help="HOST:PORT (port 0 picks a free port)"
+    )
+    parser.add_argument("--config", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument(
+        "--allow-remote", action="store_true", help="allow a non-loopback listen address"
+    )
+    parser.add_argument("--seed", type=int, help="seed of the broker's randomness (topic ids)")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+    return parser
+
+
+def _parse_listen(text: str) -> tuple[str, int]:
+    host, separator, port = text.rpartition(":")
+    if not separator or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"--listen {text!r}: expected HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+def main(argv: list[str]) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        config = Config.parse(args.config)
+        host, port = _parse_listen(args.listen)
+    except (ConfigError, ValueError) as error:
+        print(f"replog broker: {error}", file=sys.stderr)
+        return 2
+    if args.id < 0:
+        print("replog broker: --id must be >= 0", file=sys.stderr)
+        return 2
+    if not is_loopback(host) and not args.allow_remote:
+        print(
+            f"replog broker: refusing to listen on non-loopback {host}; "
+            "pass --allow-remote to expose the broker",
+            file=sys.stderr,
+        )
+        return 2
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format=f"%(asctime)s broker {args.id} %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        trio.run(_serve, args.id, args.data_dir, host, port, config, args.seed)
+    except DataDirError as error:
+        print(f"replog broker: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _serve(
+    broker_id: int, data_dir: str, host: str, port: int, config: Config, seed: int | None
+) -> None:
+    broker = Broker(broker_id, data_dir, host, port, config, real_runtime(seed))
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+            bound_port = await nursery.start(broker.run)
+            # The one line a harness waits for; everything else goes to the log.
+            print(f"broker {broker_id} listening on {host}:{bound_port}", flush=True)
+            async for signum in signals:
+                logging.getLogger("replog.broker").info(
+                    "received %s, shutting down", signal.Signals(signum).name
+                )
+                nursery.cancel_scope.cancel()
+                break

@@ -1,0 +1,546 @@
+"""The schema-driven codec: wire primitives, and per-(message, version) struct codecs.
+
+A `StructCodec` is compiled once per message and version from `schemas.py`: a list of
+read and write steps for the regular fields (consecutive fixed-size fields merged into one
+`struct` call) plus a table of tagged fields, so encoding and decoding walk plain lists of
+closures instead of re-reading the schema.
+
+Encodings (big-endian), with Kafka's flexible versions (KIP-482) on the right:
+
+| type | classic | flexible |
+|---|---|---|
+| string | int16 length (-1 = null) + UTF-8 | unsigned varint length+1 (0 = null) + UTF-8 |
+| bytes, records | int32 length (-1 = null) + bytes | unsigned varint length+1 (0 = null) + bytes |
+| array | int32 count (-1 = null) + elements | unsigned varint count+1 (0 = null) + elements |
+| struct | its fields | its fields + tagged fields |
+
+Tagged fields: unsigned varint count, then per field unsigned varint tag, unsigned varint
+size, value. A tagged field is written only when it differs from its default.
+
+Copies: a `records` field decodes to a memoryview of the frame (no copy) and is encoded
+by reference (`Writer.blob`), so a 1 MiB batch is copied once, by the final join.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from impl.protocol.errors import ProtocolError
+from impl.protocol.schema_types import NO_DEFAULT, Field, Message, in_versions
+
+UVARINT_BYTES_MAX = 5
+UVARINT_VALUE_MAX = 0xFFFF_FFFF
+STRING_BYTES_MAX = 0x7FFF
+BLOB_INLINE_BYTES_MAX = 4096
+UUID_BYTES = 16
+
+INT8 = struct.Struct(">b")
+INT16 = struct.Struct(">h")
+UINT16 = struct.Struct(">H")
+INT32 = struct.Struct(">i")
+INT64 = struct.Struct(">q")
+FLOAT64 = struct.Struct(">d")
+BOOL = struct.Struct(">?")
+_FIXED = {
+    "bool": BOOL,
+    "int8": INT8,
+    "int16": INT16,
+    "uint16": UINT16,
+    "int32": INT32,
+    "int64": INT64,
+    "float64": FLOAT64,
+}
+_ZERO: dict[str, Any] = {
+    "bool": False,
+    "int8": 0,
+    "int16": 0,
+    "uint16": 0,
+    "int32": 0,
+    "int64": 0,
+    "float64": 0.0,
+    "string": "",
+    "bytes": b"",
+    "records": None,
+    "uuid": bytes(UUID_BYTES),
+}
+ENCODE_FAILURES = (struct.error, TypeError, AttributeError, ValueError)
+_MISSING: Any = object()
+
+Read = Callable[["Reader"], Any]
+Write = Callable[["Writer", Any], None]
+
+
+class FieldError(ProtocolError):
+    """A failure inside a message, with the path of fields leading to it."""
+
+    def __init__(self, reason: str, path: tuple[str, ...] = ()) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.path = path
+
+    def where(self) -> str:
+        return "".join(step if step.startswith("[") else f".{step}" for step in self.path)[1:]
+
+
+def _within(error: Exception, step: str) -> FieldError:
+    if isinstance(error, FieldError):
+        return FieldError(error.reason, (step, *error.path))
+    return FieldError(str(error) or type(error).__name__, (step,))
+
+
+class Reader:
+    """A cursor over a frame; `end` narrows while a tagged field's bytes are read."""
+
+    __slots__ = ("buf", "end", "pos")
+
+    def __init__(self, buf: bytes | memoryview, pos: int = 0) -> None:
+        self.buf = memoryview(buf).cast("B")
+        self.pos = pos
+        self.end = self.buf.nbytes
+
+    @property
+    def remaining(self) -> int:
+        return self.end - self.pos
+
+    def advance(self, size: int) -> int:
+        """Start of the next `size` bytes, which are consumed."""
+        start = self.pos
+        if size > self.end - start:
+            raise ProtocolError(
+                f"truncated: {size} bytes needed at byte {start}, {self.end - start} left"
+            )
+        self.pos = start + size
+        return start
+
+    def unpack(self, fixed: struct.Struct) -> Any:
+        return fixed.unpack_from(self.buf, self.advance(fixed.size))[0]
+
+    def uvarint(self) -> int:
+        position = self.pos
+        if position < self.end and self.buf[position] < 0x80:  # the common one-byte case
+            self.pos = position + 1
+            return self.buf[position]
+        value = 0
+        for index in range(UVARINT_BYTES_MAX):
+            byte = self.buf[self.advance(1)]
+            value |= (byte & 0x7F) << (7 * index)
+            if byte < 0x80:
+                return value
+        raise ProtocolError(f"unsigned varint longer than {UVARINT_BYTES_MAX} bytes")
+
+    def length(self, compact: bool, classic: struct.Struct) -> int:
+        """A length or count: -1 means null; anything else must fit in what is left."""
+        size = self.uvarint() - 1 if compact else self.unpack(classic)
+        if size < -1:
+            raise ProtocolError(f"negative length {size}")
+        if size > self.end - self.pos:
+            raise ProtocolError(f"length {size} exceeds the {self.end - self.pos} bytes left")
+        return size
+
+    def view(self, size: int) -> memoryview:
+        start = self.advance(size)
+        return self.buf[start : start + size]
+
+    def tagged(self, known: dict[int, tuple[str, Read]], out: dict[str, Any]) -> None:
+        """Tagged fields: known tags decode into `out` by name, unknown ones are skipped."""
+        for _ in range(self.uvarint()):
+            tag = self.uvarint()
+            size = self.uvarint()
+            if size > self.end - self.pos:
+                raise ProtocolError(f"tagged field {tag} of {size} bytes, {self.remaining} left")
+            entry = known.get(tag)
+            if entry is None:
+                self.advance(size)
+                continue
+            name, read = entry
+            outer_end, self.end = self.end, self.pos + size
+            try:
+                out[name] = read(self)
+            except ProtocolError as error:
+                raise _within(error, name) from None
+            if self.pos != self.end:
+                raise FieldError(f"tagged field of {size} bytes has trailing bytes", (name,))
+            self.end = outer_end
+
+
+class Writer:
+    """Small values go into one bytearray; large blobs are kept by reference until joined."""
+
+    __slots__ = ("buf", "parts")
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+        self.parts: list[bytes | bytearray | memoryview] = []
+
+    def blob(self, data: bytes | bytearray | memoryview) -> None:
+        if len(data) <= BLOB_INLINE_BYTES_MAX:
+            self.buf += data
+            return
+        self.parts.append(self.buf)
+        self.parts.append(data)
+        self.buf = bytearray()
+
+    def uvarint(self, value: int) -> None:
+        if not 0 <= value <= UVARINT_VALUE_MAX:
+            raise ValueError(f"unsigned varint out of range: {value}")
+        while value > 0x7F:
+            self.buf.append((value & 0x7F) | 0x80)
+            value >>= 7
+        self.buf.append(value)
+
+    def length(self, compact: bool, classic: struct.Struct, size: int) -> None:
+        """A length or count as `Reader.length` reads it (-1 = null)."""
+        if compact:
+            self.uvarint(size + 1)
+        else:
+            self.buf += classic.pack(size)
+
+    def chunks(self) -> list[bytes | bytearray | memoryview]:
+        return [*self.parts, self.buf]
+
+    def size(self) -> int:
+        return sum(len(part) for part in self.parts) + len(self.buf)
+
+    def getvalue(self) -> bytes:
+        return b"".join(self.chunks())
+
+
+def _fixed(fixed: struct.Struct) -> tuple[Read, Write]:
+    def read(r: Reader) -> Any:
+        return fixed.unpack_from(r.buf, r.advance(fixed.size))[0]
+
+    def write(w: Writer, value: Any) -> None:
+        w.buf += fixed.pack(value)
+
+    return read, write
+
+
+def _null_check(value: Any, nullable: bool) -> bool:
+    """True when `value` is a null to write; raises when null is not allowed here."""
+    if value is not None:
+        return False
+    if not nullable:
+        raise ValueError("null in a non-nullable field")
+    return True
+
+
+def _string(compact: bool, nullable: bool) -> tuple[Read, Write]:
+    def read(r: Reader) -> str | None:
+        size = r.length(compact, INT16)
+        if size == -1:
+            if nullable:
+                return None
+            raise ProtocolError("null in a non-nullable string")
+        try:
+            return str(r.view(size), "utf-8")
+        except UnicodeDecodeError as error:
+            raise ProtocolError(f"string is not UTF-8: {error.reason}") from None
+
+    def write(w: Writer, value: str | None) -> None:
+        if _null_check(value, nullable):
+            w.length(compact, INT16, -1)
+            return
+        data = value.encode("utf-8")
+        if not compact and len(data) > STRING_BYTES_MAX:
+            raise ValueError(f"string of {len(data)} bytes exceeds {STRING_BYTES_MAX}")
+        w.length(compact, INT16, len(data))
+        w.buf += data
+
+    return read, write
+
+
+def _bytes(compact: bool, nullable: bool, zero_copy: bool) -> tuple[Read, Write]:
+    def read(r: Reader) -> bytes | memoryview | None:
+        size = r.length(compact, INT32)
+        if size == -1:
+            if nullable:
+                return None
+            raise ProtocolError("null in non-nullable bytes")
+        view = r.view(size)
+        return view if zero_copy else bytes(view)
+
+    def write(w: Writer, value: bytes | bytearray | memoryview | None) -> None:
+        if _null_check(value, nullable):
+            w.length(compact, INT32, -1)
+            return
+        data = memoryview(value).cast("B")
+        w.length(compact, INT32, len(data))
+        w.blob(data)
+
+    return read, write
+
+
+# The request header's client_id: a nullable string with an int16 length, even in header v2.
+read_client_id, write_client_id = _string(compact=False, nullable=True)
+
+
+def _uuid() -> tuple[Read, Write]:
+    def read(r: Reader) -> bytes:
+        return bytes(r.view(UUID_BYTES))
+
+    def write(w: Writer, value: bytes) -> None:
+        if len(value) != UUID_BYTES:
+            raise ValueError(f"uuid of {len(value)} bytes, not {UUID_BYTES}")
+        w.buf += value
+
+    return read, write
+
+
+def _array(element: tuple[Read, Write], compact: bool, nullable: bool) -> tuple[Read, Write]:
+    read_element, write_element = element
+
+    def read(r: Reader) -> list[Any] | None:
+        count = r.length(compact, INT32)
+        if count == -1:
+            if nullable:
+                return None
+            raise ProtocolError("null in a non-nullable array")
+        items = []
+        for index in range(count):
+            try:
+                items.append(read_element(r))
+            except ProtocolError as error:
+                raise _within(error, f"[{index}]") from None
+        return items
+
+    def write(w: Writer, value: list[Any] | None) -> None:
+        if _null_check(value, nullable):
+            w.length(compact, INT32, -1)
+            return
+        w.length(compact, INT32, len(value))
+        for index, item in enumerate(value):
+            try:
+                write_element(w, item)
+            except ENCODE_FAILURES as error:
+                raise _within(error, f"[{index}]") from None
+
+    return read, write
+
+
+@dataclass(frozen=True)
+class _Slot:
+    name: str
+    read: Read
+    write: Write
+    default: Callable[[], Any]
+    fixed_format: str = ""
+
+
+ReadStep = Callable[[Reader, dict[str, Any]], None]
+WriteStep = Callable[[Writer, dict[str, Any]], None]
+
+
+def _single_steps(slot: _Slot) -> tuple[ReadStep, WriteStep]:
+    name, read, write, default = slot.name, slot.read, slot.write, slot.default
+
+    def read_step(r: Reader, out: dict[str, Any]) -> None:
+        try:
+            out[name] = read(r)
+        except ProtocolError as error:
+            raise _within(error, name) from None
+
+    def write_step(w: Writer, value: dict[str, Any]) -> None:
+        item = value.get(name, _MISSING)
+        try:
+            write(w, default() if item is _MISSING else item)
+        except ENCODE_FAILURES as error:
+            raise _within(error, name) from None
+
+    return read_step, write_step
+
+
+def _run_steps(run: list[_Slot]) -> tuple[ReadStep, WriteStep]:
+    """Consecutive fixed-size fields, read and written with one struct call each way."""
+    fixed = struct.Struct(">" + "".join(slot.fixed_format for slot in run))
+    names = tuple(slot.name for slot in run)
+
+    def read_step(r: Reader, out: dict[str, Any]) -> None:
+        if fixed.size > r.remaining:
+            for slot in run:  # one of them does not fit: let it say which
+                _single_steps(slot)[0](r, out)
+        out.update(zip(names, fixed.unpack_from(r.buf, r.advance(fixed.size)), strict=True))
+
+    def write_step(w: Writer, value: dict[str, Any]) -> None:
+        items = [value[slot.name] if slot.name in value else slot.default() for slot in run]
+        try:
+            w.buf += fixed.pack(*items)
+        except struct.error:
+            for slot in run:
+                _single_steps(slot)[1](Writer(), value)
+            raise
+
+    return read_step, write_step
+
+
+def _steps(slots: list[_Slot]) -> list[tuple[ReadStep, WriteStep]]:
+    steps = []
+    run: list[_Slot] = []
+    for slot in [*slots, None]:
+        if slot is not None and slot.fixed_format:
+            run.append(slot)
+            continue
+        if run:
+            steps.append(_run_steps(run) if len(run) > 1 else _single_steps(run[0]))
+            run = []
+        if slot is not None:
+            steps.append(_single_steps(slot))
+    return steps
+
+
+class StructCodec:
+    """Reads and writes one struct (a message body or a nested struct) at one version."""
+
+    def __init__(
+        self, known: frozenset[str], slots: list[_Slot], tagged: dict[int, _Slot], flexible: bool
+    ) -> None:
+        self.known = known
+        self.slots = slots
+        self.tagged = dict(sorted(tagged.items()))
+        self.flexible = flexible
+        steps = _steps(slots)
+        self.read_steps = [read for read, _ in steps]
+        self.write_steps = [write for _, write in steps]
+        self.tagged_reads = {tag: (slot.name, slot.read) for tag, slot in self.tagged.items()}
+        # Defaults without lists or dicts inside can be shared by copying one template.
+        self.template = self.fresh_default()
+        self.flat = not any(isinstance(v, list | dict) for v in self.template.values())
+
+    def fresh_default(self) -> dict[str, Any]:
+        values = {slot.name: slot.default() for slot in self.slots}
+        values.update((slot.name, slot.default()) for slot in self.tagged.values())
+        return values
+
+    def default(self) -> dict[str, Any]:
+        return self.template.copy() if self.flat else self.fresh_default()
+
+    def read(self, r: Reader) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for step in self.read_steps:
+            step(r, out)
+        if self.flexible:
+            r.tagged(self.tagged_reads, out)
+            if len(out) < len(self.template):
+                for slot in self.tagged.values():
+                    if slot.name not in out:
+                        out[slot.name] = slot.default()
+        return out
+
+    def write(self, w: Writer, value: dict[str, Any]) -> None:
+        if not value.keys() <= self.known:
+            raise ValueError(f"unknown fields {sorted(value.keys() - self.known)}")
+        for step in self.write_steps:
+            step(w, value)
+        if self.flexible:
+            self._write_tagged(w, value)
+
+    def _write_tagged(self, w: Writer, value: dict[str, Any]) -> None:
+        present = []
+        for tag, slot in self.tagged.items():
+            item = value.get(slot.name, _MISSING)
+            if item is _MISSING or item == slot.default():
+                continue
+            inner = Writer()
+            try:
+                slot.write(inner, item)
+            except ENCODE_FAILURES as error:
+                raise _within(error, slot.name) from None
+            present.append((tag, inner.getvalue()))
+        w.uvarint(len(present))
+        for tag, data in present:
+            w.uvarint(tag)
+            w.uvarint(len(data))
+            w.blob(data)
+
+
+def _default_factory(field: Field, version: int, nested: StructCodec | None) -> Callable[[], Any]:
+    if field.default is not NO_DEFAULT:
+        explicit = field.default
+        return lambda: explicit
+    if in_versions(version, field.nullable_versions):
+        return lambda: None
+    if field.is_array:
+        return list
+    if nested is not None:
+        return nested.default
+    zero = _ZERO[field.type]
+    return lambda: zero
+
+
+def _primitive(kind: str, compact: bool, nullable: bool) -> tuple[Read, Write]:
+    if kind in _FIXED:
+        return _fixed(_FIXED[kind])
+    if kind == "string":
+        return _string(compact, nullable)
+    if kind == "uuid":
+        return _uuid()
+    return _bytes(compact, nullable, zero_copy=kind == "records")
+
+
+def _slot(field: Field, version: int, flexible: bool) -> _Slot:
+    nullable = in_versions(version, field.nullable_versions)
+    assert not (nullable and field.is_struct and not field.is_array), (
+        f"{field.name}: nullable struct fields (KIP-893) are not supported"
+    )
+    nested = compile_struct(field.fields, version, flexible) if field.is_struct else None
+    if nested is not None:
+        element: tuple[Read, Write] = (nested.read, nested.write)
+    else:
+        element = _primitive(field.element_type, flexible, nullable and not field.is_array)
+    read, write = _array(element, flexible, nullable) if field.is_array else element
+    fixed = _FIXED.get(field.type)
+    fixed_format = fixed.format.lstrip(">") if fixed is not None else ""
+    default = _default_factory(field, version, nested)
+    return _Slot(field.name, read, write, default, fixed_format)
+
+
+def compile_struct(fields: tuple[Field, ...], version: int, flexible: bool) -> StructCodec:
+    slots: list[_Slot] = []
+    tagged: dict[int, _Slot] = {}
+    for field in fields:
+        if not in_versions(version, field.versions):
+            continue
+        if flexible and in_versions(version, field.tagged_versions):
+            assert field.tag is not None, f"{field.name}: tagged versions without a tag"
+            tagged[field.tag] = _slot(field, version, flexible)
+        else:
+            slots.append(_slot(field, version, flexible))
+    known = frozenset(field.name for field in fields)
+    return StructCodec(known, slots, tagged, flexible)
+
+
+_COMPILED: dict[tuple[str, int], StructCodec] = {}
+
+
+def body_codec(message: Message, version: int) -> StructCodec:
+    """The codec of `message` at `version` (compiled on first use, then cached)."""
+    key = (message.name, version)
+    codec = _COMPILED.get(key)
+    if codec is None:
+        flexible = in_versions(version, message.flexible_versions)
+        codec = _COMPILED[key] = compile_struct(message.fields, version, flexible)
+    return codec
+
+
+def is_flexible(message: Message, version: int) -> bool:
+    return in_versions(version, message.flexible_versions)
+
+
+def decode_body(message: Message, version: int, r: Reader) -> dict[str, Any]:
+    try:
+        return body_codec(message, version).read(r)
+    except FieldError as error:
+        raise ProtocolError(f"{message.name} v{version} {error.where()}: {error.reason}") from None
+    except ProtocolError as error:
+        raise ProtocolError(f"{message.name} v{version}: {error}") from None
+
+
+def encode_body(message: Message, version: int, w: Writer, body: dict[str, Any]) -> None:
+    try:
+        body_codec(message, version).write(w, body)
+    except FieldError as error:
+        raise ProtocolError(f"{message.name} v{version} {error.where()}: {error.reason}") from None
+    except ENCODE_FAILURES as error:
+        raise ProtocolError(f"{message.name} v{version}: {error}") from None

@@ -1,0 +1,90 @@
+"""Size-prefixed framing: every Kafka request and response is an int32 size, then the frame.
+
+A size above the limit (or negative) is refused as soon as the 4 prefix bytes are in, before
+any of the frame is buffered, so a bad or hostile peer cannot make the broker allocate.
+"""
+
+from __future__ import annotations
+
+import trio
+
+from impl.protocol.codec import INT32
+from impl.protocol.errors import FrameTooLargeError, ProtocolError
+
+# Kafka's socket.request.max.bytes default.
+DEFAULT_MAX_FRAME_BYTES = 104_857_600
+SIZE_PREFIX_BYTES = INT32.size
+RECEIVE_CHUNK_BYTES = 256 * 1024
+
+
+def _check_size(size: int, max_frame_bytes: int) -> int:
+    if size < 0:
+        raise FrameTooLargeError(f"negative frame size {size}")
+    if size > max_frame_bytes:
+        raise FrameTooLargeError(f"frame of {size} bytes exceeds the limit of {max_frame_bytes}")
+    return size
+
+
+class FrameReader:
+    """Incremental deframer for bytes arriving in arbitrary pieces."""
+
+    def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
+        assert max_frame_bytes >= 0, "max_frame_bytes must be >= 0"
+        self.max_frame_bytes = max_frame_bytes
+        self._buffer = bytearray()
+        self._next_size: int | None = None
+
+    @property
+    def buffered_bytes(self) -> int:
+        return len(self._buffer)
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Every frame `data` completes, size prefix stripped, in arrival order."""
+        self._buffer += data
+        frames: list[bytes] = []
+        position = 0
+        with memoryview(self._buffer) as view:
+            while True:
+                if self._next_size is None:
+                    if len(view) - position < SIZE_PREFIX_BYTES:
+                        break
+                    size = INT32.unpack_from(view, position)[0]
+                    self._next_size = _check_size(size, self.max_frame_bytes)
+                    position += SIZE_PREFIX_BYTES
+                if len(view) - position < self._next_size:
+                    break
+                frames.append(bytes(view[position : position + self._next_size]))
+                position += self._next_size
+                self._next_size = None
+        # One compaction per feed, not per frame: many small frames stay linear.
+        del self._buffer[:position]
+        return frames
+
+
+async def _receive_exactly(stream: trio.abc.ReceiveStream, size: int) -> bytes | None:
+    """`size` bytes, or None if the stream ended before the first byte."""
+    chunks: list[bytes] = []
+    received = 0
+    while received < size:
+        chunk = await stream.receive_some(min(size - received, RECEIVE_CHUNK_BYTES))
+        if not chunk:
+            if received == 0:
+                return None
+            raise ProtocolError(f"connection closed after {received} of {size} bytes")
+        chunks.append(chunk)
+        received += len(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def receive_frame(stream: trio.abc.ReceiveStream, max_frame_bytes: int) -> bytes | None:
+    """One frame (prefix stripped); None on a clean end of stream between frames."""
+    prefix = await _receive_exactly(stream, SIZE_PREFIX_BYTES)
+    if prefix is None:
+        return None
+    size = _check_size(INT32.unpack(prefix)[0], max_frame_bytes)
+    if size == 0:
+        return b""
+    frame = await _receive_exactly(stream, size)
+    if frame is None:
+        raise ProtocolError(f"connection closed before a frame of {size} bytes")
+    return bytes(frame)
