@@ -401,6 +401,37 @@ async def init_producer_id(broker: Broker, request: Request) -> Body:
     }
 
 
+async def offset_for_leader_epoch(broker: Broker, request: Request) -> Body:
+    """Where a leader epoch ends in the leader's log: a follower truncates by it, a
+    consumer validates its position by it after a leader change (KIP-320)."""
+    topics = []
+    for topic in request.body["topics"]:
+        rows = []
+        for entry in topic["partitions"]:
+            partition = broker.logs.partitions.get((topic["topic"], entry["partition"]))
+            rows.append(_epoch_end_offset(partition, entry))
+        topics.append({"topic": topic["topic"], "partitions": rows})
+    return {"topics": topics}
+
+
+def _epoch_end_offset(partition: Partition | None, entry: Body) -> Body:
+    index = entry["partition"]
+    if partition is None:
+        return {"partition": index, "error_code": Errors.UNKNOWN_TOPIC_OR_PARTITION}
+    if not partition.is_leader:
+        return {"partition": index, "error_code": Errors.NOT_LEADER_OR_FOLLOWER}
+    fenced = partition.check_leader_epoch(entry.get("current_leader_epoch", -1))
+    if fenced != Errors.NONE and partition.config.fetch_epoch_fencing:
+        return {"partition": index, "error_code": fenced}
+    epoch, end_offset = partition.end_offset_for(entry["leader_epoch"])
+    return {
+        "partition": index,
+        "error_code": Errors.NONE,
+        "leader_epoch": epoch,
+        "end_offset": end_offset,
+    }
+
+
 # ---- group APIs (until the coordinator exists) -----------------------------------------
 
 
@@ -453,6 +484,7 @@ HANDLERS: dict[int, Handler] = {
     API_KEYS["Fetch"]: fetch,
     API_KEYS["ListOffsets"]: list_offsets,
     API_KEYS["InitProducerId"]: init_producer_id,
+    API_KEYS["OffsetForLeaderEpoch"]: offset_for_leader_epoch,
     API_KEYS["FindCoordinator"]: find_coordinator,
     API_KEYS["OffsetCommit"]: offset_commit,
     API_KEYS["OffsetFetch"]: offset_fetch,

@@ -17,7 +17,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-from impl.protocol import schemas
+from impl.protocol import internal, schemas
 from impl.protocol.codec import (
     ENCODE_FAILURES,
     INT16,
@@ -40,8 +40,9 @@ from impl.protocol.errors import (
 from impl.protocol.frames import SIZE_PREFIX_BYTES
 from impl.protocol.schema_types import Message, in_versions
 
-REQUESTS: dict[int, Message] = {m.api_key: m for m in schemas.MESSAGES if m.kind == "request"}
-RESPONSES: dict[int, Message] = {m.api_key: m for m in schemas.MESSAGES if m.kind == "response"}
+_ALL_MESSAGES = (*schemas.MESSAGES, *internal.MESSAGES)
+REQUESTS: dict[int, Message] = {m.api_key: m for m in _ALL_MESSAGES if m.kind == "request"}
+RESPONSES: dict[int, Message] = {m.api_key: m for m in _ALL_MESSAGES if m.kind == "response"}
 API_KEYS: dict[str, int] = {m.name.removesuffix("Request"): k for k, m in REQUESTS.items()}
 API_VERSIONS_KEY = API_KEYS["ApiVersions"]
 
@@ -63,6 +64,7 @@ SUPPORTED: dict[int, tuple[int, int]] = {
     API_KEYS["ApiVersions"]: (0, 4),
     API_KEYS["CreateTopics"]: (2, 7),
     API_KEYS["InitProducerId"]: (0, 4),
+    **internal.SUPPORTED,
 }
 
 _REQUEST_PREFIX = struct.Struct(">hhi")

@@ -364,3 +364,26 @@ def test_sigint_is_a_clean_shutdown_too(tmp_path):
     process = start_broker(0, tmp_path / "data", config=SINGLE_BROKER_CONFIG)
     process.signal(signal.SIGINT)
     assert process.popen is not None and process.popen.wait(30) == 0
+
+
+def test_offset_for_leader_epoch_answers_where_an_epoch_ends(wire: Wire):
+    create(wire, "epochs")
+    produce(wire, "epochs", batch(b"a", b"b"))
+
+    def ask(epoch: int, current: int = -1) -> dict:
+        body = {
+            "replica_id": -1,
+            "topics": [
+                {
+                    "topic": "epochs",
+                    "partitions": [
+                        {"partition": 0, "current_leader_epoch": current, "leader_epoch": epoch}
+                    ],
+                }
+            ],
+        }
+        return wire.call("OffsetForLeaderEpoch", 4, body)["topics"][0]["partitions"][0]
+
+    assert (ask(0)["leader_epoch"], ask(0)["end_offset"]) == (0, 2)
+    assert (ask(5)["leader_epoch"], ask(5)["end_offset"]) == (-1, -1)
+    assert ask(0, current=3)["error_code"] == Errors.UNKNOWN_LEADER_EPOCH
