@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check": ("specs.cli:check_main", "explore the model for invariant violations"),
     "matrix": ("specs.cli:matrix_main", "the safety matrix: invariants x configurations"),
     "broker": ("impl.broker.main:main", "run one broker process (Kafka wire protocol)"),
+    "cluster": ("impl.cluster.cli:main", "run a cluster of broker processes on loopback"),
     "dump-log": ("impl.storage.dump:main", "print the batches of Kafka segment files"),
     "produce": ("impl.client.cli:produce_main", "send lines of stdin as records to a topic"),
     "consume": ("impl.client.cli:consume_main", "print the records of a topic"),

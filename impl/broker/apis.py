@@ -13,17 +13,26 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from impl.broker.partition import Appended, Diverging, FetchedData, Partition
+from impl.broker.partition import (
+    LATEST_TIMESTAMP,
+    Appended,
+    Diverging,
+    FetchedData,
+    Partition,
+)
+from impl.controller import controller as decide
 from impl.protocol import API_KEYS, SUPPORTED, Request
 from model.errors import Errors
 
 if TYPE_CHECKING:
-    from impl.broker.broker import Broker
+    from impl.broker.broker import Broker, PartitionView, TopicView
 
 Body = dict[str, Any]
 Handler = Callable[["Broker", Request], Awaitable[Body | None]]
 
 FETCH_WAIT_MS_MAX = 30_000
+CREATE_TOPICS_TIMEOUT_MS_MAX = 60_000
+METADATA_FETCH_BYTES_MAX = 4 * 1024 * 1024
 PRODUCE_TIMEOUT_MS_MAX = 300_000
 _ZERO_UUID = bytes(16)
 
@@ -45,97 +54,106 @@ def supported_api_keys() -> list[Body]:
 
 
 async def metadata(broker: Broker, request: Request) -> Body:
+    views = broker.topic_views()
     wanted = request.body.get("topics")
     auto_create = request.body.get("allow_auto_topic_creation", True)
-    topics = []
-    if wanted is None:
-        names = list(broker.logs.topics)
-    else:
-        names = [_topic_name(broker, entry) for entry in wanted]
-    for name in names:
-        topics.append(_topic_metadata(broker, name, auto_create))
+    names = list(views) if wanted is None else [_topic_name(views, entry) for entry in wanted]
+    missing = [n for n in names if n not in views]
+    if missing and auto_create and broker.config.auto_create_topics_enable:
+        for name in missing:
+            await _create_topic(
+                broker, {"name": name, "num_partitions": -1, "replication_factor": -1}
+            )
+        views = broker.topic_views()
     return {
-        "brokers": [broker.endpoint()],
+        "brokers": broker.brokers(),
         "cluster_id": broker.cluster_id,
-        "controller_id": broker.broker_id,
-        "topics": topics,
+        "controller_id": broker.controller_id(),
+        "topics": [_topic_metadata(views.get(name), name) for name in names],
     }
 
 
-def _topic_name(broker: Broker, entry: Body, field: str = "name") -> str:
+def _topic_name(views: dict[str, TopicView], entry: Body, field: str = "name") -> str:
     """The topic an entry names, by name (`field`) or, from newer versions, by topic id."""
     if entry.get(field):
         return entry[field]
     topic_id = entry.get("topic_id", _ZERO_UUID)
-    for topic in broker.logs.topics.values():
-        if topic.topic_id == topic_id:
-            return topic.name
+    for view in views.values():
+        if view.topic_id == topic_id:
+            return view.name
     return ""
 
 
-def _topic_metadata(broker: Broker, name: str, auto_create: bool) -> Body:
-    config = broker.config
-    if name not in broker.logs.topics and auto_create and config.auto_create_topics_enable:
-        broker.create_topic(name, config.num_partitions, 1, {})
-    topic = broker.logs.topics.get(name)
-    if topic is None:
+def _topic_metadata(view: TopicView | None, name: str) -> Body:
+    if view is None:
         return {"error_code": Errors.UNKNOWN_TOPIC_OR_PARTITION, "name": name, "partitions": []}
-    partitions = [
-        _partition_metadata(broker.logs.partitions[(name, index)])
-        for index in range(topic.partitions)
-    ]
     return {
         "error_code": Errors.NONE,
         "name": name,
-        "topic_id": topic.topic_id,
-        "partitions": partitions,
+        "topic_id": view.topic_id,
+        "partitions": [_partition_metadata(p) for p in view.partitions],
     }
 
 
-def _partition_metadata(partition: Partition) -> Body:
+def _partition_metadata(view: PartitionView) -> Body:
     return {
-        "error_code": Errors.NONE,
-        "partition_index": partition.index,
-        "leader_id": partition.leader_id,
-        "leader_epoch": partition.leader_epoch,
-        "replica_nodes": list(partition.replicas),
-        "isr_nodes": sorted(partition.isr),
+        "error_code": Errors.NONE if view.leader >= 0 else Errors.LEADER_NOT_AVAILABLE,
+        "partition_index": view.index,
+        "leader_id": view.leader,
+        "leader_epoch": view.leader_epoch,
+        "replica_nodes": list(view.replicas),
+        "isr_nodes": list(view.isr),
         "offline_replicas": [],
     }
 
 
 async def create_topics(broker: Broker, request: Request) -> Body:
-    results = []
     validate_only = request.body.get("validate_only", False)
+    timeout_ms = min(max(request.body.get("timeout_ms", 0), 0), CREATE_TOPICS_TIMEOUT_MS_MAX)
+    results = []
     for entry in request.body["topics"]:
-        name = entry["name"]
-        partitions = entry["num_partitions"]
-        if partitions == -1:
-            partitions = broker.config.num_partitions
-        replication_factor = entry["replication_factor"]
-        if replication_factor == -1:
-            replication_factor = 1
-        overrides = {c["name"]: c["value"] for c in entry.get("configs", []) if c["value"]}
         if entry.get("assignments"):
-            error, message = Errors.INVALID_REQUEST, "manual replica assignment is not supported"
+            error: int = Errors.INVALID_REQUEST
+            message: str | None = "manual replica assignment is not supported"
         elif validate_only:
-            error, message = broker.logs.validate_topic(
-                name, partitions, replication_factor, overrides
-            )
+            error, message = broker.logs.validate_topic(*_topic_request(broker, entry))
         else:
-            error, message = broker.create_topic(name, partitions, replication_factor, overrides)
-        topic = broker.logs.topics.get(name)
+            error, message = await _create_topic(broker, entry, timeout_ms)
+        view = broker.topic_views().get(entry["name"])
+        created = error == Errors.NONE and view is not None
         results.append(
             {
-                "name": name,
-                "topic_id": topic.topic_id if topic and error == Errors.NONE else _ZERO_UUID,
+                "name": entry["name"],
+                "topic_id": view.topic_id if created and view else _ZERO_UUID,
                 "error_code": error,
                 "error_message": message,
-                "num_partitions": partitions if error == Errors.NONE else -1,
-                "replication_factor": replication_factor if error == Errors.NONE else -1,
+                "num_partitions": len(view.partitions) if created and view else -1,
+                "replication_factor": len(view.partitions[0].replicas) if created and view else -1,
             }
         )
     return {"topics": results}
+
+
+def _topic_request(broker: Broker, entry: Body) -> tuple[str, int, int, dict[str, str]]:
+    partitions = entry["num_partitions"]
+    if partitions == -1:
+        partitions = broker.config.num_partitions
+    replication_factor = entry["replication_factor"]
+    if replication_factor == -1:
+        replication_factor = 1 if broker.standalone else broker.config.replication_factor
+    overrides = {c["name"]: c["value"] for c in entry.get("configs", []) if c["value"]}
+    return entry["name"], partitions, replication_factor, overrides
+
+
+async def _create_topic(
+    broker: Broker, entry: Body, timeout_ms: int = CREATE_TOPICS_TIMEOUT_MS_MAX
+) -> tuple[int, str | None]:
+    name, partitions, replication_factor, overrides = _topic_request(broker, entry)
+    if broker.standalone:
+        return broker.create_topic(name, partitions, replication_factor, overrides)
+    return await broker.create_topic_in_cluster(
+        name, partitions, replication_factor, overrides, timeout_ms
+    )
 
 
 # ---- Produce ---------------------------------------------------------------------------
@@ -190,30 +208,26 @@ async def _await_replication(
     outcomes: list[tuple[str, int, Partition | None, Appended | Errors]],
     timeout_ms: int,
 ) -> list[tuple[str, int, Partition | None, Appended | Errors]]:
-    """acks=all: wait until the HW passes every appended batch, or time out."""
+    """acks=all: wait until the HW passes every appended batch (`produce_completion`), or
+    time out with REQUEST_TIMED_OUT (the write stays in the log: its fate is unknown)."""
+
+    def completion(partition: Partition | None, outcome: Appended | Errors) -> Appended | Errors:
+        if not isinstance(outcome, Appended) or partition is None:
+            return outcome
+        if not partition.is_leader:
+            return Errors.NOT_LEADER_OR_FOLLOWER
+        verdict = partition.produce_completion(outcome.last_offset)
+        if verdict is None:
+            return Errors.REQUEST_TIMED_OUT
+        return outcome if verdict == Errors.NONE else verdict
 
     def pending() -> bool:
-        return any(
-            isinstance(o, Appended) and p is not None and p.high_watermark <= o.last_offset
-            for _, _, p, o in outcomes
-        )
+        return any(completion(p, o) == Errors.REQUEST_TIMED_OUT for _, _, p, o in outcomes)
 
     with trio.move_on_after(timeout_ms / 1000):
         while pending():
             await broker.changes.wait()
-    return [
-        (
-            topic,
-            index,
-            partition,
-            Errors.REQUEST_TIMED_OUT
-            if isinstance(outcome, Appended)
-            and partition is not None
-            and partition.high_watermark <= outcome.last_offset
-            else outcome,
-        )
-        for topic, index, partition, outcome in outcomes
-    ]
+    return [(t, i, p, completion(p, o)) for t, i, p, o in outcomes]
 
 
 def _produce_responses(
@@ -253,11 +267,13 @@ async def fetch(broker: Broker, request: Request) -> Body:
 def _fetch_once(broker: Broker, body: Body) -> tuple[list[Body], int]:
     remaining = body.get("max_bytes", 0x7FFFFFFF)
     replica_id = _fetching_replica(body)
-    now_ms = broker.clock.monotonic_ms()
+    # Kafka tracks follower catch-up on the wall clock, so a clock jump shrinks the ISR.
+    now_ms = broker.clock.wall_ms()
+    views = broker.topic_views()
     responses = []
     total_bytes = 0
     for topic in body["topics"]:
-        name = _topic_name(broker, topic, "topic")
+        name = _topic_name(views, topic, "topic")
         rows = []
         for entry in topic["partitions"]:
             partition = broker.logs.partitions.get((name, entry["partition"]))
@@ -311,6 +327,7 @@ def _fetch_partition(
         read = partition.serve_follower_fetch(
             replica_id, entry["fetch_offset"], entry.get("last_fetched_epoch", -1), limit, now_ms
         )
+        broker.maybe_expand_isr(partition, replica_id)
     if isinstance(read, Diverging):
         row = _fetch_data(index, partition, b"")
         row["diverging_epoch"] = {"epoch": read.epoch, "end_offset": read.end_offset}
@@ -356,19 +373,25 @@ async def list_offsets(broker: Broker, request: Request) -> Body:
         rows = []
         for entry in topic["partitions"]:
             partition = broker.logs.partitions.get((topic["name"], entry["partition_index"]))
-            rows.append(_list_offset(partition, entry))
+            rows.append(_list_offset(partition, entry, request.body.get("replica_id", -1)))
         topics.append({"name": topic["name"], "partitions": rows})
     return {"topics": topics}
 
 
-def _list_offset(partition: Partition | None, entry: Body) -> Body:
+def _list_offset(partition: Partition | None, entry: Body, replica_id: int) -> Body:
     index = entry["partition_index"]
     if partition is None:
         return {"partition_index": index, "error_code": Errors.UNKNOWN_TOPIC_OR_PARTITION}
+    if not partition.is_leader:
+        return {"partition_index": index, "error_code": Errors.NOT_LEADER_OR_FOLLOWER}
     fenced = partition.check_leader_epoch(entry.get("current_leader_epoch", -1))
     if fenced != Errors.NONE:
         return {"partition_index": index, "error_code": fenced}
-    found = partition.offset_for_timestamp(entry["timestamp"])
+    if replica_id >= 0 and entry["timestamp"] == LATEST_TIMESTAMP:
+        # A follower asks for the leader's log end, to truncate to it.
+        found: tuple[int, int] | None = (partition.log.log_end_offset, -1)
+    else:
+        found = partition.offset_for_timestamp(entry["timestamp"])
     if found is None:
         return {"partition_index": index, "error_code": Errors.NONE, "timestamp": -1, "offset": -1}
     offset, timestamp = found
@@ -476,6 +499,99 @@ async def offset_fetch(broker: Broker, request: Request) -> Body:
     return {"error_code": error, "topics": [], "groups": groups}
 
 
+# ---- the controller quorum's own APIs (brokers and controllers only) ------------------
+
+
+def _not_controller(broker: Broker) -> Body:
+    hint = broker.quorum.leader_hint() if broker.quorum is not None else -1
+    return {"error_code": Errors.NOT_CONTROLLER, "leader_id": hint}
+
+
+async def raft_message(broker: Broker, request: Request) -> Body:
+    if broker.quorum is None:
+        return {"error_code": Errors.INVALID_REQUEST}
+    return {"error_code": broker.quorum.receive_raft_message(bytes(request.body["data"]))}
+
+
+async def metadata_fetch(broker: Broker, request: Request) -> Body:
+    """Committed metadata entries; any voter serves them (they never change)."""
+    quorum = broker.quorum
+    if quorum is None:
+        return _not_controller(broker)
+    body = request.body
+    max_bytes = min(max(body["max_bytes"], 1), METADATA_FETCH_BYTES_MAX)
+    entries = quorum.committed_entries(max(body["from_index"], 1), max_bytes)
+    return {
+        "error_code": Errors.NONE,
+        "leader_id": quorum.leader_hint(),
+        "commit_index": quorum.node.commit_index,
+        "entries": [{"index": e.index, "term": e.term, "data": e.data} for e in entries],
+    }
+
+
+async def broker_registration(broker: Broker, request: Request) -> Body:
+    quorum = broker.quorum
+    if quorum is None or quorum.active is None:
+        return _not_controller(broker)
+    body = request.body
+    registration = decide.BrokerRegistrationRequest(
+        body["broker_id"], body["host"], body["port"], body["previous_incarnation"]
+    )
+    now_ms = broker.clock.monotonic_ms()
+    outcome = await quorum.commit(
+        decide.register_broker(quorum.active, registration, now_ms, broker.config)
+    )
+    if outcome.error != Errors.NONE or outcome.image is None:
+        return {"error_code": outcome.error, "leader_id": quorum.leader_hint()}
+    incarnation = outcome.image.brokers[body["broker_id"]].incarnation
+    return {"error_code": Errors.NONE, "leader_id": broker.broker_id, "incarnation": incarnation}
+
+
+async def broker_heartbeat(broker: Broker, request: Request) -> Body:
+    quorum = broker.quorum
+    if quorum is None or quorum.active is None:
+        return _not_controller(broker)
+    body = request.body
+    beat = decide.BrokerHeartbeatRequest(body["broker_id"], body["incarnation"])
+    now_ms = broker.clock.monotonic_ms()
+    outcome = await quorum.commit(decide.heartbeat(quorum.active, beat, now_ms, broker.config))
+    if outcome.error != Errors.NONE or outcome.image is None:
+        return {"error_code": outcome.error, "leader_id": quorum.leader_hint()}
+    registration = outcome.image.brokers[body["broker_id"]]
+    return {
+        "error_code": Errors.NONE,
+        "leader_id": broker.broker_id,
+        "is_fenced": registration.fenced,
+    }
+
+
+async def alter_partition(broker: Broker, request: Request) -> Body:
+    quorum = broker.quorum
+    if quorum is None or quorum.active is None:
+        return _not_controller(broker)
+    body = request.body
+    change = decide.AlterPartitionRequest(
+        body["topic"],
+        body["partition"],
+        body["broker_id"],
+        body["leader_epoch"],
+        body["partition_epoch"],
+        tuple(body["new_isr"]),
+    )
+    outcome = await quorum.commit(decide.alter_partition(quorum.active, change, broker.config))
+    if outcome.error != Errors.NONE or outcome.image is None:
+        return {"error_code": outcome.error, "leader_id": quorum.leader_hint()}
+    registration = outcome.image.partition(body["topic"], body["partition"])
+    assert registration is not None, "an accepted AlterPartition names an existing partition"
+    return {
+        "error_code": Errors.NONE,
+        "leader_id": registration.leader,
+        "leader_epoch": registration.leader_epoch,
+        "partition_epoch": registration.partition_epoch,
+        "isr": list(registration.isr),
+    }
+
+
 HANDLERS: dict[int, Handler] = {
     API_KEYS["ApiVersions"]: api_versions,
     API_KEYS["Metadata"]: metadata,
@@ -485,6 +601,11 @@ HANDLERS: dict[int, Handler] = {
     API_KEYS["ListOffsets"]: list_offsets,
     API_KEYS["InitProducerId"]: init_producer_id,
     API_KEYS["OffsetForLeaderEpoch"]: offset_for_leader_epoch,
+    API_KEYS["RaftMessage"]: raft_message,
+    API_KEYS["MetadataFetch"]: metadata_fetch,
+    API_KEYS["BrokerRegistration"]: broker_registration,
+    API_KEYS["BrokerHeartbeat"]: broker_heartbeat,
+    API_KEYS["AlterPartition"]: alter_partition,
     API_KEYS["FindCoordinator"]: find_coordinator,
     API_KEYS["OffsetCommit"]: offset_commit,
     API_KEYS["OffsetFetch"]: offset_fetch,

@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import logging
 import posixpath
+import random
+from dataclasses import dataclass
 from typing import Any
 
 import trio
 
 from impl.broker import apis
 from impl.broker.logs import LogManager
-from impl.broker.partition import ChangeSignal
+from impl.broker.member import ClusterMember, ControllerUnavailable
+from impl.broker.partition import ChangeSignal, Partition
+from impl.controller import controller as decide
+from impl.controller.quorum import QuorumNode
 from impl.protocol import (
     API_KEYS,
     ProtocolError,
@@ -34,13 +39,42 @@ from model.errors import Errors
 
 log = logging.getLogger("replog.broker")
 
-CHECKPOINT_INTERVAL_MS = 60_000
+# Kafka's replica.high.watermark.checkpoint.interval.ms: a restarted follower knows the
+# HW as of at most this long ago (recovery points are written along with it).
+CHECKPOINT_INTERVAL_MS = 5_000
 FLUSH_CHECK_INTERVAL_MS_MAX = 1_000
 PRODUCER_ID_BLOCK_FILE = "producer-id-block"
+CREATE_TOPICS_FORWARD_TIMEOUT_MS = 10_000
 PRODUCER_ID_BLOCK_SIZE = 1_000
 # Producer ids carry the broker id in their top bits, so brokers never hand out the
 # same id without asking anyone; 2**40 ids per broker outlast any test campaign.
 PRODUCER_ID_BROKER_SHIFT = 40
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionView:
+    index: int
+    leader: int
+    leader_epoch: int
+    replicas: tuple[int, ...]
+    isr: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TopicView:
+    name: str
+    topic_id: bytes
+    partitions: tuple[PartitionView, ...]
+
+
+def _local_view(partition: Partition) -> PartitionView:
+    return PartitionView(
+        partition.index,
+        partition.leader_id,
+        partition.leader_epoch,
+        partition.replicas,
+        tuple(sorted(partition.isr)),
+    )
 
 
 class Broker:
@@ -53,8 +87,13 @@ class Broker:
         config: Config,
         runtime: Runtime,
         cluster_id: str = "replog",
+        voters: dict[int, tuple[str, int]] | None = None,
+        roles: tuple[str, ...] = ("broker",),
     ) -> None:
+        assert roles and set(roles) <= {"broker", "controller"}, f"bad roles {roles}"
+        assert voters or roles == ("broker",), "a controller needs the quorum's voters"
         self.broker_id = broker_id
+        self.roles = roles
         self.host = host
         self.port = port
         self.config = config
@@ -67,13 +106,25 @@ class Broker:
         self.connections = 0
         self._producer_ids: range = range(0)
         self._producer_ids_used = 0
+        self.quorum = (
+            QuorumNode(broker_id, voters, data_dir, config, runtime)
+            if voters and "controller" in roles
+            else None
+        )
+        self.member = ClusterMember(self, voters) if voters and "broker" in roles else None
+
+    @property
+    def standalone(self) -> bool:
+        """No controller quorum: this broker is the only replica of everything it has."""
+        return self.quorum is None and self.member is None
 
     # ---- lifecycle ---------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         """Open the data dir, serve until cancelled, then flush and checkpoint."""
         self.logs.open()
-        self._lead_every_partition()
+        if self.standalone:
+            self._lead_every_partition()
         log.info(
             "broker %d opened %s: %d topics, %d partitions",
             self.broker_id,
@@ -86,6 +137,10 @@ class Broker:
                 self.port = await nursery.start(
                     self.runtime.net.serve, self._serve_connection, self.host, self.port
                 )
+                if self.quorum is not None:
+                    nursery.start_soon(self.quorum.run)
+                if self.member is not None:
+                    nursery.start_soon(self.member.run)
                 nursery.start_soon(self._every, self._flush_interval_ms(), self._flush)
                 nursery.start_soon(self._every, CHECKPOINT_INTERVAL_MS, self._checkpoint)
                 nursery.start_soon(
@@ -95,6 +150,8 @@ class Broker:
                 task_status.started(self.port)
         finally:
             self.logs.close()
+            if self.member is not None:
+                self.member.mark_clean_shutdown()
             log.info("broker %d stopped; logs flushed and checkpointed", self.broker_id)
 
     def _lead_every_partition(self) -> None:
@@ -111,12 +168,60 @@ class Broker:
     def endpoint(self) -> dict[str, Any]:
         return {"node_id": self.broker_id, "host": self.host, "port": self.port, "rack": None}
 
+    # ---- what Metadata answers ---------------------------------------------------------
+
+    def brokers(self) -> list[dict[str, Any]]:
+        """Live brokers as clients should see them (in a cluster: the unfenced ones)."""
+        if self.member is None:
+            return [self.endpoint()]
+        image = self.member.image
+        return [
+            {
+                "node_id": b,
+                "host": image.brokers[b].host,
+                "port": image.brokers[b].port,
+                "rack": None,
+            }
+            for b in image.unfenced_brokers()
+        ]
+
+    def controller_id(self) -> int:
+        if self.member is None:
+            return self.broker_id
+        return self.member.leader_hint if self.member.leader_hint is not None else -1
+
+    def topic_views(self) -> dict[str, TopicView]:
+        """Every topic with its partitions' leaders, epochs, replicas and ISRs."""
+        if self.member is None:
+            return {
+                name: TopicView(
+                    name,
+                    topic.topic_id,
+                    tuple(
+                        _local_view(self.logs.partitions[(name, index)])
+                        for index in range(topic.partitions)
+                    ),
+                )
+                for name, topic in self.logs.topics.items()
+            }
+        return {
+            name: TopicView(
+                name,
+                bytes.fromhex(topic.topic_id),
+                tuple(
+                    PartitionView(index, r.leader, r.leader_epoch, r.replicas, r.isr)
+                    for index, r in enumerate(topic.partitions)
+                ),
+            )
+            for name, topic in self.member.image.topics.items()
+        }
+
     # ---- state changes the handlers ask for --------------------------------------------
 
     def create_topic(
         self, name: str, partitions: int, replication_factor: int, overrides: dict[str, str]
     ) -> tuple[Errors, str | None]:
-        topic_id = self.runtime.rng.getrandbits(128).to_bytes(16, "big") or b"\x01" * 16
+        topic_id = new_topic_id(self.runtime.rng)
         error, message = self.logs.create_topic(
             name, topic_id, partitions, replication_factor, overrides
         )
@@ -124,6 +229,66 @@ class Broker:
             self._lead_every_partition()
             log.info("created topic %s with %d partitions", name, partitions)
         return error, message
+
+    async def create_topic_in_cluster(
+        self,
+        name: str,
+        partitions: int,
+        replication_factor: int,
+        overrides: dict[str, str],
+        timeout_ms: int,
+    ) -> tuple[int, str | None]:
+        """Decide it here if this node is the active controller, else forward it there;
+        then wait (bounded) until this broker's metadata shows it."""
+        with trio.move_on_after(timeout_ms / 1000):
+            error, message = await self._decide_or_forward_topic(
+                name, partitions, replication_factor, overrides
+            )
+            if error == Errors.NONE and self.member is not None:
+                while name not in self.member.image.topics:
+                    await self.changes.wait()
+            return error, message
+        return Errors.REQUEST_TIMED_OUT, f"topic {name!r} not created within {timeout_ms} ms"
+
+    async def _decide_or_forward_topic(
+        self, name: str, partitions: int, replication_factor: int, overrides: dict[str, str]
+    ) -> tuple[int, str | None]:
+        if self.quorum is not None and self.quorum.active is not None:
+            request = decide.CreateTopicRequest(
+                name,
+                new_topic_id(self.runtime.rng).hex(),
+                partitions,
+                replication_factor,
+                tuple(sorted(overrides.items())),
+            )
+            decision = decide.create_topic(self.quorum.active, request, self.config)
+            outcome = await self.quorum.commit(decision)
+            return outcome.error, None
+        if self.member is None:
+            return Errors.NOT_CONTROLLER, "this controller is not the active one"
+        body = {
+            "topics": [
+                {
+                    "name": name,
+                    "num_partitions": partitions,
+                    "replication_factor": replication_factor,
+                    "configs": [{"name": k, "value": v} for k, v in overrides.items()],
+                }
+            ],
+            "timeout_ms": CREATE_TOPICS_FORWARD_TIMEOUT_MS,
+        }
+        try:
+            response = await self.member.call_controller("CreateTopics", body)
+        except ControllerUnavailable as error:
+            return Errors.NOT_CONTROLLER, str(error)
+        row = response["topics"][0]
+        return row["error_code"], row.get("error_message")
+
+    def maybe_expand_isr(self, partition: Partition, follower: int) -> None:
+        """Ask the controller to add a follower that caught up (AlterPartition)."""
+        proposal = partition.isr_expansion(follower)
+        if proposal is not None and self.member is not None:
+            self.member.request_isr_change(partition, proposal)
 
     def next_producer_id(self) -> int:
         """Ids come from blocks reserved on disk before use, so a restart never reuses one."""
@@ -207,3 +372,11 @@ class Broker:
         deleted = self.logs.apply_retention(self.clock.wall_ms())
         if deleted:
             log.info("retention deleted %d segments", deleted)
+
+
+def new_topic_id(rng: random.Random) -> bytes:
+    """A random non-zero UUID (the zero UUID means "no id" on the wire)."""
+    while True:
+        topic_id = rng.getrandbits(128).to_bytes(16, "big")
+        if any(topic_id):
+            return topic_id

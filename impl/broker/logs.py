@@ -89,18 +89,36 @@ class LogManager:
         self.broker_id = broker_id
         self.topics: dict[str, Topic] = {}
         self.partitions: dict[tuple[str, int], Partition] = {}
+        self._recovery_points: dict[tuple[str, int], int] = {}
+        self._high_watermarks: dict[tuple[str, int], int] = {}
 
     # ---- startup and shutdown ----------------------------------------------------------
 
     def open(self) -> None:
-        """Claim the data dir, load the topic table and recover every partition log."""
+        """Claim the data dir, read the checkpoints, and recover every partition of the
+        topic table (a standalone broker's; in a cluster the metadata log has the topics
+        and `ensure_partition` opens each replica as the metadata names it)."""
         mkdir_durably(self.fs, self.data_dir)
         self._claim()
+        self._recovery_points = read_offset_checkpoint(
+            self.fs, self._path(RECOVERY_POINT_CHECKPOINT)
+        )
+        self._high_watermarks = read_offset_checkpoint(
+            self.fs, self._path(HIGH_WATERMARK_CHECKPOINT)
+        )
         self.topics = self._load_topics()
-        recovery = read_offset_checkpoint(self.fs, self._path(RECOVERY_POINT_CHECKPOINT))
         for topic in self.topics.values():
             for index in range(topic.partitions):
-                self._open_partition(topic, index, recovery.get((topic.name, index)))
+                self._open_partition(topic.name, index, topic.overrides, (self.broker_id,))
+
+    def ensure_partition(
+        self, topic: str, index: int, replicas: tuple[int, ...], overrides: dict[str, str]
+    ) -> Partition:
+        """The local replica of a partition, opened (and recovered) on first use."""
+        partition = self.partitions.get((topic, index))
+        if partition is None:
+            partition = self._open_partition(topic, index, overrides, replicas)
+        return partition
 
     def checkpoint(self) -> None:
         """Write the recovery points and HWs of every partition (after a flush)."""
@@ -168,7 +186,7 @@ class LogManager:
         self.topics[name] = topic
         self._save_topics()
         for index in range(partitions):
-            self._open_partition(topic, index, None)
+            self._open_partition(name, index, topic.overrides, (self.broker_id,))
         return Errors.NONE, None
 
     def topic_config(self, overrides: dict[str, str]) -> Config:
@@ -184,15 +202,19 @@ class LogManager:
     def _path(self, name: str) -> str:
         return posixpath.join(self.data_dir, name)
 
-    def _open_partition(self, topic: Topic, index: int, recovery_point: int | None) -> None:
-        directory = self._path(partition_dir_name(topic.name, index))
-        log = PartitionLog.open(
-            self.fs, directory, self.topic_config(topic.overrides), recovery_point
-        )
-        replicas = (self.broker_id,)
-        self.partitions[(topic.name, index)] = Partition(
-            topic.name, index, log, self.broker_id, replicas, self.changes
-        )
+    def _open_partition(
+        self, topic: str, index: int, overrides: dict[str, str], replicas: tuple[int, ...]
+    ) -> Partition:
+        key = (topic, index)
+        directory = self._path(partition_dir_name(topic, index))
+        config = self.topic_config(overrides)
+        log = PartitionLog.open(self.fs, directory, config, self._recovery_points.get(key))
+        partition = Partition(topic, index, log, self.broker_id, replicas, self.changes)
+        # Kafka restores the HW from replication-offset-checkpoint: a follower that
+        # restarts knows what was committed as of the last checkpoint, not more.
+        partition.high_watermark = min(self._high_watermarks.get(key, 0), log.log_end_offset)
+        self.partitions[key] = partition
+        return partition
 
     def _claim(self) -> None:
         path = self._path(META_FILE)

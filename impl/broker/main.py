@@ -11,6 +11,7 @@ import trio
 
 from impl.broker.broker import Broker
 from impl.broker.logs import DataDirError
+from impl.controller.raft_storage import RaftStorageError
 from impl.runtime.net import is_loopback
 from impl.runtime.runtime import real_runtime
 from model.config import Config, ConfigError
@@ -32,6 +33,17 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--allow-remote", action="store_true", help="allow a non-loopback listen address"
     )
+    parser.add_argument(
+        "--quorum",
+        metavar="ID@HOST:PORT,...",
+        help="the controller quorum's voters; without it the broker runs standalone",
+    )
+    parser.add_argument(
+        "--roles",
+        default=None,
+        help="broker, controller or broker,controller (default: broker, plus controller "
+        "when --id is one of the --quorum voters)",
+    )
     parser.add_argument("--seed", type=int, help="seed of the broker's randomness (topic ids)")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
     return parser
@@ -44,12 +56,40 @@ def _parse_listen(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def parse_quorum(text: str) -> dict[int, tuple[str, int]]:
+    """`0@127.0.0.1:9092,1@127.0.0.1:9093` as {0: ("127.0.0.1", 9092), ...}."""
+    voters = {}
+    for item in text.split(","):
+        node, separator, address = item.strip().partition("@")
+        if not separator or not node.isdigit():
+            raise ValueError(f"--quorum item {item!r}: expected ID@HOST:PORT")
+        voters[int(node)] = _parse_listen(address)
+    return voters
+
+
+def _roles(
+    text: str | None, broker_id: int, voters: dict[int, tuple[str, int]] | None
+) -> tuple[str, ...]:
+    if text is None:
+        return ("broker", "controller") if voters and broker_id in voters else ("broker",)
+    roles = tuple(r.strip() for r in text.split(",") if r.strip())
+    if not roles or not set(roles) <= {"broker", "controller"}:
+        raise ValueError(f"--roles {text!r}: expected broker, controller or both")
+    if "controller" in roles and (voters is None or broker_id not in voters):
+        raise ValueError("a controller must be one of the --quorum voters")
+    if "broker" not in roles and voters is None:
+        raise ValueError("a controller-only node needs --quorum")
+    return roles
+
+
 def main(argv: list[str]) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
         config = Config.parse(args.config)
         host, port = _parse_listen(args.listen)
+        voters = parse_quorum(args.quorum) if args.quorum else None
+        roles = _roles(args.roles, args.id, voters)
     except (ConfigError, ValueError) as error:
         print(f"replog broker: {error}", file=sys.stderr)
         return 2
@@ -69,22 +109,31 @@ def main(argv: list[str]) -> int:
         stream=sys.stderr,
     )
     try:
-        trio.run(_serve, args.id, args.data_dir, host, port, config, args.seed)
-    except DataDirError as error:
+        trio.run(_serve, args.id, args.data_dir, host, port, config, args.seed, voters, roles)
+    except (DataDirError, RaftStorageError) as error:
         print(f"replog broker: {error}", file=sys.stderr)
         return 1
     return 0
 
 
 async def _serve(
-    broker_id: int, data_dir: str, host: str, port: int, config: Config, seed: int | None
+    broker_id: int,
+    data_dir: str,
+    host: str,
+    port: int,
+    config: Config,
+    seed: int | None,
+    voters: dict[int, tuple[str, int]] | None,
+    roles: tuple[str, ...],
 ) -> None:
-    broker = Broker(broker_id, data_dir, host, port, config, real_runtime(seed))
+    runtime = real_runtime(seed)
+    broker = Broker(broker_id, data_dir, host, port, config, runtime, voters=voters, roles=roles)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
             bound_port = await nursery.start(broker.run)
             # The one line a harness waits for; everything else goes to the log.
-            print(f"broker {broker_id} listening on {host}:{bound_port}", flush=True)
+            kind = "broker" if "broker" in roles else "controller"
+            print(f"{kind} {broker_id} listening on {host}:{bound_port}", flush=True)
             async for signum in signals:
                 logging.getLogger("replog.broker").info(
                     "received %s, shutting down", signal.Signals(signum).name

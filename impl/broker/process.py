@@ -18,7 +18,7 @@ from pathlib import Path
 
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 30.0
-_LISTENING = re.compile(r"broker (\d+) listening on (\S+):(\d+)")
+_LISTENING = re.compile(r"(?:broker|controller) (\d+) listening on (\S+):(\d+)")
 
 
 class BrokerStartError(RuntimeError):
@@ -45,11 +45,19 @@ class BrokerProcess:
         return self.popen.pid
 
     def start(self, timeout_s: float = START_TIMEOUT_S) -> BrokerProcess:
+        return self.launch().wait_listening(timeout_s)
+
+    def launch(self) -> BrokerProcess:
+        """Spawn the process without waiting for it to listen."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log_file:
             self.popen = subprocess.Popen(
                 self.argv, stdout=subprocess.PIPE, stderr=log_file, env=_child_env()
             )
+        return self
+
+    def wait_listening(self, timeout_s: float = START_TIMEOUT_S) -> BrokerProcess:
+        """Read the one line the process prints once it listens; BrokerStartError if not."""
         line = self._first_line(timeout_s)
         match = _LISTENING.search(line)
         if match is None:
@@ -126,4 +134,3 @@ def _child_env() -> dict[str, str]:
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
-

@@ -127,16 +127,16 @@ BROKER_REGISTRATION = _pair(
     "0+",
     (
         Field("broker_id", "int32", "0+"),
-        Field("incarnation_id", "uuid", "0+"),
         Field("host", "string", "0+"),
         Field("port", "int32", "0+"),
-        # KIP-966: a broker that did not shut down cleanly may have lost data.
-        Field("clean_shutdown", "bool", "0+"),
+        # KIP-966's PreviousBrokerEpoch: the incarnation saved at the last clean
+        # shutdown, -1 after a crash (the broker may have lost unflushed data).
+        Field("previous_incarnation", "int64", "0+", default=-1),
     ),
     (
         Field("error_code", "int16", "0+"),
         Field("leader_id", "int32", "0+", default=-1),
-        Field("broker_epoch", "int64", "0+", default=-1),
+        Field("incarnation", "int64", "0+", default=-1),
     ),
 )
 
@@ -147,7 +147,7 @@ BROKER_HEARTBEAT = _pair(
     "0+",
     (
         Field("broker_id", "int32", "0+"),
-        Field("broker_epoch", "int64", "0+"),
+        Field("incarnation", "int64", "0+"),
         Field("metadata_offset", "int64", "0+"),
     ),
     (
@@ -164,7 +164,6 @@ ALTER_PARTITION = _pair(
     "0+",
     (
         Field("broker_id", "int32", "0+"),
-        Field("broker_epoch", "int64", "0+"),
         Field("topic", "string", "0+"),
         Field("partition", "int32", "0+"),
         Field("leader_epoch", "int32", "0+"),

@@ -1,0 +1,1 @@
+"""Running a cluster of broker and controller processes on loopback."""
