@@ -257,7 +257,9 @@ async def fetch(broker: Broker, request: Request) -> Body:
     deadline = trio.current_time() + min(max(body["max_wait_ms"], 0), FETCH_WAIT_MS_MAX) / 1000
     while True:
         responses, total_bytes = _fetch_once(broker, body)
-        if total_bytes >= body["min_bytes"] or trio.current_time() >= deadline:
+        # Kafka answers at once when a partition has an error: waiting cannot fix it.
+        failed = any(p["error_code"] != Errors.NONE for t in responses for p in t["partitions"])
+        if failed or total_bytes >= body["min_bytes"] or trio.current_time() >= deadline:
             break
         with trio.move_on_at(deadline):
             await broker.changes.wait()
@@ -592,6 +594,15 @@ async def alter_partition(broker: Broker, request: Request) -> Body:
     }
 
 
+async def clock_adjust(broker: Broker, request: Request) -> Body:
+    """The clock nemesis: jump this node's wall clock (monotonic time is untouched)."""
+    clock = broker.clock
+    if request.body["reset"]:
+        clock.reset()
+    clock.bump(request.body["delta_ms"])
+    return {"error_code": Errors.NONE, "skew_ms": clock.skew_ms, "wall_ms": clock.wall_ms()}
+
+
 HANDLERS: dict[int, Handler] = {
     API_KEYS["ApiVersions"]: api_versions,
     API_KEYS["Metadata"]: metadata,
@@ -606,6 +617,7 @@ HANDLERS: dict[int, Handler] = {
     API_KEYS["BrokerRegistration"]: broker_registration,
     API_KEYS["BrokerHeartbeat"]: broker_heartbeat,
     API_KEYS["AlterPartition"]: alter_partition,
+    API_KEYS["ClockAdjust"]: clock_adjust,
     API_KEYS["FindCoordinator"]: find_coordinator,
     API_KEYS["OffsetCommit"]: offset_commit,
     API_KEYS["OffsetFetch"]: offset_fetch,

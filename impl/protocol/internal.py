@@ -19,6 +19,7 @@ METADATA_FETCH_KEY = 1001
 BROKER_REGISTRATION_KEY = 1002
 BROKER_HEARTBEAT_KEY = 1003
 ALTER_PARTITION_KEY = 1004
+CLOCK_ADJUST_KEY = 1005
 
 _ERROR_CODE_ONLY = (Field("error_code", "int16", "0+"),)
 
@@ -179,6 +180,24 @@ ALTER_PARTITION = _pair(
     ),
 )
 
+# A nemesis moves a node's skewable wall clock (record timestamps, retention, ISR lag).
+CLOCK_ADJUST = _pair(
+    "ClockAdjust",
+    CLOCK_ADJUST_KEY,
+    "0",
+    "0+",
+    (
+        # Added to the current skew; with `reset` the skew goes back to 0 first.
+        Field("delta_ms", "int64", "0+"),
+        Field("reset", "bool", "0+"),
+    ),
+    (
+        Field("error_code", "int16", "0+"),
+        Field("skew_ms", "int64", "0+"),
+        Field("wall_ms", "int64", "0+"),
+    ),
+)
+
 MESSAGES: tuple[Message, ...] = (
     *OFFSET_FOR_LEADER_EPOCH,
     *RAFT_MESSAGE,
@@ -186,6 +205,7 @@ MESSAGES: tuple[Message, ...] = (
     *BROKER_REGISTRATION,
     *BROKER_HEARTBEAT,
     *ALTER_PARTITION,
+    *CLOCK_ADJUST,
 )
 
 # Keys only replog speaks: no other implementation to compare their bytes with.
@@ -196,6 +216,7 @@ REPLOG_ONLY_KEYS = frozenset(
         BROKER_REGISTRATION_KEY,
         BROKER_HEARTBEAT_KEY,
         ALTER_PARTITION_KEY,
+        CLOCK_ADJUST_KEY,
     }
 )
 
@@ -206,4 +227,5 @@ SUPPORTED: dict[int, tuple[int, int]] = {
     BROKER_REGISTRATION_KEY: (0, 0),
     BROKER_HEARTBEAT_KEY: (0, 0),
     ALTER_PARTITION_KEY: (0, 0),
+    CLOCK_ADJUST_KEY: (0, 0),
 }

@@ -387,3 +387,30 @@ def test_offset_for_leader_epoch_answers_where_an_epoch_ends(wire: Wire):
     assert (ask(0)["leader_epoch"], ask(0)["end_offset"]) == (0, 2)
     assert (ask(5)["leader_epoch"], ask(5)["end_offset"]) == (-1, -1)
     assert ask(0, current=3)["error_code"] == Errors.UNKNOWN_LEADER_EPOCH
+
+
+def test_fetch_error_is_answered_without_waiting(wire: Wire):
+    create(wire, "fetch-error")
+    started = time.monotonic()
+    assert fetch(wire, "fetch-error", 9, max_wait_ms=5_000, min_bytes=1)["error_code"] == (
+        Errors.OFFSET_OUT_OF_RANGE
+    )
+    assert time.monotonic() - started < 2
+
+
+def test_transactions_are_refused_with_a_clear_code(wire: Wire):
+    create(wire, "transactional")
+    init = wire.call(
+        "InitProducerId", 4, {"transactional_id": "tx", "transaction_timeout_ms": 60_000}
+    )
+    assert init["error_code"] == Errors.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+    body = {
+        "transactional_id": "tx",
+        "acks": -1,
+        "timeout_ms": 1000,
+        "topic_data": [
+            {"name": "transactional", "partition_data": [{"index": 0, "records": batch(b"x")}]}
+        ],
+    }
+    row = wire.call("Produce", PRODUCE_V, body)["responses"][0]["partition_responses"][0]
+    assert row["error_code"] == Errors.TRANSACTIONAL_ID_AUTHORIZATION_FAILED

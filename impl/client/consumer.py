@@ -1,0 +1,417 @@
+"""The native consumer (manual assignment; groups come later).
+
+    async with Consumer(runtime, "127.0.0.1:9092", config) as consumer:
+        consumer.assign([TopicPartition("events", 0)])
+        consumer.seek_to_beginning()
+        records = await consumer.poll(timeout_ms=1_000)
+
+Each partition has a position: the offset of the next record `poll` returns. A
+partition without one (just assigned, or out of range) gets one by auto.offset.reset:
+earliest = log start offset, latest = high watermark, none = `NoOffsetForPartition`
+(or `OffsetOutOfRange` when the broker refused the position).
+
+Fetching follows Kafka's consumer: one Fetch in flight per leader, carrying every
+assigned partition it leads whose buffered records are used up, with fetch.min.bytes,
+fetch.max.wait.ms, fetch.max.bytes and max.partition.fetch.bytes, and the leader epoch
+from metadata (a stale one is fenced and triggers a metadata refresh). Fetches run as
+tasks of the consumer, so one outlives the `poll` that started it; its data is used
+only if the partition's position did not move meanwhile (a `seek` discards it). A
+batch is returned whole by the broker, so records below the position are skipped.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import trio
+
+from impl.client.errors import (
+    METADATA_ERRORS,
+    ClientError,
+    CorruptRecord,
+    NoOffsetForPartition,
+    NotSent,
+    OffsetOutOfRange,
+    OutcomeUnknown,
+    RequestTimeout,
+    kafka_error,
+)
+from impl.client.metadata import Cluster, ClusterSession, TopicPartition
+from impl.client.offsets import (
+    EARLIEST_TIMESTAMP,
+    ISOLATION_LEVELS,
+    LATEST_TIMESTAMP,
+    list_offsets,
+)
+from impl.protocol import API_KEYS
+from impl.runtime.runtime import Runtime
+from impl.storage.batch import (
+    HEADER_SIZE_BYTES,
+    CodecError,
+    decode_records,
+    parse_header,
+)
+from model.config import Config
+from model.errors import Errors
+
+FETCH = API_KEYS["Fetch"]
+_RESET_TIMESTAMPS = {"earliest": EARLIEST_TIMESTAMP, "latest": LATEST_TIMESTAMP}
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerRecord:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes | None], ...]
+    timestamp_ms: int
+    leader_epoch: int
+
+
+class _PartitionState:
+    __slots__ = (
+        "buffered",
+        "fetch_after_ms",
+        "high_watermark",
+        "next_fetch_offset",
+        "position",
+        "reset",
+    )
+
+    def __init__(self) -> None:
+        self.position: int | None = None
+        # "earliest" / "latest" while a reset is pending.
+        self.reset: str | None = None
+        self.buffered: deque[ConsumerRecord] = deque()
+        self.next_fetch_offset = -1
+        self.high_watermark = -1
+        # After a leader error, the partition waits retry.backoff.ms for new metadata.
+        self.fetch_after_ms = 0
+
+    def move_to(self, offset: int | None, reset: str | None = None) -> None:
+        self.position = offset
+        self.reset = reset
+        self.buffered.clear()
+        self.next_fetch_offset = -1
+
+
+@dataclass(frozen=True, slots=True)
+class _CompletedFetch:
+    fetch_offsets: dict[TopicPartition, int]
+    response: dict[str, Any]
+
+
+class Consumer:
+    def __init__(
+        self,
+        runtime: Runtime,
+        bootstrap: str | Sequence[str],
+        config: Config | None = None,
+        *,
+        client_id: str = "replog-consumer",
+    ) -> None:
+        self.config = config or Config()
+        self.runtime = runtime
+        self._states: dict[TopicPartition, _PartitionState] = {}
+        self._fetching: set[int] = set()
+        self._completed: deque[_CompletedFetch] = deque()
+        self._fetch_done = trio.Event()
+        self._backoff_until_ms: dict[int, int] = {}
+        # A fetch failure retrying cannot fix, raised by the next poll.
+        self._fetch_error: ClientError | None = None
+        self._session = ClusterSession(runtime, bootstrap, self.config, client_id)
+
+    # ---- lifecycle ---------------------------------------------------------------------
+
+    async def __aenter__(self) -> Consumer:
+        await self._session.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self._session.aclose()
+
+    @property
+    def cluster(self) -> Cluster:
+        return self._session.cluster
+
+    # ---- assignment and positions ------------------------------------------------------
+
+    def assign(self, partitions: Iterable[TopicPartition]) -> None:
+        """Consume exactly these partitions; positions of partitions kept are kept."""
+        wanted = list(partitions)
+        self._states = {tp: self._states.get(tp) or _PartitionState() for tp in wanted}
+        self.cluster.add_interest(tp.topic for tp in wanted)
+
+    def assignment(self) -> list[TopicPartition]:
+        return sorted(self._states)
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        if offset < 0:
+            raise ValueError(f"offset must be >= 0, got {offset}")
+        self._state(tp).move_to(offset)
+
+    def seek_to_beginning(self, partitions: Iterable[TopicPartition] | None = None) -> None:
+        for tp in self.assignment() if partitions is None else partitions:
+            self._state(tp).move_to(None, "earliest")
+
+    def seek_to_end(self, partitions: Iterable[TopicPartition] | None = None) -> None:
+        for tp in self.assignment() if partitions is None else partitions:
+            self._state(tp).move_to(None, "latest")
+
+    async def position(self, tp: TopicPartition) -> int:
+        """The offset of the next record `poll` returns for `tp` (resolving a reset)."""
+        state = self._state(tp)
+        await self._resolve_positions()
+        assert state.position is not None
+        return state.position
+
+    async def beginning_offsets(
+        self, partitions: Iterable[TopicPartition]
+    ) -> dict[TopicPartition, int]:
+        return await list_offsets(
+            self.cluster, partitions, EARLIEST_TIMESTAMP, self.config.default_api_timeout_ms
+        )
+
+    async def end_offsets(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        """The high watermark of each partition: one past the last record a consumer sees."""
+        return await list_offsets(
+            self.cluster, partitions, LATEST_TIMESTAMP, self.config.default_api_timeout_ms
+        )
+
+    async def partitions_for(self, topic: str) -> list[TopicPartition]:
+        """Every partition of `topic`; raises UNKNOWN_TOPIC_OR_PARTITION or RequestTimeout."""
+        timeout_ms = self.config.default_api_timeout_ms
+        count = await self.cluster.wait_for_topic(topic, timeout_ms)
+        if count is not None:
+            return [TopicPartition(topic, index) for index in range(count)]
+        if self.cluster.topic_missing(topic):
+            raise kafka_error(Errors.UNKNOWN_TOPIC_OR_PARTITION, f"no topic {topic}")
+        raise RequestTimeout(f"no metadata for {topic} within {timeout_ms} ms")
+
+    def _state(self, tp: TopicPartition) -> _PartitionState:
+        state = self._states.get(tp)
+        if state is None:
+            raise ValueError(f"{tp} is not assigned to this consumer")
+        return state
+
+    async def _resolve_positions(self) -> None:
+        policy = self.config.auto_offset_reset
+        pending: dict[str, list[TopicPartition]] = defaultdict(list)
+        for tp, state in self._states.items():
+            if state.position is None and state.reset is None:
+                if policy == "none":
+                    raise NoOffsetForPartition(f"{tp} has no position and auto.offset.reset=none")
+                state.reset = policy
+            if state.reset is not None:
+                pending[state.reset].append(tp)
+        for reset, partitions in pending.items():
+            offsets = await list_offsets(
+                self.cluster,
+                partitions,
+                _RESET_TIMESTAMPS[reset],
+                self.config.default_api_timeout_ms,
+            )
+            for tp, offset in offsets.items():
+                if self._states.get(tp) is not None and self._states[tp].reset == reset:
+                    self._states[tp].move_to(offset)
+
+    # ---- polling -----------------------------------------------------------------------
+
+    async def poll(self, timeout_ms: int) -> list[ConsumerRecord]:
+        """Up to max.poll.records records, waiting at most `timeout_ms` for some.
+
+        Raises NoOffsetForPartition / OffsetOutOfRange under auto.offset.reset=none,
+        CorruptRecord, and KafkaError for refusals that retrying cannot fix.
+        """
+        with trio.move_on_after(timeout_ms / 1000):
+            while True:
+                self._fetch_done = trio.Event()
+                if self._fetch_error is not None:
+                    error, self._fetch_error = self._fetch_error, None
+                    raise error
+                await self.cluster.refresh_if_stale()
+                await self._resolve_positions()
+                self._take_completed()
+                records = self._drain(self.config.max_poll_records)
+                if records:
+                    return records
+                if self._start_fetches():
+                    await self._fetch_done.wait()
+                else:
+                    await trio.sleep(self.config.retry_backoff_ms / 1000)
+        return []
+
+    def _drain(self, max_records: int) -> list[ConsumerRecord]:
+        records: list[ConsumerRecord] = []
+        for state in self._states.values():
+            while state.buffered and len(records) < max_records:
+                record = state.buffered.popleft()
+                records.append(record)
+                state.position = record.offset + 1
+            position = state.position
+            if position is not None and not state.buffered and state.next_fetch_offset > position:
+                state.position = state.next_fetch_offset
+        return records
+
+    def _start_fetches(self) -> bool:
+        """Start a Fetch for every leader that has partitions to fetch and none in flight."""
+        now_ms = self.runtime.clock.monotonic_ms()
+        by_node: dict[int, list[tuple[TopicPartition, int, int]]] = defaultdict(list)
+        for tp, state in self._states.items():
+            if state.position is None or state.buffered or state.fetch_after_ms > now_ms:
+                continue
+            leader = self.cluster.leader(tp)
+            if leader is None:
+                self.cluster.request_update()
+                continue
+            node = leader.leader_id
+            if node in self._fetching or self._backoff_until_ms.get(node, 0) > now_ms:
+                continue
+            by_node[node].append((tp, state.position, leader.leader_epoch))
+        for node, entries in by_node.items():
+            self._fetching.add(node)
+            self._session.nursery.start_soon(self._fetch, node, entries)
+        return bool(self._fetching)
+
+    def _fetch_body(self, entries: list[tuple[TopicPartition, int, int]]) -> dict[str, Any]:
+        config = self.config
+        topics: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for tp, offset, epoch in entries:
+            topics[tp.topic].append(
+                {
+                    "partition": tp.partition,
+                    "current_leader_epoch": epoch,
+                    "fetch_offset": offset,
+                    "partition_max_bytes": config.max_partition_fetch_bytes,
+                }
+            )
+        return {
+            "replica_id": -1,
+            "max_wait_ms": config.fetch_max_wait_ms,
+            "min_bytes": config.fetch_min_bytes,
+            "max_bytes": config.fetch_max_bytes,
+            "isolation_level": ISOLATION_LEVELS[config.isolation_level],
+            "topics": [{"topic": name, "partitions": rows} for name, rows in topics.items()],
+        }
+
+    async def _fetch(self, node: int, entries: list[tuple[TopicPartition, int, int]]) -> None:
+        try:
+            connection = await self.cluster.connection(node)
+            timeout_ms = self.config.request_timeout_ms + self.config.fetch_max_wait_ms
+            response = await connection.request(FETCH, self._fetch_body(entries), timeout_ms)
+            offsets = {tp: offset for tp, offset, _ in entries}
+            self._completed.append(_CompletedFetch(offsets, response))
+        except (NotSent, OutcomeUnknown):
+            self.cluster.request_update()
+            backoff_ms = self.config.retry_backoff_ms
+            self._backoff_until_ms[node] = self.runtime.clock.monotonic_ms() + backoff_ms
+        except ClientError as error:
+            self._fetch_error = error
+        finally:
+            self._fetching.discard(node)
+            self._fetch_done.set()
+
+    # ---- fetched data ------------------------------------------------------------------
+
+    def _take_completed(self) -> None:
+        while self._completed:
+            fetched = self._completed.popleft()
+            top_error = fetched.response.get("error_code", Errors.NONE)
+            for topic in fetched.response["responses"]:
+                for row in topic["partitions"]:
+                    tp = TopicPartition(topic["topic"], row["partition_index"])
+                    code = row["error_code"] if top_error == Errors.NONE else top_error
+                    self._take_partition(tp, fetched.fetch_offsets.get(tp), code, row)
+
+    def _take_partition(
+        self, tp: TopicPartition, fetch_offset: int | None, code: int, row: dict[str, Any]
+    ) -> None:
+        state = self._states.get(tp)
+        if state is None or fetch_offset is None or state.position != fetch_offset:
+            return
+        if code == Errors.NONE:
+            state.high_watermark = row["high_watermark"]
+            self._buffer_records(tp, state, fetch_offset, row["records"] or b"")
+        elif code == Errors.OFFSET_OUT_OF_RANGE:
+            self._out_of_range(tp, state, fetch_offset)
+        elif code in METADATA_ERRORS:
+            self.cluster.request_update()
+            now_ms = self.runtime.clock.monotonic_ms()
+            state.fetch_after_ms = now_ms + self.config.retry_backoff_ms
+        else:
+            raise kafka_error(code, f"Fetch {tp} at offset {fetch_offset}")
+
+    def _out_of_range(self, tp: TopicPartition, state: _PartitionState, offset: int) -> None:
+        policy = self.config.auto_offset_reset
+        if policy == "none":
+            raise OffsetOutOfRange(
+                f"{tp}: offset {offset} is out of range and auto.offset.reset=none",
+                tp.topic,
+                tp.partition,
+                offset,
+            )
+        state.move_to(None, policy)
+
+    def _buffer_records(
+        self, tp: TopicPartition, state: _PartitionState, fetch_offset: int, data: bytes
+    ) -> None:
+        view = memoryview(data)
+        position = 0
+        next_offset = fetch_offset
+        while position < len(view):
+            try:
+                header = parse_header(view, position)
+            except CodecError:
+                break
+            if header.size_bytes < HEADER_SIZE_BYTES:
+                raise CorruptRecord(f"{tp}: batch length {header.batch_length} at {position}")
+            end = position + header.size_bytes
+            if end > len(view):
+                break
+            if not header.is_control:
+                self._buffer_batch(tp, state, view[position:end], fetch_offset)
+            next_offset = max(next_offset, header.next_offset)
+            position = end
+        if position == 0 and len(view) > 0:
+            raise CorruptRecord(
+                f"{tp}: a batch at offset {fetch_offset} is larger than "
+                f"max.partition.fetch.bytes={self.config.max_partition_fetch_bytes}"
+            )
+        state.next_fetch_offset = next_offset
+
+    def _buffer_batch(
+        self, tp: TopicPartition, state: _PartitionState, batch: memoryview, fetch_offset: int
+    ) -> None:
+        header = parse_header(batch)
+        try:
+            records = decode_records(batch)
+        except CodecError as error:
+            raise CorruptRecord(f"{tp}: {error}") from error
+        log_append_time = header.timestamp_type == "LogAppendTime"
+        for offset, record in records:
+            if offset < fetch_offset:
+                continue
+            timestamp_ms = header.max_timestamp_ms if log_append_time else record.timestamp_ms
+            state.buffered.append(
+                ConsumerRecord(
+                    tp.topic,
+                    tp.partition,
+                    offset,
+                    record.key,
+                    record.value,
+                    record.headers,
+                    timestamp_ms,
+                    header.partition_leader_epoch,
+                )
+            )
