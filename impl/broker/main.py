@@ -12,7 +12,7 @@ import trio
 from impl.broker.broker import Broker
 from impl.broker.logs import DataDirError
 from impl.controller.raft_storage import RaftStorageError
-from impl.runtime.net import is_loopback
+from impl.runtime.net import Address, is_loopback, load_link_map
 from impl.runtime.runtime import real_runtime
 from model.config import Config, ConfigError
 
@@ -45,6 +45,12 @@ def _parser() -> argparse.ArgumentParser:
         "when --id is one of the --quorum voters)",
     )
     parser.add_argument("--seed", type=int, help="seed of the broker's randomness (topic ids)")
+    parser.add_argument(
+        "--link-map",
+        metavar="FILE",
+        help='JSON {"HOST:PORT": "HOST:PORT"}: connect to the second instead of the first '
+        "(a fault-injection harness routes links through its proxies)",
+    )
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
     return parser
 
@@ -90,7 +96,8 @@ def main(argv: list[str]) -> int:
         host, port = _parse_listen(args.listen)
         voters = parse_quorum(args.quorum) if args.quorum else None
         roles = _roles(args.roles, args.id, voters)
-    except (ConfigError, ValueError) as error:
+        link_map = load_link_map(args.link_map) if args.link_map else None
+    except (ConfigError, ValueError, OSError) as error:
         print(f"replog broker: {error}", file=sys.stderr)
         return 2
     if args.id < 0:
@@ -109,7 +116,17 @@ def main(argv: list[str]) -> int:
         stream=sys.stderr,
     )
     try:
-        trio.run(_serve, args.id, args.data_dir, host, port, config, args.seed, voters, roles)
+        trio.run(
+            _serve,
+            args.id,
+            args.data_dir,
+            host,
+            port,
+            config,
+            (args.seed, link_map),
+            voters,
+            roles,
+        )
     except (DataDirError, RaftStorageError) as error:
         print(f"replog broker: {error}", file=sys.stderr)
         return 1
@@ -122,11 +139,11 @@ async def _serve(
     host: str,
     port: int,
     config: Config,
-    seed: int | None,
+    runtime_args: tuple[int | None, dict[Address, Address] | None],
     voters: dict[int, tuple[str, int]] | None,
     roles: tuple[str, ...],
 ) -> None:
-    runtime = real_runtime(seed)
+    runtime = real_runtime(*runtime_args)
     broker = Broker(broker_id, data_dir, host, port, config, runtime, voters=voters, roles=roles)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:

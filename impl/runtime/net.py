@@ -8,6 +8,7 @@ sockets directly.
 from __future__ import annotations
 
 import ipaddress
+import json
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -44,8 +45,34 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+Address = tuple[str, int]
+
+
+def load_link_map(path: str) -> dict[Address, Address]:
+    """A JSON object {"HOST:PORT": "HOST:PORT"}: where to connect instead of an address.
+
+    A fault-injection harness gives each process its own map, pointing every outgoing
+    link at a proxy it controls, so it can cut one link without touching the others.
+    """
+    with open(path, encoding="utf-8") as file:
+        raw = json.load(file)
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a JSON object of HOST:PORT -> HOST:PORT")
+    return {_address(key, path): _address(value, path) for key, value in raw.items()}
+
+
+def _address(text: object, path: str) -> Address:
+    host, separator, port = str(text).rpartition(":")
+    if not separator or not port.isdigit():
+        raise ValueError(f"{path}: {text!r} is not HOST:PORT")
+    return host, int(port)
+
+
 class TcpNetwork:
-    """Plain TCP with Nagle off (Kafka's request/response traffic is latency bound)."""
+    """Plain TCP; outgoing connections may be redirected through a link map."""
+
+    def __init__(self, link_map: dict[Address, Address] | None = None) -> None:
+        self.link_map = link_map or {}
 
     async def serve(
         self,
@@ -62,6 +89,7 @@ class TcpNetwork:
             task_status.started(bound_port)
 
     async def connect(self, host: str, port: int) -> trio.abc.Stream:
+        host, port = self.link_map.get((host, port), (host, port))
         try:
             return await trio.open_tcp_stream(host, port)
         except OSError as error:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from impl.runtime.clock import Clock
 from impl.runtime.fs import FileSystem, RealFileSystem
-from impl.runtime.net import Network, TcpNetwork
+from impl.runtime.net import Address, Network, TcpNetwork
 
 
 @dataclass
@@ -18,6 +18,8 @@ class Runtime:
     fs: FileSystem
 
 
-def real_runtime(seed: int | None = None) -> Runtime:
+def real_runtime(
+    seed: int | None = None, link_map: dict[Address, Address] | None = None
+) -> Runtime:
     """Loopback TCP, real files, the machine's wall clock. Call inside `trio.run`."""
-    return Runtime(Clock(), random.Random(seed), TcpNetwork(), RealFileSystem())
+    return Runtime(Clock(), random.Random(seed), TcpNetwork(link_map), RealFileSystem())
