@@ -186,9 +186,9 @@ class Broker:
         ]
 
     def controller_id(self) -> int:
-        if self.member is None:
-            return self.broker_id
-        return self.member.leader_hint if self.member.leader_hint is not None else -1
+        """What Metadata calls the controller. As in KRaft, clients cannot reach the
+        quorum, so a cluster broker names itself: it forwards admin requests."""
+        return self.broker_id
 
     def topic_views(self) -> dict[str, TopicView]:
         """Every topic with its partitions' leaders, epochs, replicas and ISRs."""
