@@ -31,8 +31,22 @@ WAIT_S = 30.0
 
 
 def start_cluster(root: Path, brokers: int = 3, controllers: int = 0, *config: str) -> Cluster:
+    """Start the processes and wait until every broker is registered and unfenced."""
     spec = ClusterSpec(root, brokers=brokers, controllers=controllers, config=FAST + config)
-    return Cluster.planned(spec).start()
+    cluster = Cluster.planned(spec).start()
+    wait_for(lambda: len(live_brokers(cluster)) == brokers, f"{brokers} unfenced brokers")
+    return cluster
+
+
+def live_brokers(cluster: Cluster) -> list[int]:
+    try:
+        client = admin(cluster)
+        try:
+            return [b["broker_id"] for b in client.describe_cluster()["brokers"]]
+        finally:
+            client.close()
+    except (KafkaError, OSError):
+        return []
 
 
 def wait_for(predicate: Callable[[], Any], what: str, timeout_s: float = WAIT_S) -> Any:
@@ -46,8 +60,16 @@ def wait_for(predicate: Callable[[], Any], what: str, timeout_s: float = WAIT_S)
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
-def admin(cluster: Cluster) -> KafkaAdminClient:
-    return KafkaAdminClient(bootstrap_servers=cluster.bootstrap, request_timeout_ms=10_000)
+def bootstrap(cluster: Cluster, avoid: frozenset[int] = frozenset()) -> str:
+    """The brokers' addresses, without nodes a test stopped (a SIGSTOPped broker accepts
+    connections and never answers, which stalls a client's bootstrap)."""
+    return ",".join(
+        f"{n.host}:{n.port}" for n in cluster.nodes if n.is_broker and n.node_id not in avoid
+    )
+
+
+def admin(cluster: Cluster, avoid: frozenset[int] = frozenset()) -> KafkaAdminClient:
+    return KafkaAdminClient(bootstrap_servers=bootstrap(cluster, avoid), request_timeout_ms=10_000)
 
 
 def create_topic(cluster: Cluster, name: str, partitions: int = 1, replication: int = 3) -> None:
@@ -59,11 +81,13 @@ def create_topic(cluster: Cluster, name: str, partitions: int = 1, replication: 
     wait_for(lambda: leader_of(cluster, name, 0) >= 0, f"a leader for {name}")
 
 
-def partition_state(cluster: Cluster, topic: str, partition: int) -> dict[str, Any]:
+def partition_state(
+    cluster: Cluster, topic: str, partition: int, avoid: frozenset[int] = frozenset()
+) -> dict[str, Any]:
     """Leader and ISR as some live broker's metadata shows them ({} if none answers:
     brokers may be down mid-probe, and callers poll)."""
     try:
-        client = admin(cluster)
+        client = admin(cluster, avoid)
         try:
             described = client.describe_topics([topic])[0]
         finally:
@@ -77,8 +101,10 @@ def leader_of(cluster: Cluster, topic: str, partition: int) -> int:
     return partition_state(cluster, topic, partition).get("leader_id", -1)
 
 
-def isr_of(cluster: Cluster, topic: str, partition: int) -> list[int]:
-    return partition_state(cluster, topic, partition).get("isr_nodes", [])
+def isr_of(
+    cluster: Cluster, topic: str, partition: int, avoid: frozenset[int] = frozenset()
+) -> list[int]:
+    return partition_state(cluster, topic, partition, avoid).get("isr_nodes", [])
 
 
 def read_all(cluster: Cluster, topic: str, partitions: int) -> dict[int, list[bytes]]:
@@ -145,6 +171,7 @@ async def _produce(
     during: Callable[[], None] | None,
     at_s: float,
     first: int,
+    avoid: frozenset[int],
 ) -> tuple[list[int], list[ClientError]]:
     config = Config.parse(
         [
@@ -157,7 +184,7 @@ async def _produce(
     )
     runtime = real_runtime()
     deliveries = []
-    async with Producer(runtime, cluster.bootstrap, config) as producer:
+    async with Producer(runtime, bootstrap(cluster, avoid), config) as producer:
         started = trio.current_time()
         n = first
         while trio.current_time() - started < seconds:
@@ -185,8 +212,9 @@ def produce_while(
     during: Callable[[], None] | None = None,
     at_s: float = 2.0,
     first: int = 0,
+    avoid: frozenset[int] = frozenset(),
 ) -> tuple[list[int], list[ClientError]]:
     """Send values `first`, `first`+1, ... for `seconds` with the native producer
     (idempotent, acks=all), calling `during()` once after `at_s`: the numbers
     acknowledged, and the errors of the others."""
-    return trio.run(_produce, cluster, topic, seconds, during, at_s, first)
+    return trio.run(_produce, cluster, topic, seconds, during, at_s, first, avoid)
