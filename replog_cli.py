@@ -18,6 +18,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dump-log": ("impl.storage.dump:main", "print the batches of Kafka segment files"),
     "produce": ("impl.client.cli:produce_main", "send lines of stdin as records to a topic"),
     "consume": ("impl.client.cli:consume_main", "print the records of a topic"),
+    "campaign": (
+        "jepsen_py.campaign.cli:campaign_main",
+        "fault-injection campaign against a broker cluster; writes a report",
+    ),
+    "report": ("jepsen_py.campaign.cli:report_main", "re-check and re-render a campaign's report"),
     "analyze": (
         "jepsen_py.analyze:main",
         "check a recorded history: linearizability, Kafka queue, durability, perf",
@@ -28,6 +33,11 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "model": ("model.bench:main", "random-walk steps per second of the reference model"),
     "check": ("specs.bench:main", "explicit-state explorer: distinct states per second"),
     "storage": ("impl.storage.bench:main", "segment append/read MB/s vs a plain file"),
+    "protocol": ("impl.protocol.bench:main", "wire codec encode/decode MB/s"),
+    "broker": (
+        "impl.broker.bench:main",
+        "one broker process: produce/consume throughput and latency vs a trio echo server",
+    ),
     "checker": (
         "jepsen_py.bench:main",
         "linearizability checker on the Porcupine corpus; queue checker on 1M ops",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import socket
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +46,8 @@ class ClusterSpec:
     quorum_size: int = 3
     config: tuple[str, ...] = ()
     host: str = "127.0.0.1"
+    # Per-node arguments appended to `replog broker` (a harness's `--link-map FILE`).
+    extra_argv: Mapping[int, tuple[str, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not 1 <= self.brokers <= NODES_MAX or not 0 <= self.controllers <= NODES_MAX:
@@ -86,6 +89,7 @@ def plan(spec: ClusterSpec) -> list[NodePlan]:
         argv += ["--roles", ",".join(roles), "--quorum", quorum]
         for assignment in spec.config:
             argv += ["--config", assignment]
+        argv += spec.extra_argv.get(node_id, ())
         nodes.append(NodePlan(node_id, roles, spec.host, port, data_dir, tuple(argv)))
     return nodes
 

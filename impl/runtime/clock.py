@@ -18,17 +18,21 @@ class Clock:
     """`monotonic_ms` for intervals, `wall_ms` for timestamps; `skew_ms` shifts the wall."""
 
     def __init__(self, wall_origin_ms: int | None = None) -> None:
-        # The wall time at trio time 0, fixed at construction so wall time advances
-        # exactly with trio's clock (real or mocked) and never from a second source.
-        now_trio_ms = int(trio.current_time() * 1000)
-        origin = int(time.time() * 1000) if wall_origin_ms is None else wall_origin_ms
-        self._wall_at_zero_ms = origin - now_trio_ms
+        self._wall_origin_ms = wall_origin_ms
+        self._wall_at_zero_ms: int | None = None
         self.skew_ms = 0
 
     def monotonic_ms(self) -> int:
         return int(trio.current_time() * 1000)
 
     def wall_ms(self) -> int:
+        if self._wall_at_zero_ms is None:
+            # Anchored at the first reading inside trio, so wall time then advances
+            # exactly with trio's clock (real or mocked) and never from a second source.
+            origin = self._wall_origin_ms
+            if origin is None:
+                origin = int(time.time() * 1000)
+            self._wall_at_zero_ms = origin - self.monotonic_ms()
         return self._wall_at_zero_ms + self.monotonic_ms() + self.skew_ms
 
     def bump(self, delta_ms: int) -> None:

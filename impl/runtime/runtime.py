@@ -21,5 +21,5 @@ class Runtime:
 def real_runtime(
     seed: int | None = None, link_map: dict[Address, Address] | None = None
 ) -> Runtime:
-    """Loopback TCP, real files, the machine's wall clock. Call inside `trio.run`."""
+    """Loopback TCP, real files, the machine's wall clock (read inside `trio.run`)."""
     return Runtime(Clock(), random.Random(seed), TcpNetwork(link_map), RealFileSystem())
