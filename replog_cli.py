@@ -38,6 +38,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "impl.broker.bench:main",
         "one broker process: produce/consume throughput and latency vs a trio echo server",
     ),
+    "cluster": (
+        "impl.cluster.bench:main",
+        "3 broker processes: RF=3 acks=all vs RF=1 acks=1 throughput; leader failover time",
+    ),
     "checker": (
         "jepsen_py.bench:main",
         "linearizability checker on the Porcupine corpus; queue checker on 1M ops",

@@ -48,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--topic", help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--acks", default="1", help=argparse.SUPPRESS)
     return parser
 
 
@@ -70,12 +71,12 @@ def _run_all(args: argparse.Namespace, root: Path) -> dict[str, dict[str, Any]]:
         trio.run(create_topics, real_runtime(), broker.bootstrap, topics)
         base = ["--bootstrap", broker.bootstrap]
         results = {
-            "produce 100 B": _load("produce", base, "small", 100, args.small_records),
-            "produce 1 KiB": _load("produce", base, "large", 1024, args.large_records),
-            "latency": _load(
+            "produce 100 B": load_process("produce", base, "small", 100, args.small_records),
+            "produce 1 KiB": load_process("produce", base, "large", 1024, args.large_records),
+            "latency": load_process(
                 "latency", [*base, "--rate", str(args.rate)], "latency", 100, args.latency_records
             ),
-            "consume 100 B": _load("consume", base, "small", 100, args.small_records),
+            "consume 100 B": load_process("consume", base, "small", 100, args.small_records),
         }
     finally:
         broker.stop()
@@ -84,7 +85,7 @@ def _run_all(args: argparse.Namespace, root: Path) -> dict[str, dict[str, Any]]:
     return results
 
 
-def _load(kind: str, base: list[str], topic: str, size: int, count: int) -> dict[str, Any]:
+def load_process(kind: str, base: list[str], topic: str, size: int, count: int) -> dict[str, Any]:
     argv = [sys.executable, "-m", "replog_cli", "bench", "broker", "--load", kind, *base]
     argv += ["--topic", topic, "--size", str(size), "--count", str(count)]
     output = subprocess.run(
@@ -103,7 +104,7 @@ def _echo(total_bytes: int) -> dict[str, Any]:
         assert server.stdout is not None
         port = json.loads(server.stdout.readline())["port"]
         base = ["--bootstrap", f"127.0.0.1:{port}"]
-        return _load("echo", base, "-", ECHO_CHUNK_BYTES, total_bytes // ECHO_CHUNK_BYTES)
+        return load_process("echo", base, "-", ECHO_CHUNK_BYTES, total_bytes // ECHO_CHUNK_BYTES)
     finally:
         server.kill()
         server.wait()
@@ -132,12 +133,14 @@ def _print(results: dict[str, dict[str, Any]]) -> None:
 
 async def _produce(args: argparse.Namespace) -> dict[str, Any]:
     stats = await produce_load(
-        real_runtime(), args.bootstrap, args.topic, args.size, args.count, "1", 5, "lz4"
+        real_runtime(), args.bootstrap, args.topic, args.size, args.count, args.acks, 5, "lz4"
     )
     return {
         "records_per_s": stats.records_per_s,
         "mb_per_s": stats.mb_per_s,
-        "note": f"{stats.records:,} records, {stats.failed} failed, acks=1 lz4 linger 5 ms",
+        "note": f"{stats.records:,} records, {stats.failed} failed, acks={args.acks} lz4 "
+        f"linger 5 ms; request latency p50 {stats.latency_ms(0.5):.1f} ms, "
+        f"p99 {stats.latency_ms(0.99):.1f} ms",
     }
 
 
