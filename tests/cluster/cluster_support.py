@@ -38,9 +38,10 @@ def start_cluster(root: Path, brokers: int = 3, controllers: int = 0, *config: s
     return cluster
 
 
-def live_brokers(cluster: Cluster) -> list[int]:
+def live_brokers(cluster: Cluster, avoid: frozenset[int] = frozenset()) -> list[int]:
+    """The brokers a live broker's metadata lists (the unfenced ones)."""
     try:
-        client = admin(cluster)
+        client = admin(cluster, avoid)
         try:
             return [b["broker_id"] for b in client.describe_cluster()["brokers"]]
         finally:
@@ -72,13 +73,19 @@ def admin(cluster: Cluster, avoid: frozenset[int] = frozenset()) -> KafkaAdminCl
     return KafkaAdminClient(bootstrap_servers=bootstrap(cluster, avoid), request_timeout_ms=10_000)
 
 
-def create_topic(cluster: Cluster, name: str, partitions: int = 1, replication: int = 3) -> None:
-    client = admin(cluster)
+def create_topic(
+    cluster: Cluster,
+    name: str,
+    partitions: int = 1,
+    replication: int = 3,
+    avoid: frozenset[int] = frozenset(),
+) -> None:
+    client = admin(cluster, avoid)
     try:
         client.create_topics([NewTopic(name, partitions, replication)])
     finally:
         client.close()
-    wait_for(lambda: leader_of(cluster, name, 0) >= 0, f"a leader for {name}")
+    wait_for(lambda: leader_of(cluster, name, 0, avoid) >= 0, f"a leader for {name}")
 
 
 def partition_state(
@@ -97,8 +104,10 @@ def partition_state(
         return {}
 
 
-def leader_of(cluster: Cluster, topic: str, partition: int) -> int:
-    return partition_state(cluster, topic, partition).get("leader_id", -1)
+def leader_of(
+    cluster: Cluster, topic: str, partition: int, avoid: frozenset[int] = frozenset()
+) -> int:
+    return partition_state(cluster, topic, partition, avoid).get("leader_id", -1)
 
 
 def isr_of(

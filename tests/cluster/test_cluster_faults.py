@@ -13,6 +13,7 @@ from cluster_support import (
     create_topic,
     isr_of,
     leader_of,
+    live_brokers,
     produce_while,
     read_all,
     start_cluster,
@@ -85,11 +86,16 @@ def test_killing_the_controller_leader_elects_another_and_leadership_keeps_worki
         controller = active_controller(cluster)
         cluster.kill(controller)
         active_controller(cluster, other_than=controller)
-        create_topic(cluster, "after")
-        acked, errors = produce_while(cluster, "after", 1.5)
+        dead = frozenset({controller})
+        wait_for(
+            lambda: sorted(live_brokers(cluster, dead)) == sorted({0, 1, 2} - dead),
+            "the dead broker fenced",
+        )
+        create_topic(cluster, "after", replication=2, avoid=dead)
+        acked, errors = produce_while(cluster, "after", 1.5, avoid=dead)
         assert acked and not errors
         wait_for(
-            lambda: leader_of(cluster, "before", 0) not in (-1, controller),
+            lambda: leader_of(cluster, "before", 0, dead) not in (-1, controller),
             "every partition led by a live broker",
         )
     finally:
