@@ -191,7 +191,7 @@ def _append(
         return Errors.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
     if partition is None:
         return Errors.UNKNOWN_TOPIC_OR_PARTITION
-    if partition.leader_id != broker.broker_id:
+    if not partition.is_leader:
         return Errors.NOT_LEADER_OR_FOLLOWER
     if not records:
         return Errors.CORRUPT_MESSAGE
