@@ -389,6 +389,8 @@ def _list_offset(partition: Partition | None, entry: Body, replica_id: int) -> B
     fenced = partition.check_leader_epoch(entry.get("current_leader_epoch", -1))
     if fenced != Errors.NONE:
         return {"partition_index": index, "error_code": fenced}
+    if replica_id < 0 and not partition.offsets_available():
+        return {"partition_index": index, "error_code": Errors.OFFSET_NOT_AVAILABLE}
     if replica_id >= 0 and entry["timestamp"] == LATEST_TIMESTAMP:
         # A follower asks for the leader's log end, to truncate to it.
         found: tuple[int, int] | None = (partition.log.log_end_offset, -1)

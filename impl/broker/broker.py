@@ -4,7 +4,8 @@ The broker owns the control flow: it accepts connections, reads one frame at a t
 per connection (Kafka answers a connection's requests in order), hands each decoded
 request to its handler in `impl.broker.apis`, and runs the periodic flush, checkpoint
 and retention tasks. All of it lives in one nursery; stopping is cancelling it, after
-which the logs are flushed and checkpointed (a SIGTERM shutdown recovers nothing).
+which the logs are flushed and checkpointed (a SIGTERM shutdown recovers nothing),
+unless `crash()` came first: then it stops as kill -9 would (the simulator's crash).
 """
 
 from __future__ import annotations
@@ -106,6 +107,7 @@ class Broker:
         self.connections = 0
         self._producer_ids: range = range(0)
         self._producer_ids_used = 0
+        self._crashed = False
         self.quorum = (
             QuorumNode(broker_id, voters, data_dir, config, runtime)
             if voters and "controller" in roles
@@ -149,10 +151,21 @@ class Broker:
                 log.info("broker %d listening on %s:%d", self.broker_id, self.host, self.port)
                 task_status.started(self.port)
         finally:
-            self.logs.close()
-            if self.member is not None:
-                self.member.mark_clean_shutdown()
-            log.info("broker %d stopped; logs flushed and checkpointed", self.broker_id)
+            if self._crashed:
+                log.info("broker %d crashed: nothing flushed or checkpointed", self.broker_id)
+            else:
+                self._shut_down_cleanly()
+
+    def _shut_down_cleanly(self) -> None:
+        self.logs.close()
+        if self.member is not None:
+            self.member.mark_clean_shutdown()
+        log.info("broker %d stopped; logs flushed and checkpointed", self.broker_id)
+
+    def crash(self) -> None:
+        """Make the cancellation of `run` that follows a kill -9: no flush, no checkpoint,
+        no clean-shutdown marker. The simulator's crash; a real process just dies."""
+        self._crashed = True
 
     def _lead_every_partition(self) -> None:
         """A broker without a controller quorum is the only replica of every partition;

@@ -110,6 +110,9 @@ class Partition:
         self.follower_leos: dict[int, int] = {}
         self.caught_up_ms: dict[int, int] = {}
         self.high_watermark = 0
+        # Where our current leader epoch began: until the HW reaches it, our HW may be
+        # behind what the previous leader acknowledged (KIP-207).
+        self.epoch_start_offset = 0
         self.producers = ProducerState()
         self._rebuild_producer_state()
 
@@ -137,6 +140,7 @@ class Partition:
         self._adopt(self.broker_id, leader_epoch, partition_epoch, replicas, isr)
         self.phase = Phase.LEADER
         if new_epoch:
+            self.epoch_start_offset = self.log.log_end_offset
             self.log.assign_epoch_start(leader_epoch)
             self.follower_leos = {}
             self.caught_up_ms = {r: now_ms for r in replicas if r != self.broker_id}
@@ -420,6 +424,12 @@ class Partition:
         self.changes.notify()
 
     # ---- lookups -----------------------------------------------------------------------
+
+    def offsets_available(self) -> bool:
+        """KIP-207: a new leader learned the HW from its last fetch as a follower, which may
+        be behind what was acknowledged; it answers OFFSET_NOT_AVAILABLE to offset lookups
+        until its HW reaches the start of its epoch (then everything before is committed)."""
+        return self.high_watermark >= self.epoch_start_offset
 
     def offset_for_timestamp(self, timestamp_ms: int) -> tuple[int, int] | None:
         """ListOffsets: (offset, timestamp) for earliest (-2), latest (-1), max (-3) or a

@@ -161,3 +161,18 @@ def test_fencing_codes_and_non_leader_append():
     assert a.check_leader_epoch(2) == Errors.UNKNOWN_LEADER_EPOCH
     assert b.append_as_leader(batch(b"x"), 0) == Errors.NOT_LEADER_OR_FOLLOWER
     assert isinstance(a.append_as_leader(batch(b"x"), 0), Appended)
+
+
+def test_new_leader_answers_offset_lookups_only_once_its_hw_reaches_its_epoch_start():
+    a, b, _c = cluster(Config())
+    a.append_as_leader(batch(b"m0"), 0)
+    a.append_as_leader(batch(b"m1"), 0)
+    for _ in range(2):
+        fetch_round(a, b)
+        fetch_round(a, _c)
+    assert a.high_watermark == 2 and b.high_watermark == 0, "B has not heard of the HW"
+    b.become_leader(2, 2, REPLICAS, frozenset({B, C}), now_ms=0)
+    assert b.epoch_start_offset == 2
+    assert not b.offsets_available(), "B's HW 0 is behind the acknowledged m0, m1 (KIP-207)"
+    fetch_round(b, _c)
+    assert b.high_watermark == 2 and b.offsets_available()

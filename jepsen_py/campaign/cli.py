@@ -1,0 +1,111 @@
+"""`replog campaign` and `replog report RUN_DIR`.
+
+Exit codes: 0 valid, 1 anomalies found, 2 the harness failed (or could not reach a
+verdict: the history was malformed, or a checker hit its limit).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from jepsen_py.campaign import nemesis, outputs, runner, workloads
+from jepsen_py.history import HistoryError, read_jsonl
+from model.config import Config, ConfigError
+
+EXIT_HARNESS = 2
+
+
+def _campaign_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="replog campaign",
+        description="Run a Jepsen-style fault-injection campaign against a cluster of "
+        "broker processes on loopback, check the history and write a report.",
+        epilog="Exit 0 valid, 1 anomalies found, 2 the harness failed.",
+    )
+    parser.add_argument("--workload", choices=workloads.WORKLOADS, default="queue")
+    parser.add_argument(
+        "--nemesis",
+        default=",".join(nemesis.KINDS),
+        help=f"comma list of {', '.join(nemesis.KINDS)}, or none (default: all)",
+    )
+    parser.add_argument("--nemesis-interval", type=float, default=5.0, metavar="S")
+    parser.add_argument("--time-limit", type=float, default=60.0, metavar="S")
+    parser.add_argument("--rate", type=float, default=200.0, metavar="OPS", help="ops/s in total")
+    parser.add_argument("--concurrency", type=int, default=10, metavar="N")
+    parser.add_argument("--brokers", type=int, default=3, metavar="N")
+    parser.add_argument("--partitions", type=int, default=4, metavar="P")
+    parser.add_argument("--config", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--seed", type=int, default=None, help="default: a random seed (printed)")
+    parser.add_argument("--out", type=Path, default=Path("reports"))
+    parser.add_argument("--quiet", action="store_true", help="no progress line")
+    return parser
+
+
+def _spec(args: argparse.Namespace) -> runner.CampaignSpec:
+    """The campaign's settings, validated; ValueError/ConfigError name the bad one."""
+    kinds = nemesis.parse_kinds(args.nemesis)
+    spec = runner.CampaignSpec(
+        workload=args.workload,
+        nemeses=kinds,
+        time_limit_s=args.time_limit,
+        rate_per_s=args.rate,
+        concurrency=args.concurrency,
+        brokers=args.brokers,
+        partitions=args.partitions,
+        config=tuple(args.config),
+        seed=runner.new_seed() if args.seed is None else args.seed,
+        out=args.out,
+        nemesis_interval_s=args.nemesis_interval,
+    )
+    spec.kafka_config()
+    return spec
+
+
+def campaign_main(argv: list[str]) -> int:
+    args = _campaign_parser().parse_args(argv)
+    try:
+        spec = _spec(args)
+    except (ValueError, ConfigError) as error:
+        print(f"replog campaign: {error}", file=sys.stderr)
+        return EXIT_HARNESS
+    print(f"campaign seed {spec.seed}: replay with `{spec.command()}`", flush=True)
+    campaign = runner.run(spec, show_progress=not args.quiet)
+    _summarize(campaign.results)
+    print(f"report: {campaign.run_dir / outputs.REPORT_FILE}")
+    return campaign.exit_code
+
+
+def _summarize(results: dict) -> None:
+    verdict = {True: "valid", False: "INVALID", "unknown": "unknown"}[results["valid"]]
+    by_f = results["stats"]["by_f"]
+    counts = ", ".join(f"{f} {c['ok']}/{c['fail']}/{c['info']}" for f, c in sorted(by_f.items()))
+    print(f"ops (ok/fail/info): {counts or 'none'}")
+    for kind, entry in results["anomalies"].items():
+        print(f"  {kind}: {entry['count']}")
+    error = results["facts"].get("harness_error")
+    if error:
+        print(f"harness failure:\n{error}", file=sys.stderr)
+    print(f"verdict: {verdict}")
+
+
+def report_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="replog report",
+        description="Check a campaign's stored history again and re-render its results.json, "
+        "junit.xml and report.html.",
+    )
+    parser.add_argument("run_dir", type=Path)
+    args = parser.parse_args(argv)
+    try:
+        previous = outputs.read_results(args.run_dir)
+        history = read_jsonl(args.run_dir / runner.HISTORY_FILE)
+        Config.from_pairs(previous["spec"]["effective_config"])
+    except (OSError, ValueError, KeyError, HistoryError, ConfigError) as error:
+        print(f"replog report: {args.run_dir}: {error}", file=sys.stderr)
+        return EXIT_HARNESS
+    results = outputs.write(args.run_dir, previous["spec"], history, previous["facts"])
+    _summarize(results)
+    print(f"report: {args.run_dir / outputs.REPORT_FILE}")
+    return outputs.exit_code(results)

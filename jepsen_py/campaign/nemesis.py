@@ -1,0 +1,353 @@
+"""Nemeses: fault ops, their schedule, and how each one is carried out.
+
+Every fault is an op of process "nemesis" with a start and an end, so a report can shade
+when it was active and a checker can find the last heal:
+
+| fault | start op (invoke value -> ok value) | end op |
+|---|---|---|
+| kill | `kill` one / minority / leader / controller -> nodes killed (SIGKILL) | `restart` |
+| pause | `pause` same targets -> nodes stopped (SIGSTOP) | `resume` (SIGCONT) |
+| partition | `partition` halves / one / ring / bridge -> the cut links | `heal` |
+| clock | `clock-bump` or `clock-strobe` one / minority / all -> skews | `clock-reset` |
+
+After the campaign's time limit, `ending_ops` ends what is still active and one last
+`heal` ("all") heals everything: the checkers take the reads after it as final reads.
+
+Targets: `leader` is the leader of a random partition of the workload's topic,
+`controller` the leader of the controller quorum. Partitions are computed over the
+brokers and one more endpoint, "clients" (every client connection): `halves` splits
+all of them in two, `one` cuts one broker from the other brokers (clients still reach
+it: the zombie leader case), `ring` keeps each broker linked only to the majority
+around it on a random ring (with 3 brokers no two majorities agree, so every broker
+link is cut), `bridge` splits the brokers in two halves that one broker still joins.
+
+The process-specific actions sit behind `Faults`, so a simulated cluster can take the
+same ops.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import trio
+
+from jepsen_py.campaign import generator as g
+from jepsen_py.campaign.scheduler import Completion
+
+CLIENTS = "clients"
+KINDS = ("kill", "pause", "partition", "clock")
+KILL_TARGETS = ("one", "minority", "leader", "controller")
+PARTITION_KINDS = ("halves", "one", "ring", "bridge")
+CLOCK_TARGETS = ("one", "minority", "all")
+CLOCK_SKEW_MIN_MS = 100
+CLOCK_SKEW_MAX_MS = 300_000
+STROBE_PERIOD_MS = 200
+STROBE_DURATION_S_MAX = 3.0
+
+Endpoint = int | str
+Link = tuple[Endpoint, int]
+
+
+class FaultError(RuntimeError):
+    """A fault that could not be carried out (a broker that would not restart, say);
+    the op ends `info` and the campaign goes on."""
+
+
+class Faults(Protocol):
+    """What a nemesis can do to a cluster. Brokers are `nodes`; a link (source, target)
+    is every connection `source` (a broker or CLIENTS) opens to broker `target`."""
+
+    nodes: tuple[int, ...]
+
+    async def kill(self, node: int) -> dict[str, Any]:
+        """SIGKILL; returns what shows the process is gone (its exit status)."""
+
+    async def restart(self, node: int) -> dict[str, Any]: ...
+
+    async def pause(self, node: int) -> dict[str, Any]:
+        """SIGSTOP; returns what shows the process is stopped."""
+
+    async def resume(self, node: int) -> dict[str, Any]: ...
+
+    async def cut(self, links: set[Link]) -> None:
+        """Blackhole these links (both directions of each connection), healing others."""
+
+    async def heal_network(self) -> None: ...
+
+    async def adjust_clock(self, node: int, delta_ms: int, reset: bool) -> int:
+        """Move the node's wall clock; returns its skew afterwards."""
+
+    async def partition_leaders(self) -> dict[int, int]:
+        """partition -> leader broker, as far as metadata knows right now."""
+
+    async def controller_leader(self) -> int | None: ...
+
+
+def parse_kinds(text: str) -> tuple[str, ...]:
+    """`kill,pause` -> ("kill", "pause"); "none" or "" -> (); ValueError on unknown names."""
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    if names in ((), ("none",)):
+        return ()
+    unknown = [n for n in names if n not in KINDS]
+    if unknown:
+        raise ValueError(f"unknown nemesis {', '.join(unknown)} (choose from {', '.join(KINDS)})")
+    return names
+
+
+# ---- the schedule ------------------------------------------------------------------------
+
+
+def _choose(f: str, values: tuple[Any, ...]) -> g.Gen:
+    return g.limit(1, lambda ctx: {"f": f, "value": ctx.rng.choice(values)})
+
+
+def _clock_start() -> g.Gen:
+    return g.limit(
+        1,
+        lambda ctx: {
+            "f": ctx.rng.choice(("clock-bump", "clock-strobe")),
+            "value": ctx.rng.choice(CLOCK_TARGETS),
+        },
+    )
+
+
+def fault_cycle(kind: str, interval_s: float) -> g.Gen:
+    """One fault of `kind`: start it, leave it for `interval_s`, end it."""
+    starts = {
+        "kill": _choose("kill", KILL_TARGETS),
+        "pause": _choose("pause", KILL_TARGETS),
+        "partition": _choose("partition", PARTITION_KINDS),
+        "clock": _clock_start(),
+    }
+    ends = {
+        "kill": {"f": "restart", "value": "all"},
+        "pause": {"f": "resume", "value": "all"},
+        "partition": {"f": "heal", "value": "network"},
+        "clock": {"f": "clock-reset", "value": "all"},
+    }
+    return g.seq(starts[kind], g.sleep(interval_s), ends[kind])
+
+
+def schedule(kinds: tuple[str, ...], interval_s: float) -> g.Gen:
+    """Quiet for `interval_s`, then one fault of a random kind for `interval_s`, forever.
+    Faults do not overlap, so the cluster spends half the time healthy."""
+    if not kinds:
+        return g.Nothing()
+    cycles = [fault_cycle(kind, interval_s) for kind in kinds]
+    return g.nemesis(g.repeat(g.seq(g.sleep(interval_s), g.one_of(cycles))))
+
+
+# ---- partitions as plain data --------------------------------------------------------------
+
+
+def grudge_links(components: list[list[Endpoint]]) -> set[Link]:
+    """Links between different components (a broker-to-broker link cut both ways)."""
+    side = {member: index for index, part in enumerate(components) for member in part}
+    return {
+        (source, target)
+        for source in side
+        for target in side
+        if isinstance(target, int) and source != target and side[source] != side[target]
+    }
+
+
+def halves(nodes: tuple[int, ...], rng: random.Random) -> list[list[Endpoint]]:
+    members: list[Endpoint] = [*nodes, CLIENTS]
+    rng.shuffle(members)
+    cut = len(members) // 2
+    return [members[:cut], members[cut:]]
+
+
+def isolate_one(nodes: tuple[int, ...], rng: random.Random) -> set[Link]:
+    lonely = rng.choice(nodes)
+    others = [n for n in nodes if n != lonely]
+    return {(lonely, n) for n in others} | {(n, lonely) for n in others}
+
+
+def majorities_ring(nodes: tuple[int, ...], rng: random.Random) -> set[Link]:
+    """Each broker keeps the links to brokers inside its own majority on a shuffled ring,
+    where both ends see each other."""
+    ring = list(nodes)
+    rng.shuffle(ring)
+    count, majority = len(ring), len(ring) // 2 + 1
+    view = {
+        ring[i]: {
+            ring[(i + step) % count] for step in range(-((majority - 1) // 2), majority // 2 + 1)
+        }
+        for i in range(count)
+    }
+    return {(a, b) for a in ring for b in ring if a != b and not (b in view[a] and a in view[b])}
+
+
+def bridge(nodes: tuple[int, ...], rng: random.Random) -> set[Link]:
+    shuffled = list(nodes)
+    rng.shuffle(shuffled)
+    middle = len(shuffled) // 2
+    left, right = shuffled[:middle], shuffled[middle + 1 :]
+    return {(a, b) for a in left for b in right} | {(b, a) for a in left for b in right}
+
+
+def partition_links(kind: str, nodes: tuple[int, ...], rng: random.Random) -> set[Link]:
+    if kind == "halves":
+        return grudge_links(halves(nodes, rng))
+    cutters = {"one": isolate_one, "ring": majorities_ring, "bridge": bridge}
+    return cutters[kind](nodes, rng)
+
+
+# ---- carrying faults out ---------------------------------------------------------------------
+
+
+@dataclass
+class FaultState:
+    killed: set[int] = field(default_factory=set)
+    paused: set[int] = field(default_factory=set)
+    skewed: set[int] = field(default_factory=set)
+    cut: set[Link] = field(default_factory=set)
+
+    def active(self) -> list[str]:
+        """Short descriptions of what is active, for the progress line."""
+        active = [f"{name} {sorted(nodes)}" for name, nodes in self._nodes() if nodes]
+        if self.cut:
+            active.append(f"partition ({len(self.cut)} links cut)")
+        return active
+
+    def _nodes(self) -> list[tuple[str, set[int]]]:
+        return [("kill", self.killed), ("pause", self.paused), ("clock", self.skewed)]
+
+
+class Nemesis:
+    """Turns fault ops into `Faults` calls; what it did is the ok completion's value."""
+
+    def __init__(self, faults: Faults, rng: random.Random) -> None:
+        self.faults = faults
+        self.rng = rng
+        self.state = FaultState()
+
+    async def invoke(self, f: str, value: Any) -> Completion:
+        handlers = {
+            "kill": self._kill,
+            "restart": self._restart,
+            "pause": self._pause,
+            "resume": self._resume,
+            "partition": self._partition,
+            "heal": self._heal,
+            "clock-bump": self._clock_bump,
+            "clock-strobe": self._clock_strobe,
+            "clock-reset": self._clock_reset,
+        }
+        try:
+            return Completion("ok", await handlers[f](value))
+        except FaultError as error:
+            return Completion("info", None, str(error))
+
+    def ending_ops(self) -> list[dict[str, Any]]:
+        """Ops that end every active fault, then the final heal of everything."""
+        ends = [
+            ("resume", self.state.paused),
+            ("restart", self.state.killed),
+            ("heal", self.state.cut),
+            ("clock-reset", self.state.skewed),
+        ]
+        ops = [{"f": f, "value": "all" if f != "heal" else "network"} for f, what in ends if what]
+        return [*ops, {"f": "heal", "value": "all"}]
+
+    async def _targets(self, target: str) -> list[int]:
+        up = [n for n in self.faults.nodes if n not in self.state.killed | self.state.paused]
+        if not up:
+            return []
+        if target == "leader":
+            leaders = sorted(set((await self.faults.partition_leaders()).values()) & set(up))
+            return [self.rng.choice(leaders)] if leaders else [self.rng.choice(up)]
+        if target == "controller":
+            leader = await self.faults.controller_leader()
+            return [leader] if leader in up else [self.rng.choice(up)]
+        if target == "all":
+            return up
+        size = 1 if target == "one" else max(1, (len(self.faults.nodes) - 1) // 2)
+        return sorted(self.rng.sample(up, min(size, len(up))))
+
+    async def _kill(self, target: str) -> dict[str, Any]:
+        nodes = await self._targets(target)
+        processes = {}
+        for node in nodes:
+            processes[str(node)] = await self.faults.kill(node)
+            self.state.killed.add(node)
+        return {"target": target, "nodes": nodes, "processes": processes}
+
+    async def _restart(self, _: Any) -> dict[str, Any]:
+        nodes = sorted(self.state.killed)
+        processes = {}
+        for node in nodes:
+            processes[str(node)] = await self.faults.restart(node)
+            self.state.killed.discard(node)
+            self.state.skewed.discard(node)
+        return {"nodes": nodes, "processes": processes}
+
+    async def _pause(self, target: str) -> dict[str, Any]:
+        nodes = await self._targets(target)
+        processes = {}
+        for node in nodes:
+            processes[str(node)] = await self.faults.pause(node)
+            self.state.paused.add(node)
+        return {"target": target, "nodes": nodes, "processes": processes}
+
+    async def _resume(self, _: Any) -> dict[str, Any]:
+        nodes = sorted(self.state.paused)
+        processes = {}
+        for node in nodes:
+            processes[str(node)] = await self.faults.resume(node)
+            self.state.paused.discard(node)
+        return {"nodes": nodes, "processes": processes}
+
+    async def _partition(self, kind: str) -> dict[str, Any]:
+        links = partition_links(kind, self.faults.nodes, self.rng)
+        await self.faults.cut(links)
+        self.state.cut = links
+        return {"kind": kind, "cut": sorted([str(a), str(b)] for a, b in links)}
+
+    async def _heal(self, scope: str) -> dict[str, Any]:
+        healed: dict[str, Any] = {"links": len(self.state.cut)}
+        await self.faults.heal_network()
+        self.state.cut = set()
+        if scope == "all":
+            healed["resumed"] = (await self._resume(None))["nodes"]
+            healed["restarted"] = (await self._restart(None))["nodes"]
+            healed["clocks"] = (await self._clock_reset(None))["skew_ms"]
+        return healed
+
+    def _skew_ms(self) -> int:
+        magnitude = math.exp(
+            self.rng.uniform(math.log(CLOCK_SKEW_MIN_MS), math.log(CLOCK_SKEW_MAX_MS))
+        )
+        return int(magnitude) * self.rng.choice((-1, 1))
+
+    async def _clock_bump(self, target: str) -> dict[str, Any]:
+        skews = {}
+        for node in await self._targets(target):
+            skews[str(node)] = await self.faults.adjust_clock(node, self._skew_ms(), False)
+            self.state.skewed.add(node)
+        return {"target": target, "skew_ms": skews}
+
+    async def _clock_strobe(self, target: str) -> dict[str, Any]:
+        """Flip the targets' clocks back and forth every STROBE_PERIOD_MS for a while."""
+        nodes = await self._targets(target)
+        delta_ms = self._skew_ms()
+        flips = int(STROBE_DURATION_S_MAX * 1000 / STROBE_PERIOD_MS)
+        for flip in range(flips):
+            step_ms = delta_ms if flip % 2 == 0 else -delta_ms
+            for node in nodes:
+                await self.faults.adjust_clock(node, step_ms, False)
+                self.state.skewed.add(node)
+            await trio.sleep(STROBE_PERIOD_MS / 1000)
+        return {"target": target, "nodes": nodes, "delta_ms": delta_ms, "flips": flips}
+
+    async def _clock_reset(self, _: Any) -> dict[str, Any]:
+        skews = {}
+        for node in sorted(self.state.skewed):
+            if node not in self.state.killed | self.state.paused:
+                skews[str(node)] = await self.faults.adjust_clock(node, 0, True)
+        self.state.skewed = set()
+        return {"skew_ms": skews}

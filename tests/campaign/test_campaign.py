@@ -1,0 +1,180 @@
+"""Short campaigns against real broker processes, one per nemesis (seconds each).
+
+Each checks that the fault really happened (the process was dead or stopped, the proxy
+held bytes back, the broker's clock moved), that the history is complete and parses,
+and that results.json, junit.xml and report.html exist and hang together. The safe
+default configuration must come out valid. Seeds are fixed; every assertion message
+names the seed and the run directory to replay.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jepsen_py.campaign import cli, runner
+from jepsen_py.history import Op, pair_positions, read_jsonl
+
+TIME_LIMIT_S = 5.0
+INTERVAL_S = 1.5
+CHROMIUM_TIMEOUT_S = 60
+
+
+def campaign(
+    tmp_path: Path, nemeses: tuple[str, ...], seed: int, **changes: Any
+) -> runner.Campaign:
+    settings: dict[str, Any] = {
+        "time_limit_s": TIME_LIMIT_S,
+        "nemesis_interval_s": INTERVAL_S,
+        "rate_per_s": 100.0,
+        "concurrency": 4,
+        "partitions": 2,
+        "out": tmp_path / "reports",
+    }
+    spec = runner.CampaignSpec(nemeses=nemeses, seed=seed, **{**settings, **changes})
+    return runner.run(spec, show_progress=False)
+
+
+def why(run: runner.Campaign) -> str:
+    anomalies = json.dumps(run.results["anomalies"])[:2000]
+    return f"seed {run.results['seed']}, run {run.run_dir}: {anomalies}"
+
+
+def nemesis_ops(history: list[Op], f: str) -> list[Op]:
+    return [op for op in history if op.process == "nemesis" and op.f == f and op.type == "ok"]
+
+
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.targets: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.targets += [v for k, v in attrs if k in ("href", "src") and v]
+
+
+def assert_complete(run: runner.Campaign) -> list[Op]:
+    """The run is valid, its history parses and is complete, its files hang together."""
+    assert run.results["valid"] is True, why(run)
+    assert run.exit_code == 0, why(run)
+    history = read_jsonl(run.run_dir / "history.jsonl")
+    assert len(history) == run.results["stats"]["ops"], why(run)
+    assert all(ret is not None for _, ret in pair_positions(history)), "an op never completed"
+    nemesis = [op for op in history if op.process == "nemesis" and op.type == "invoke"]
+    assert nemesis[-1].f == "heal" and nemesis[-1].value == "all", why(run)
+    sends = run.results["stats"]["by_f"].get("send", {}).get("ok", 0)
+    assert sends > 50 or run.results["workload"] == "log", why(run)
+    suite = ET.parse(run.run_dir / "junit.xml").getroot()
+    assert {case.get("name") for case in suite} == set(run.results["checkers"])
+    assert suite.get("failures") == "0"
+    page = (run.run_dir / "report.html").read_text()
+    assert "<svg" in page and "VALID" in page
+    links = _Links()
+    links.feed(page)
+    assert links.targets, "the report links to the run's files"
+    for target in links.targets:
+        assert (run.run_dir / target).is_file(), f"report.html links to missing {target}"
+    assert (Path(run.run_dir).parent / "latest").resolve() == run.run_dir.resolve()
+    return history
+
+
+def test_kill_kills_and_restarts_brokers(tmp_path: Path) -> None:
+    run = campaign(tmp_path, ("kill",), seed=101)
+    history = assert_complete(run)
+    kills = nemesis_ops(history, "kill")
+    assert kills, why(run)
+    for op in kills:
+        for process in op.value["processes"].values():
+            assert process["exit_code"] == -9, why(run)
+    restarted = {n for op in nemesis_ops(history, "restart") for n in op.value["nodes"]}
+    assert restarted == {n for op in kills for n in op.value["nodes"]}, why(run)
+    assert any(seconds > 0 for seconds in run.results["facts"]["down_s"].values())
+
+
+def test_pause_stops_and_resumes_brokers(tmp_path: Path) -> None:
+    run = campaign(tmp_path, ("pause",), seed=102)
+    history = assert_complete(run)
+    pauses = nemesis_ops(history, "pause")
+    assert pauses, why(run)
+    states = [p["state"] for op in pauses for p in op.value["processes"].values()]
+    assert states and all(state == "T" for state in states), why(run)
+    resumed = [
+        p["state"] for op in nemesis_ops(history, "resume") for p in op.value["processes"].values()
+    ]
+    assert resumed and "T" not in resumed, why(run)
+
+
+def test_partition_blackholes_links(tmp_path: Path) -> None:
+    run = campaign(tmp_path, ("partition",), seed=103)
+    history = assert_complete(run)
+    cuts = nemesis_ops(history, "partition")
+    assert cuts and all(op.value["cut"] for op in cuts), why(run)
+    proxies = run.results["facts"]["proxies"]
+    cut_names = {f"{a}->{b}" for op in cuts for a, b in op.value["cut"]}
+    held = sum(proxies[name]["blocked_bytes"] for name in cut_names)
+    assert held > 0, f"no bytes were held back on the cut links; {why(run)}"
+    uncut = set(proxies) - cut_names
+    assert all(proxies[name]["blocked_bytes"] == 0 for name in uncut), why(run)
+
+
+def test_clock_moves_broker_wall_clocks(tmp_path: Path) -> None:
+    run = campaign(tmp_path, ("clock",), seed=104)
+    history = assert_complete(run)
+    bumps = nemesis_ops(history, "clock-bump")
+    strobes = nemesis_ops(history, "clock-strobe")
+    assert bumps or strobes, why(run)
+    for op in bumps:
+        assert op.value["skew_ms"] and all(s != 0 for s in op.value["skew_ms"].values())
+    for op in strobes:
+        assert op.value["nodes"] and op.value["delta_ms"] != 0 and op.value["flips"] > 0
+    resets = nemesis_ops(history, "clock-reset")
+    assert resets and all(s == 0 for op in resets for s in op.value["skew_ms"].values())
+
+
+def test_log_workload_is_linearizable_and_report_rerenders(tmp_path: Path) -> None:
+    run = campaign(tmp_path, (), seed=105, workload="log", time_limit_s=3.0)
+    history = assert_complete(run)
+    assert run.results["checkers"]["linearizable"]["valid"] is True, why(run)
+    assert any(op.f == "read" and op.type == "ok" and op.value[1] is not None for op in history)
+    (run.run_dir / "report.html").unlink()
+    assert cli.report_main([str(run.run_dir)]) == 0
+    assert (run.run_dir / "report.html").is_file()
+    if shutil.which("chromium"):
+        _screenshot(run.run_dir / "report.html", tmp_path / "report.png")
+
+
+def _screenshot(page: Path, png: Path) -> None:
+    """Render the page in headless Chromium (when the machine has it)."""
+    command = [
+        "chromium",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={png.parent / 'chromium-profile'}",
+        "--window-size=1050,2000",
+        f"--screenshot={png}",
+        page.as_uri(),
+    ]
+    subprocess.run(command, capture_output=True, timeout=CHROMIUM_TIMEOUT_S, check=True)
+    assert png.stat().st_size > 10_000, "the rendered report is (nearly) blank"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--nemesis", "flood"], ["--config", "acks=7"], ["--time-limit", "0"]],
+)
+def test_campaign_rejects_bad_arguments_with_exit_2(argv: list[str], tmp_path: Path) -> None:
+    assert cli.campaign_main([*argv, "--out", str(tmp_path)]) == 2
+    assert not list(tmp_path.iterdir()), "nothing is started for bad arguments"
