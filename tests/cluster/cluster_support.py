@@ -27,7 +27,7 @@ FAST = (
     "broker.heartbeat.interval.ms=300",
     "replica.lag.time.max.ms=1500",
 )
-WAIT_S = 30.0
+WAIT_S = 60.0
 
 
 def start_cluster(root: Path, brokers: int = 3, controllers: int = 0, *config: str) -> Cluster:
