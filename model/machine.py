@@ -9,7 +9,6 @@ explicit, so zombie leaders, stale responses and lagging followers are all reach
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -143,6 +142,16 @@ class ReplicationModel:
         # Brokers are interchangeable only if each holds every partition.
         self.symmetric = all(mask == full for mask in self.replica_masks)
         self.crash_kinds = tuple(CRASH_KINDS[k] for k in self.scope.crash_kinds)
+        # A follower's leader-side bookkeeping, shared rather than rebuilt per step.
+        self._no_follower_leos = (UNKNOWN,) * n
+        self._never_caught_up = (0,) * n
+        self._empty_replica = Replica((), 0, 0, (), IDLE, self._no_follower_leos, (0,) * n)
+        # Action kind -> its `_do_<kind>` transition, looked up once rather than per step.
+        self._handlers = {
+            name.removeprefix("_do_"): getattr(self, name)
+            for name in dir(self)
+            if name.startswith("_do_")
+        }
 
     # --- initial state ----------------------------------------------------------------
 
@@ -190,30 +199,31 @@ class ReplicationModel:
 
     def enabled_actions(self, state: State) -> list[Action]:
         """Every action that changes the state, in a fixed order (for reproducible search)."""
+        # Each group appends to one list: the explorer calls this once per state, and
+        # generators chained through `extend` cost a fifth of it.
         actions: list[Action] = []
-        actions.extend(self._client_actions(state))
-        actions.extend(self._replication_actions(state))
-        actions.extend(self._controller_actions(state))
-        actions.extend(self._fault_actions(state))
+        self._client_actions(state, actions)
+        self._replication_actions(state, actions)
+        self._controller_actions(state, actions)
+        self._fault_actions(state, actions)
         return actions
 
-    def _leads(self, state: State, broker: int, partition: int) -> bool:
-        view = state.brokers[broker].views[partition]
-        return view is not None and view.leader == broker and state.brokers[broker].alive
-
-    def _client_actions(self, state: State) -> Iterator[Action]:
-        scope, budget = self.scope, state.budget
+    def _client_actions(self, state: State, out: list[Action]) -> None:
+        scope, budget, isolated = self.scope, state.budget, state.isolated
+        can_write = budget.writes < scope.max_writes
+        can_retry = budget.retries < scope.max_retries
         for p, producer in enumerate(state.producers):
-            for b in range(scope.brokers):
-                if not self._leads(state, b, p) or state.isolated >> b & 1:
+            for b, broker in enumerate(state.brokers):
+                view = broker.views[p]
+                if not broker.alive or view is None or view.leader != b or isolated >> b & 1:
                     continue
-                if budget.writes < scope.max_writes and len(producer.pending) < MAX_IN_FLIGHT:
-                    yield Action("produce", b, p)
-                if budget.retries < scope.max_retries:
+                if can_write and len(producer.pending) < MAX_IN_FLIGHT:
+                    out.append(Action("produce", b, p))
+                if can_retry:
                     for pending in producer.pending:
-                        yield Action("retry", b, p, pending.value)
+                        out.append(Action("retry", b, p, pending.value))
                 if scope.consumers and self._consume_changes(state, b, p):
-                    yield Action("consume", b, p)
+                    out.append(Action("consume", b, p))
 
     def _consume_changes(self, state: State, broker: int, partition: int) -> bool:
         replica = state.replicas[broker][partition]
@@ -222,42 +232,49 @@ class ReplicationModel:
             return True
         return any(replica.log[o][1] != seen[o] for o in range(replica.hw))
 
-    def _replication_actions(self, state: State) -> Iterator[Action]:
-        for b, broker in enumerate(state.brokers):
+    def _replication_actions(self, state: State, out: list[Action]) -> None:
+        brokers, isolated = state.brokers, state.isolated
+        for b, broker in enumerate(brokers):
             if not broker.alive:
                 continue
+            slots, replicas = state.slots[b], state.replicas[b]
             for p, view in enumerate(broker.views):
-                in_flight = state.slots[b][p]
+                in_flight = slots[p]
+                leader = NO_LEADER if view is None else view.leader
                 if (
-                    view is not None
-                    and view.leader not in (NO_LEADER, b)
-                    and state.replicas[b][p].phase != IDLE
-                    and state.brokers[view.leader].alive
-                    and self._connected(state, b, view.leader)
-                    and (not in_flight or all(m.leader != view.leader for m in in_flight))
+                    leader not in (NO_LEADER, b)
+                    and replicas[p].phase != IDLE
+                    and brokers[leader].alive
+                    and not (isolated >> b & 1 or isolated >> leader & 1)
+                    and (not in_flight or all(m.leader != leader for m in in_flight))
                 ):
-                    yield Action("fetch", b, p)
+                    out.append(Action("fetch", b, p))
                 for message in in_flight:
-                    yield Action("handle_response", b, p, message.leader)
-                if view is not None and view.leader == b:
-                    replica = state.replicas[b][p]
-                    for f in members(view.isr & ~(1 << b)):
-                        if rules.follower_out_of_sync(
-                            replica, f, state.now_ms, self.config
-                        ) and self._alter_partition_accepted(state, b, p):
-                            yield Action("shrink_isr", b, p, f)
+                    out.append(Action("handle_response", b, p, message.leader))
+                if leader == b:
+                    self._shrink_actions(state, b, p, view, out)
 
-    def _controller_actions(self, state: State) -> Iterator[Action]:
+    def _shrink_actions(self, state: State, b: int, p: int, view: View, out: list[Action]) -> None:
+        replica = state.replicas[b][p]
+        if not rules.some_follower_may_be_out_of_sync(replica, state.now_ms, self.config):
+            return
+        for f in members(view.isr & ~(1 << b)):
+            if rules.follower_out_of_sync(
+                replica, f, state.now_ms, self.config
+            ) and self._alter_partition_accepted(state, b, p):
+                out.append(Action("shrink_isr", b, p, f))
+
+    def _controller_actions(self, state: State, out: list[Action]) -> None:
         ctrl, scope = state.controller, self.scope
         unreachable = state.isolated | state.controller_cut
         for b, broker in enumerate(state.brokers):
             reachable = not unreachable >> b & 1
             if broker.alive and broker.registered and reachable and self._view_stale(state, b):
-                yield Action("deliver", b)
+                out.append(Action("deliver", b))
             if not ctrl.fenced >> b & 1 and (not broker.alive or not reachable):
-                yield from self._fence_actions(state, b)
+                self._fence_actions(state, b, out)
             if broker.alive and reachable and (not broker.registered or ctrl.fenced >> b & 1):
-                yield Action("register", b)
+                out.append(Action("register", b))
         if state.budget.elections >= scope.max_elections:
             return
         for p, reg in enumerate(ctrl.partitions):
@@ -271,54 +288,60 @@ class ReplicationModel:
                 self.config,
             )
             for c in members(candidates):
-                yield Action("elect", -1, p, c)
+                out.append(Action("elect", -1, p, c))
 
-    def _fence_actions(self, state: State, b: int) -> Iterator[Action]:
+    def _fence_actions(self, state: State, b: int, out: list[Action]) -> None:
         """Fencing a leader elects its successor in the same controller step (KRaft writes
         both in one record batch); `arg` is the successor, -1 leaves it offline."""
         led = [p for p, reg in enumerate(state.controller.partitions) if reg.leader == b]
         if not led or state.budget.elections >= self.scope.max_elections:
-            yield Action("fence", b)
+            out.append(Action("fence", b))
             return
         after = self._remove_from_partitions(state, b)
         fenced = after.controller.fenced | 1 << b
         reg = after.controller.partitions[led[0]]
         candidates, _ = rules.election_candidates(
-            reg.leader, reg.isr, reg.elr, reg.last_leader, self.replica_masks[led[0]], fenced,
+            reg.leader,
+            reg.isr,
+            reg.elr,
+            reg.last_leader,
+            self.replica_masks[led[0]],
+            fenced,
             self.config,
         )
         if not candidates:
-            yield Action("fence", b)
+            out.append(Action("fence", b))
         for c in members(candidates):
-            yield Action("fence", b, led[0], c)
+            out.append(Action("fence", b, led[0], c))
 
-    def _fault_actions(self, state: State) -> Iterator[Action]:
+    def _fault_actions(self, state: State, out: list[Action]) -> None:
         scope, budget = self.scope, state.budget
+        flush_matters = self._flush_matters(state)
         for b, broker in enumerate(state.brokers):
             if broker.alive:
                 if budget.crashes < scope.max_crashes:
                     for kind in self.crash_kinds:
                         if kind == KILL or budget.data_loss_crashes < scope.max_data_loss_crashes:
-                            yield Action("crash", b, -1, kind)
-                if self._flush_matters(state):
+                            out.append(Action("crash", b, -1, kind))
+                if flush_matters:
                     for p, replica in enumerate(state.replicas[b]):
                         if replica.flushed < len(replica.log):
-                            yield Action("flush", b, p)
+                            out.append(Action("flush", b, p))
             else:
-                yield Action("restart", b)
+                out.append(Action("restart", b))
         if budget.network_changes < scope.max_network_changes:
             for b in range(scope.brokers):
                 if "isolate" in scope.network_faults and not state.isolated >> b & 1:
-                    yield Action("isolate", b)
+                    out.append(Action("isolate", b))
                 if (
                     "controller" in scope.network_faults
                     and not (state.isolated | state.controller_cut) >> b & 1
                 ):
-                    yield Action("cut_controller", b)
+                    out.append(Action("cut_controller", b))
         if state.isolated or state.controller_cut:
-            yield Action("heal")
+            out.append(Action("heal"))
         if budget.clock_advances < scope.max_clock_advances and self._tick_matters(state):
-            yield Action("tick")
+            out.append(Action("tick"))
 
     def _tick_matters(self, state: State) -> bool:
         """Time only matters to ISR shrinking: skip ticks that can make no follower lag."""
@@ -347,13 +370,18 @@ class ReplicationModel:
 
     # --- helpers shared by actions -------------------------------------------------------
 
-    def _connected(self, state: State, a: int, b: int) -> bool:
-        return not (state.isolated >> a & 1 or state.isolated >> b & 1)
-
     def _view_stale(self, state: State, broker: int) -> bool:
+        """Whether any view differs from `_view_for` its registration: compared field by
+        field, since building the Views would cost more than the whole test."""
         views = state.brokers[broker].views
         for p, reg in enumerate(state.controller.partitions):
-            if views[p] != _view_for(reg, broker):
+            view = views[p]
+            if view is None or view.leader != reg.leader or view.leader_epoch != reg.leader_epoch:
+                return True
+            if reg.leader == broker:
+                if view.partition_epoch != reg.partition_epoch or view.isr != reg.isr:
+                    return True
+            elif view.partition_epoch != UNKNOWN or view.isr != 0:
                 return True
         return False
 
@@ -373,8 +401,7 @@ class ReplicationModel:
 
     def step(self, state: State, action: Action) -> State:
         """Apply one enabled action; then complete any produce whose outcome is now known."""
-        handler = getattr(self, "_do_" + action.kind)
-        state = handler(state, action)
+        state = self._handlers[action.kind](state, action)
         if state.purgatory:
             state = self._complete_produces(state)
         return state
@@ -388,8 +415,10 @@ class ReplicationModel:
         producer = producer._replace(
             next_sequence=producer.next_sequence + 1, pending=(*producer.pending, pending)
         )
-        state = state._replace(budget=state.budget._replace(writes=value))
-        state = _set_producer(state, action.partition, producer)
+        state = state._replace(
+            budget=state.budget._replace(writes=value),
+            producers=_replace_at(state.producers, action.partition, producer),
+        )
         return self._send_pending(state, action.broker, action.partition, value)
 
     def _do_retry(self, state: State, action: Action) -> State:
@@ -459,6 +488,10 @@ class ReplicationModel:
                 state = _drop_pending(state._replace(acked=(*state.acked, ack)), p, entry.value)
             else:
                 state = _set_pending_state(state, p, entry.value, RETRYABLE)
+        if len(waiting) == len(state.purgatory):
+            # Every produce still waits and nothing changed: keep the state as it is, so
+            # checks that skip unchanged fields can skip.
+            return state
         return state._replace(purgatory=tuple(waiting))
 
     def _do_consume(self, state: State, action: Action) -> State:
@@ -613,21 +646,35 @@ class ReplicationModel:
 
     def _do_handle_response(self, state: State, action: Action) -> State:
         b, p = action.broker, action.partition
-        in_flight = state.slots[b][p]
-        response = next(m for m in in_flight if m.leader == action.arg)
-        state = _set_slot(state, b, p, tuple(m for m in in_flight if m.leader != action.arg))
-        view = state.brokers[b].views[p]
+        remaining = []
+        for message in state.slots[b][p]:
+            if message.leader == action.arg:
+                response = message
+            else:
+                remaining.append(message)
+        old = state.replicas[b][p]
+        replica = self._response_effect(b, state.brokers[b].views[p], old, response)
+        # Slot and replica in one new state (this is one of the commonest steps).
+        slots = _replace_at(state.slots, b, _replace_at(state.slots[b], p, tuple(remaining)))
+        if replica is old:
+            return state._replace(slots=slots)
+        row = _replace_at(state.replicas[b], p, replica)
+        return state._replace(slots=slots, replicas=_replace_at(state.replicas, b, row))
+
+    def _response_effect(
+        self, b: int, view: View | None, replica: Replica, response: Message
+    ) -> Replica:
+        """The follower's replica after a response arrives (the same one if ignored)."""
         if view is None or view.leader == b or view.leader == NO_LEADER:
-            return state
+            return replica
         stale = response.leader != view.leader or response.epoch != view.leader_epoch
         if stale and self.config.fetch_epoch_fencing:
-            return state
-        replica = state.replicas[b][p]
+            return replica
         if response.kind == LOOKUP_RESPONSE:
             if response.error != Errors.NONE or stale:
-                return state
-            return _set_replica(state, b, p, self._apply_lookup(replica, response))
-        return _set_replica(state, b, p, self._apply_fetch(replica, response))
+                return replica
+            return self._apply_lookup(replica, response)
+        return self._apply_fetch(replica, response)
 
     def _apply_lookup(self, replica: Replica, response: Message) -> Replica:
         leo = len(replica.log)
@@ -667,28 +714,33 @@ class ReplicationModel:
     def _do_deliver(self, state: State, action: Action) -> State:
         b = action.broker
         broker = state.brokers[b]
+        views, replicas, slots = broker.views, state.replicas[b], state.slots[b]
         for p, reg in enumerate(state.controller.partitions):
-            old = broker.views[p]
+            old = views[p]
             new = _view_for(reg, b)
             if old == new:
                 continue
             role_changed = (
                 old is None or old.leader_epoch != new.leader_epoch or old.leader != new.leader
             )
-            state = _set_view(state, b, p, new)
+            views = _replace_at(views, p, new)
             if role_changed and self.replica_masks[p] >> b & 1:
-                state = _set_replica(state, b, p, self._become(state, b, p, new))
-                if self.config.fetch_epoch_fencing and state.slots[b][p]:
+                replicas = _replace_at(replicas, p, self._become(replicas[p], b, new, state.now_ms))
+                if self.config.fetch_epoch_fencing and slots[p]:
                     # Fencing discards any response from an older epoch on arrival, so
                     # dropping them now changes no behaviour and saves states.
-                    state = _set_slot(state, b, p, ())
-            broker = state.brokers[b]
-        return state
+                    slots = _replace_at(slots, p, ())
+        # One new state for all the changes, and untouched fields stay the same objects.
+        return state._replace(
+            brokers=_replace_at(state.brokers, b, broker._replace(views=views)),
+            replicas=state.replicas
+            if replicas is state.replicas[b]
+            else _replace_at(state.replicas, b, replicas),
+            slots=state.slots if slots is state.slots[b] else _replace_at(state.slots, b, slots),
+        )
 
-    def _become(self, state: State, b: int, p: int, view: View) -> Replica:
+    def _become(self, replica: Replica, b: int, view: View, now_ms: int) -> Replica:
         """makeLeader / makeFollower on a new leader epoch."""
-        replica = state.replicas[b][p]
-        n = self.scope.brokers
         if view.leader == b:
             epochs = replica.epochs
             if rules.latest_epoch(epochs) < view.leader_epoch:
@@ -696,18 +748,22 @@ class ReplicationModel:
             return replica._replace(
                 epochs=epochs,
                 phase=IDLE,
-                follower_leo=(UNKNOWN,) * n,
-                caught_up_ms=(state.now_ms,) * n,
+                follower_leo=self._no_follower_leos,
+                caught_up_ms=(now_ms,) * self.scope.brokers,
             )
         # A follower keeps no leader-side bookkeeping (Kafka drops it in makeFollower).
-        replica = replica._replace(follower_leo=(UNKNOWN,) * n, caught_up_ms=(0,) * n)
         if view.leader == NO_LEADER:
-            return replica._replace(phase=IDLE)
-        if self.config.truncation == "high-watermark":
-            return rules.truncate(replica, replica.hw)._replace(phase=FETCHING)
-        if self.config.truncation == "leader-epoch" and self.config.fetch_epoch_fencing:
-            return replica._replace(phase=FETCHING)
-        return replica._replace(phase=TRUNCATING)
+            phase = IDLE
+        elif self.config.truncation == "high-watermark":
+            replica = rules.truncate(replica, replica.hw)
+            phase = FETCHING
+        elif self.config.truncation == "leader-epoch" and self.config.fetch_epoch_fencing:
+            phase = FETCHING
+        else:
+            phase = TRUNCATING
+        return replica._replace(
+            phase=phase, follower_leo=self._no_follower_leos, caught_up_ms=self._never_caught_up
+        )
 
     def _do_fence(self, state: State, action: Action) -> State:
         state = self._remove_from_partitions(state, action.broker)
@@ -780,7 +836,7 @@ class ReplicationModel:
 
     def _do_crash(self, state: State, action: Action) -> State:
         b, kind = action.broker, action.arg
-        replicas = tuple(self._after_crash(replica, kind) for replica in state.replicas[b])
+        replicas = tuple([self._after_crash(replica, kind) for replica in state.replicas[b]])
         lossy = kind != KILL
         broker = Broker(
             False, False, state.brokers[b].unclean or lossy, (None,) * self.scope.partitions
@@ -789,21 +845,21 @@ class ReplicationModel:
             crashes=state.budget.crashes + 1,
             data_loss_crashes=state.budget.data_loss_crashes + (1 if lossy else 0),
         )
-        state = state._replace(
+        return state._replace(
             replicas=_replace_at(state.replicas, b, replicas),
             brokers=_replace_at(state.brokers, b, broker),
             budget=budget,
+            slots=_slots_without(state.slots, 1 << b),
         )
-        return _drop_messages(state, 1 << b)
 
     def _after_crash(self, replica: Replica, kind: int) -> Replica:
-        n = self.scope.brokers
-        volatile = {"phase": IDLE, "follower_leo": (UNKNOWN,) * n, "caught_up_ms": (0,) * n}
         if kind == DISK:
-            return Replica((), 0, 0, (), IDLE, (UNKNOWN,) * n, (0,) * n)
+            return self._empty_replica
         if kind == POWER:
             replica = rules.truncate(replica, replica.flushed)
-        return replica._replace(**volatile)
+        return replica._replace(
+            phase=IDLE, follower_leo=self._no_follower_leos, caught_up_ms=self._never_caught_up
+        )
 
     def _do_restart(self, state: State, action: Action) -> State:
         """The broker comes back and, if it can reach the controller, registers at once."""
@@ -851,10 +907,16 @@ def _view_for(reg: PartitionRegistration, broker: int) -> View:
 
 
 def _replace_at(items: tuple, index: int, value: object) -> tuple:
-    return (*items[:index], value, *items[index + 1 :])
+    # Through a list: about four times faster than splicing slices, on the hottest path.
+    out = list(items)
+    out[index] = value
+    return tuple(out)
 
 
 def _set_replica(state: State, broker: int, partition: int, replica: Replica) -> State:
+    if replica is state.replicas[broker][partition]:
+        # Unchanged: keeping the same objects lets identity-based skips work downstream.
+        return state
     row = _replace_at(state.replicas[broker], partition, replica)
     return state._replace(replicas=_replace_at(state.replicas, broker, row))
 
@@ -873,7 +935,10 @@ def _set_slot(state: State, broker: int, partition: int, messages: tuple[Message
 def _send(state: State, follower: int, partition: int, message: Message) -> State:
     """Responses in flight to a follower, at most one per leader (one connection each),
     kept sorted by leader so equal situations are equal states."""
-    others = tuple(m for m in state.slots[follower][partition] if m.leader != message.leader)
+    in_flight = state.slots[follower][partition]
+    if not in_flight:
+        return _set_slot(state, follower, partition, (message,))
+    others = tuple(m for m in in_flight if m.leader != message.leader)
     messages = tuple(sorted((*others, message), key=_message_leader))
     return _set_slot(state, follower, partition, messages)
 
@@ -916,13 +981,26 @@ def _spend_network_change(state: State) -> State:
 
 def _drop_messages(state: State, cut: int) -> State:
     """Messages to or from a crashed or cut-off broker are lost."""
-    slots = tuple(
-        ((),) * len(row)
-        if cut >> b & 1
-        else tuple(tuple(m for m in messages if not cut >> m.leader & 1) for messages in row)
-        for b, row in enumerate(state.slots)
-    )
-    return state._replace(slots=slots)
+    slots = _slots_without(state.slots, cut)
+    return state if slots is state.slots else state._replace(slots=slots)
+
+
+def _slots_without(slots: tuple, cut: int) -> tuple:
+    """The messages in flight minus those to or from a broker in `cut` (the same tuples
+    where nothing is lost: most slots are empty)."""
+    rows = None
+    for b, row in enumerate(slots):
+        if cut >> b & 1:
+            if not any(row):
+                continue
+            kept = ((),) * len(row)
+        elif any(cut >> m.leader & 1 for messages in row for m in messages):
+            kept = tuple(tuple(m for m in messages if not cut >> m.leader & 1) for messages in row)
+        else:
+            continue
+        rows = rows or list(slots)
+        rows[b] = kept
+    return slots if rows is None else tuple(rows)
 
 
 def _record_committed(state: State, partition: int, replica: Replica, epoch: int) -> State:

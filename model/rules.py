@@ -141,6 +141,12 @@ def follower_out_of_sync(replica: Replica, follower: int, now_ms: int, config: C
     return now_ms - replica.caught_up_ms[follower] > config.replica_lag_time_max_ms
 
 
+def some_follower_may_be_out_of_sync(replica: Replica, now_ms: int, config: Config) -> bool:
+    """A cheap necessary condition for `follower_out_of_sync` of any follower: someone
+    was last caught up longer than the lag limit ago."""
+    return now_ms - min(replica.caught_up_ms) > config.replica_lag_time_max_ms
+
+
 def may_join_isr(replica: Replica, follower_leo: int, config: Config) -> bool:
     """ISR expansion: LEO >= HW and, under `epoch-start` (KAFKA-7128), >= the start of the
     leader's current epoch."""

@@ -184,14 +184,21 @@ def _install_fast_replace(cls: type) -> None:
 
     The stock one builds a dict and maps `kwds.pop` over every field; the explorer calls
     `_replace` millions of times a minute, and this version is several times faster with
-    the same meaning (unknown field names still raise TypeError).
+    the same meaning (unknown field names and positional arguments still raise
+    TypeError). It unpacks `self` once and reads the sentinel from a local.
     """
     fields = cls._fields
     params = ", ".join(f"{name}=_MISSING" for name in fields)
+    current = ", ".join(f"_{index}" for index in range(len(fields)))
     values = ", ".join(
-        f"self[{index}] if {name} is _MISSING else {name}" for index, name in enumerate(fields)
+        f"_{index} if {name} is _missing else {name}" for index, name in enumerate(fields)
     )
-    source = f"def _replace(self, *, {params}):\n    return _new(_cls, ({values},))\n"
+    source = (
+        f"def _replace(self, *, {params}):\n"
+        f"    _missing = _MISSING\n"
+        f"    {current}, = self\n"
+        f"    return _new(_cls, ({values},))\n"
+    )
     namespace = {"_MISSING": _MISSING, "_new": tuple.__new__, "_cls": cls}
     exec(source, namespace)
     cls._replace = namespace["_replace"]

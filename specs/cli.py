@@ -8,10 +8,12 @@ import sys
 from pathlib import Path
 
 from model.config import Config, ConfigError
-from specs import explorer, matrix
+from model.machine import Scope
+from specs import explorer, graph, matrix, smt_check
 from specs.check import describe_run, run_check, to_json, write_counterexample
 from specs.invariants import INVARIANTS, select
-from specs.scopes import DEFAULT_SUITE, SCOPES, resolve
+from specs.scopes import DEFAULT_SUITE, LIVENESS_SUITE, SCOPES, resolve
+from specs.smt_state import MAX_DEPTH
 
 
 def _check_parser() -> argparse.ArgumentParser:
@@ -67,6 +69,38 @@ def _check_parser() -> argparse.ArgumentParser:
     parser.add_argument("--jobs", type=int, help="worker processes (default: one per core)")
     parser.add_argument("--json", action="store_true", help="print a JSON summary")
     parser.add_argument("--out", type=Path, help="where trace.txt and trace.mmd go")
+    engines = parser.add_argument_group("engine")
+    engines.add_argument(
+        "--engine",
+        choices=("explicit", "smt", "both"),
+        default="explicit",
+        help="explicit: the breadth-first explorer; smt: the z3 bounded model checker "
+        "(every counterexample replayed in the model); both: run both to --smt-depth and "
+        "exit 2 if their verdicts disagree (default %(default)s)",
+    )
+    engines.add_argument(
+        "--smt-depth",
+        type=int,
+        default=smt_check.DEFAULT_DEPTH,
+        metavar="N",
+        help="smt/both: steps to unroll (default %(default)s, each scope's own bound if "
+        f"smaller, at most {MAX_DEPTH})",
+    )
+    parser.add_argument(
+        "--liveness",
+        action="store_true",
+        help="instead of the invariants, check that once faults stop a leader is eventually "
+        f"elected (default scope: {', '.join(LIVENESS_SUITE)})",
+    )
+    parser.add_argument(
+        "--graph", type=Path, metavar="FILE", help="write the scope's state graph (GraphML)"
+    )
+    parser.add_argument(
+        "--max-nodes",
+        type=int,
+        default=graph.DEFAULT_MAX_NODES,
+        help="--liveness/--graph: most states a graph may hold (default %(default)s)",
+    )
     return parser
 
 
@@ -96,15 +130,30 @@ def check_main(argv: list[str]) -> int:
     try:
         config = Config.parse(args.config)
         invariants = select(args.invariant)
-        scopes = resolve(args.scope, **_overrides(args))
+        on_graph = args.liveness or args.graph is not None
+        suite = args.scope or (list(LIVENESS_SUITE) if on_graph else None)
+        scopes = resolve(suite, **_overrides(args))
         for _, scope, _ in scopes:
             if config.replication_factor > scope.brokers:
                 raise ValueError(
                     f"replication.factor={config.replication_factor} needs --brokers >= it"
                 )
+        if args.engine != "explicit":
+            smt_check.validate(config, scopes, args.smt_depth, on_graph or args.mode != "bfs")
     except (ConfigError, ValueError) as error:
         print(f"replog check: {error}", file=sys.stderr)
         return 2
+    if on_graph:
+        return graph.run(
+            config,
+            scopes,
+            liveness=args.liveness,
+            graph_path=args.graph,
+            max_nodes=args.max_nodes,
+            out=args.out,
+        )
+    if args.engine != "explicit":
+        return _check_with_smt(args, config, [i.name for i in invariants], scopes)
     limits = explorer.Limits(args.depth, args.states_max, args.time_limit)
     if not args.json:
         print(
@@ -121,12 +170,7 @@ def check_main(argv: list[str]) -> int:
         jobs=args.jobs,
     )
     violation = result.violation
-    paths = None
-    if violation:
-        out_dir = args.out or Path("reports") / "check" / config.label().replace("=", "-").replace(
-            ",", "_"
-        )
-        paths = write_counterexample(violation, out_dir)
+    paths = write_counterexample(violation, _out_dir(args, config)) if violation else None
     if args.json:
         print(json.dumps(to_json(result, paths), indent=2))
         return 1 if violation else 0
@@ -142,6 +186,64 @@ def check_main(argv: list[str]) -> int:
     return 1
 
 
+def _out_dir(args: argparse.Namespace, config: Config) -> Path:
+    label = config.label().replace("=", "-").replace(",", "_")
+    return args.out or Path("reports") / "check" / label
+
+
+def _check_with_smt(
+    args: argparse.Namespace,
+    config: Config,
+    invariants: list[str],
+    scopes: list[tuple[str, Scope, int]],
+) -> int:
+    """--engine smt|both: the z3 engine alone, or next to the explorer on equal bounds."""
+    both = args.engine == "both"
+    if not args.json:
+        engines = "explicit and smt" if both else "smt"
+        print(
+            f"replog check: {config.label()}; invariants: {', '.join(invariants)}; "
+            f"engine: {engines}, depth <= {args.smt_depth}"
+        )
+    result = None
+    if both:
+        limits = explorer.Limits(min(args.depth, args.smt_depth), args.states_max, args.time_limit)
+        result = run_check(config, scopes, invariants, limits, jobs=args.jobs)
+    runs = smt_check.run_smt_check(
+        config, scopes, invariants, args.smt_depth, time_limit_s=args.time_limit, jobs=args.jobs
+    )
+    disagreement = smt_check.disagreement(result, runs) if result is not None else None
+    violation = smt_check.shortest(runs)
+    if result is not None and result.violation is not None:
+        violation = result.violation
+    paths = write_counterexample(violation, _out_dir(args, config)) if violation else None
+    code = 2 if disagreement else 1 if violation else 0
+    if args.json:
+        report = smt_check.to_json(config, runs, paths)
+        if result is not None:
+            report = {
+                "engine": "both",
+                "agree": disagreement is None,
+                "explicit": to_json(result, paths),
+                "smt": report,
+            }
+        print(json.dumps(report, indent=2))
+    else:
+        for run in result.runs if result is not None else ():
+            print("  explicit: " + describe_run(run))
+        for smt_run in runs:
+            print(("  smt:      " if both else "  ") + smt_check.describe_run(smt_run))
+        if violation is None:
+            print(f"{args.engine}: {smt_check.summary(runs)}")
+        else:
+            print()
+            print(paths[0].read_text(), end="")
+            print(f"\ntrace: {paths[0]}\ndiagram (Mermaid): {paths[1]}")
+    if disagreement:
+        print(f"replog check: the engines disagree: {disagreement}", file=sys.stderr)
+    return code
+
+
 def matrix_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="replog matrix",
@@ -151,17 +253,17 @@ def matrix_main(argv: list[str]) -> int:
     parser.add_argument(
         "--depth",
         type=int,
-        default=matrix.Bounds().depth_max,
-        help="cap on every scope's search depth (default %(default)s)",
+        help="search every scope to this depth (within its own bound) instead of the "
+        f"defaults, which the committed matrix uses: {matrix.Bounds().describe()}",
     )
     parser.add_argument("--jobs", type=int, help="worker processes (default: one per core)")
     parser.add_argument("--json", action="store_true", help="print the table as JSON")
     parser.add_argument("--out", type=Path, default=Path("reports/safety-matrix.md"))
     args = parser.parse_args(argv)
-    if args.depth < 1:
+    if args.depth is not None and args.depth < 1:
         print("replog matrix: --depth must be at least 1", file=sys.stderr)
         return 2
-    bounds = matrix.Bounds(depth_max=args.depth)
+    bounds = matrix.Bounds(depth=args.depth)
     table = matrix.compute(bounds, jobs=args.jobs)
     text = matrix.render_markdown(table, bounds)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ an unsafe setting reads as "what this setting costs", not as a model bug.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from model.state import FETCHING, State, broker_name
 
@@ -23,31 +23,69 @@ class Invariant:
     transition: TransitionCheck | None
     promise: str
     reads: tuple[str, ...] = ()  # State fields a state check depends on
+    read_indexes: tuple[int, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Positions, not names: tuple indexing is the cheap part of every transition.
+        indexes = tuple(State._fields.index(name) for name in self.reads)
+        object.__setattr__(self, "read_indexes", indexes)
 
     def violated(self, before: State | None, after: State) -> str | None:
-        if self.check is not None:
-            if (
-                before is not None
-                and self.reads
-                and all(getattr(before, name) is getattr(after, name) for name in self.reads)
-            ):
-                # Nothing it reads changed since a state it already held on.
-                return None
-            return self.check(after)
-        if before is None or self.transition is None:
-            return None
-        return self.transition(before, after)
+        found = violations_of([self], before, after)
+        return found[0][1] if found else None
+
+
+def violations_of(
+    invariants: list[Invariant], before: State | None, after: State
+) -> list[tuple[Invariant, str]]:
+    """Each invariant violated by the transition before -> after (before=None: by the
+    initial state `after`) with its message, in the order given.
+
+    A state check is skipped when nothing it reads changed since `before`, where it
+    already held. The explorer calls this on every transition, hence one flat loop.
+    """
+    out = []
+    for inv in invariants:
+        check = inv.check
+        if check is not None:
+            if before is not None and inv.read_indexes:
+                for index in inv.read_indexes:
+                    if before[index] is not after[index]:
+                        break
+                else:
+                    continue
+            message = check(after)
+        elif before is None or inv.transition is None:
+            continue
+        else:
+            message = inv.transition(before, after)
+        if message is not None:
+            out.append((inv, message))
+    return out
 
 
 def _leaders(state: State) -> list[tuple[int, int, int]]:
-    """(broker, partition, leader epoch) for every live broker that believes it leads."""
-    return [
+    """(broker, partition, leader epoch) for every live broker that believes it leads.
+
+    It depends on `state.brokers` alone, and four invariants ask for it on each new
+    state (siblings often share the brokers too), so the last answer is kept: an
+    identity test on the brokers tuple, which the cache keeps alive, is exact.
+    """
+    brokers = state.brokers
+    if brokers is _last_leaders[0]:
+        return _last_leaders[1]
+    leaders = [
         (b, p, view.leader_epoch)
-        for b, broker in enumerate(state.brokers)
+        for b, broker in enumerate(brokers)
         if broker.alive
         for p, view in enumerate(broker.views)
         if view is not None and view.leader == b
     ]
+    _last_leaders[:] = [brokers, leaders]
+    return leaders
+
+
+_last_leaders: list = [None, []]
 
 
 def leader_in_isr(state: State) -> str | None:
@@ -62,8 +100,11 @@ def leader_in_isr(state: State) -> str | None:
 
 def one_leader_per_epoch(state: State) -> str | None:
     """No two brokers lead one partition in the same leader epoch. Promised always."""
+    leaders = _leaders(state)
+    if len(leaders) < 2:
+        return None
     seen: dict[tuple[int, int], int] = {}
-    for b, p, epoch in _leaders(state):
+    for b, p, epoch in leaders:
         other = seen.setdefault((p, epoch), b)
         if other != b:
             return f"p{p}: {broker_name(other)} and {broker_name(b)} both lead epoch {epoch}"
@@ -90,14 +131,24 @@ def log_matching(state: State) -> str | None:
 
 def high_watermark_monotonic(before: State, after: State) -> str | None:
     """A leader's HW never moves down while it leads one epoch. Promised always."""
-    if before.replicas is after.replicas:
+    rows_before, rows_after = before.replicas, after.replicas
+    if rows_before is rows_after:
         return None
-    for b, p, epoch in _leaders(after):
-        view = before.brokers[b].views[p]
-        if not before.brokers[b].alive or view is None or view.leader != b:
+    # Only a replica whose HW went down can break it: find those first, then ask
+    # whether its broker led the partition, alive, in the same epoch before and after.
+    for b, row in enumerate(rows_after):
+        row_before = rows_before[b]
+        if row is row_before:
             continue
-        if view.leader_epoch == epoch and after.replicas[b][p].hw < before.replicas[b][p].hw:
-            return f"p{p}: leader {broker_name(b)}'s HW went down in epoch {epoch}"
+        for p, replica in enumerate(row):
+            if replica.hw >= row_before[p].hw:
+                continue
+            now, then = after.brokers[b], before.brokers[b]
+            view, earlier = now.views[p], then.views[p]
+            if not (now.alive and then.alive) or view is None or earlier is None:
+                continue
+            if view.leader == b == earlier.leader and view.leader_epoch == earlier.leader_epoch:
+                return f"p{p}: leader {broker_name(b)}'s HW went down in epoch {view.leader_epoch}"
     return None
 
 

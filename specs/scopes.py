@@ -80,10 +80,23 @@ SCOPES: dict[str, Preset] = {
         11,
         "two ISR members become unavailable (a crash and a lost session) after one lagged",
     ),
+    "failover": Preset(
+        replace(_QUIET, max_writes=1, max_elections=1, max_crashes=2, max_clock_advances=1),
+        11,
+        "two ISR members crash after a follower lagged (the safety matrix's cheaper outage)",
+    ),
+    "offline": Preset(
+        replace(_QUIET, max_writes=1, max_elections=0, max_crashes=1, max_clock_advances=1),
+        40,
+        "the followers lag out of the ISR, then the leader crashes (for --liveness: can "
+        "the live brokers still get a leader?)",
+    ),
 }
 # The cheap scopes first: they find most violations within seconds, and a violation
 # found early lets the expensive scopes stop at its length.
 DEFAULT_SUITE = ("elect", "outage", "clock", "disk", "zombie")
+# `--liveness` needs a scope whose whole reachable space fits in a graph.
+LIVENESS_SUITE = ("offline",)
 
 
 def resolve(names: list[str] | None, **overrides: object) -> list[tuple[str, Scope, int]]:

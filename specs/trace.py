@@ -7,6 +7,7 @@ from __future__ import annotations
 from model.machine import Action
 from model.state import CRASH_NAMES, NO_LEADER, Message, State, broker_name, mask_name
 from specs.explorer import Violation
+from specs.invariants import INVARIANTS
 
 
 def _log_text(state: State, broker: int, partition: int) -> str:
@@ -62,9 +63,10 @@ def effect(before: State, action: Action, after: State) -> str:
 
 
 def render_text(violation: Violation) -> str:
-    lines = [f"Invariant {violation.invariant} violated: {violation.message}", ""]
+    kind = "Invariant" if violation.invariant in INVARIANTS else "Property"
+    lines = [f"{kind} {violation.invariant} violated: {violation.message}", ""]
     lines.append("Initial state:")
-    lines.append(_state_lines(violation.initial))
+    lines.append(state_text(violation.initial))
     before = violation.initial
     for number, (action, after) in enumerate(violation.trace, 1):
         detail = effect(before, action, after)
@@ -72,17 +74,48 @@ def render_text(violation: Violation) -> str:
         before = after
     lines.append("")
     lines.append("Final state:")
-    lines.append(_state_lines(before))
+    lines.append(state_text(before))
     return "\n".join(lines)
 
 
-def _state_lines(state: State) -> str:
+def state_text(state: State) -> str:
+    """The controller's record and every broker's log, one indented line each."""
     lines = []
     for p in range(len(state.controller.partitions)):
         lines.append(f"  controller p{p}: {_registration_text(state, p)}")
         for b, broker in enumerate(state.brokers):
             status = "up" if broker.alive else "down"
             lines.append(f"  {broker_name(b)} ({status}) p{p}: {_log_text(state, b, p)}")
+    return "\n".join(lines)
+
+
+def state_details(state: State) -> str:
+    """What `state_text` leaves out, one indented line each: every broker's view of the
+    leadership and the responses in flight to it; the controller's fenced brokers and the
+    network; the clock and the client's acknowledged and waiting writes."""
+    lines = []
+    for b, broker in enumerate(state.brokers):
+        for p, view in enumerate(broker.views):
+            if view is None:
+                seen = "no metadata"
+            elif view.leader == NO_LEADER:
+                seen = f"no leader at epoch {view.leader_epoch}"
+            else:
+                seen = f"leader {broker_name(view.leader)} at epoch {view.leader_epoch}"
+            flight = ", ".join(
+                f"{broker_name(m.leader)}'s answer ({_response_text(m)})" for m in state.slots[b][p]
+            )
+            lines.append(
+                f"  {broker_name(b)} p{p} sees {seen}"
+                + (f"; in flight: {flight}" if flight else "")
+            )
+    lines.append(
+        f"  fenced={mask_name(state.controller.fenced)} isolated={mask_name(state.isolated)} "
+        f"cut from controller={mask_name(state.controller_cut)} now={state.now_ms} ms"
+    )
+    acked = ", ".join(f"v{a.value}@{a.offset}" for a in state.acked) or "none"
+    waiting = ", ".join(f"v{e.value}" for producer in state.producers for e in producer.pending)
+    lines.append(f"  acknowledged: {acked}; waiting: {waiting or 'none'}")
     return "\n".join(lines)
 
 
