@@ -121,9 +121,16 @@ class LogManager:
         return partition
 
     def checkpoint(self) -> None:
-        """Write the recovery points and HWs of every partition (after a flush)."""
-        recovery = {key: p.log.recovery_point for key, p in self.partitions.items()}
-        hws = {key: p.high_watermark for key, p in self.partitions.items()}
+        """Write the recovery points and HWs of every partition (after a flush).
+
+        A replica not opened yet (a restarted broker that has not heard from the
+        controller) keeps the entry read at startup: rewriting the file without it would
+        lose its HW and recovery point for good.
+        """
+        recovery = dict(self._recovery_points)
+        recovery.update({key: p.log.recovery_point for key, p in self.partitions.items()})
+        hws = dict(self._high_watermarks)
+        hws.update({key: p.high_watermark for key, p in self.partitions.items()})
         write_offset_checkpoint(self.fs, self._path(RECOVERY_POINT_CHECKPOINT), recovery)
         write_offset_checkpoint(self.fs, self._path(HIGH_WATERMARK_CHECKPOINT), hws)
 

@@ -29,6 +29,7 @@ NOT_ENOUGH_REPLICAS does not undo an earlier write that timed out).
 | DUPLICATE_SEQUENCE_NUMBER (46) | unknown | no | the broker says it already has the batch |
 | KAFKA_STORAGE_ERROR (56) | unknown | yes | the disk failed during the append |
 | UNKNOWN_SERVER_ERROR (-1), codes not listed | unknown | no | no promise either way |
+| NOT_LEADER_OR_FOLLOWER (6), acks=all produce | unknown | yes | maybe appended, leader lost |
 | NOT_LEADER_OR_FOLLOWER (6), LEADER_NOT_AVAILABLE (5) | definite | yes | refused before append |
 | FENCED_LEADER_EPOCH (74), UNKNOWN_LEADER_EPOCH (75) | definite | yes | refused before append |
 | NOT_ENOUGH_REPLICAS (19) | definite | yes | acks=all refused up front |
@@ -199,6 +200,19 @@ def kafka_error(code: int, message: str = "") -> KafkaError:
     retriable, definite = _CLASSIFICATION.get(code, (False, False))
     kind = DefiniteKafkaError if definite else AmbiguousKafkaError
     return kind(code, message, retriable)
+
+
+# Produce errors that Kafka also answers to an acks=all produce that was appended and then
+# lost its leader while waiting for the followers (DelayedProduce), so the write may be
+# in the log: the client cannot tell this answer from the refusal before the append.
+MAYBE_APPENDED_ACKS_ALL = frozenset({Errors.NOT_LEADER_OR_FOLLOWER})
+
+
+def produce_error(code: int, acks: int, message: str = "") -> KafkaError:
+    """A produce partition's error: ambiguous where an acks=all append may have happened."""
+    if acks == -1 and code in MAYBE_APPENDED_ACKS_ALL:
+        return AmbiguousKafkaError(code, message, is_retriable(code))
+    return kafka_error(code, message)
 
 
 def final_error(error: ClientError, maybe_written: bool) -> ClientError:

@@ -36,6 +36,7 @@ from impl.client.errors import (
     final_error,
     is_retriable,
     kafka_error,
+    produce_error,
 )
 from impl.client.metadata import Cluster, TopicPartition
 from impl.protocol import API_KEYS
@@ -300,7 +301,9 @@ class Sender:
                 self._succeed(batch, row["base_offset"], row.get("log_append_time_ms", -1))
                 continue
             detail = row.get("error_message")
-            error = kafka_error(code, f"{batch.tp}: {detail}" if detail else str(batch.tp))
+            error = produce_error(
+                code, self.config.acks, f"{batch.tp}: {detail}" if detail else str(batch.tp)
+            )
             if code in METADATA_ERRORS:
                 self.cluster.request_update()
             self._retry_or_fail(batch, error)

@@ -425,6 +425,9 @@ class PartitionLog:
         The log end offset becomes <= offset: lower when offset falls inside a batch.
         """
         if offset >= self.log_end_offset:
+            # Kafka's truncateTo cuts the epoch cache even here: a leader of an epoch that
+            # appended nothing left an entry at the log end that the new leader never had.
+            self._epochs.truncate_from_end(offset)
             return
         if offset < self.log_start_offset:
             raise OffsetOutOfRangeError(
