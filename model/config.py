@@ -110,11 +110,26 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "max.poll.records": ("max_poll_records", _int_at_least(1)),
     "metadata.max.age.ms": ("metadata_max_age_ms", _int_at_least(0)),
     "default.api.timeout.ms": ("default_api_timeout_ms", _int_at_least(0)),
+    "offsets.topic.num.partitions": ("offsets_topic_num_partitions", _int_at_least(1)),
+    "offsets.topic.replication.factor": ("offsets_topic_replication_factor", _int_at_least(1)),
+    "offsets.commit.timeout.ms": ("offsets_commit_timeout_ms", _int_at_least(1)),
+    "group.initial.rebalance.delay.ms": ("group_initial_rebalance_delay_ms", _int_at_least(0)),
+    "group.min.session.timeout.ms": ("group_min_session_timeout_ms", _int_at_least(1)),
+    "group.max.session.timeout.ms": ("group_max_session_timeout_ms", _int_at_least(1)),
+    "heartbeat.interval.ms": ("heartbeat_interval_ms", _int_at_least(1)),
+    "partition.assignment.strategy": (
+        "partition_assignment_strategy",
+        _choice("range", "cooperative-sticky"),
+    ),
     "replog.truncation": ("truncation", _choice("leader-epoch", "kip-101", "high-watermark")),
     "replog.isr.expand": ("isr_expand", _choice("epoch-start", "hw-only")),
     "replog.fetch.epoch-fencing": ("fetch_epoch_fencing", _parse_bool),
     "replog.elr": ("elr", _parse_bool),
     "replog.hw.min-isr-guard": ("hw_min_isr_guard", _parse_bool),
+    "replog.consumer.commit": (
+        "consumer_commit",
+        _choice("after-processing", "before-processing"),
+    ),
 }
 
 _ATTRIBUTE_TO_KEY = {attribute: key for key, (attribute, _) in _KEYS.items()}
@@ -168,17 +183,33 @@ class Config:
     max_poll_records: int = 500
     metadata_max_age_ms: int = 300_000
     default_api_timeout_ms: int = 60_000
+    offsets_topic_num_partitions: int = 50
+    offsets_topic_replication_factor: int = 3
+    offsets_commit_timeout_ms: int = 5_000
+    group_initial_rebalance_delay_ms: int = 3_000
+    group_min_session_timeout_ms: int = 6_000
+    group_max_session_timeout_ms: int = 1_800_000
+    heartbeat_interval_ms: int = 3_000
+    partition_assignment_strategy: str = "range"
     truncation: str = "leader-epoch"
     isr_expand: str = "epoch-start"
     fetch_epoch_fencing: bool = True
     elr: bool = True
     hw_min_isr_guard: bool = True
+    # The model's consumers: commit after processing (at-least-once) or before it
+    # (at-most-once).
+    consumer_commit: str = "after-processing"
 
     def __post_init__(self) -> None:
         if self.min_insync_replicas > self.replication_factor:
             raise ConfigError(
                 f"min.insync.replicas={self.min_insync_replicas} is larger than "
                 f"replication.factor={self.replication_factor}: acks=all could never succeed"
+            )
+        if self.group_min_session_timeout_ms > self.group_max_session_timeout_ms:
+            raise ConfigError(
+                f"group.min.session.timeout.ms={self.group_min_session_timeout_ms} is larger "
+                f"than group.max.session.timeout.ms={self.group_max_session_timeout_ms}"
             )
 
     @classmethod

@@ -2,8 +2,7 @@
 response body (plain dicts with the schema's snake_case field names).
 
 Handlers decide per partition and never raise for bad input: every refusal is a Kafka
-error code in the response. The group APIs answer COORDINATOR_NOT_AVAILABLE until the
-group coordinator exists, which is what a client sees from a cluster still starting.
+error code in the response. The group APIs hand over to the broker's GroupCoordinator.
 """
 
 from __future__ import annotations
@@ -13,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from impl.broker.group_coordinator import OFFSETS_TOPIC, OffsetToCommit
+from impl.broker.groups import JoinRequest
 from impl.broker.partition import (
     LATEST_TIMESTAMP,
     Appended,
@@ -91,6 +92,7 @@ def _topic_metadata(view: TopicView | None, name: str) -> Body:
         "error_code": Errors.NONE,
         "name": name,
         "topic_id": view.topic_id,
+        "is_internal": name == OFFSETS_TOPIC,
         "partitions": [_partition_metadata(p) for p in view.partitions],
     }
 
@@ -459,48 +461,215 @@ def _epoch_end_offset(partition: Partition | None, entry: Body) -> Body:
     }
 
 
-# ---- group APIs (until the coordinator exists) -----------------------------------------
+# ---- the group coordinator's APIs (impl/broker/group_coordinator.py) ----------------
+
+KEY_TYPE_GROUP = 0
+# KIP-394: from JoinGroup v4 a new member first gets MEMBER_ID_REQUIRED and its id.
+JOIN_GROUP_KNOWN_MEMBER_ID_VERSION = 4
 
 
 async def find_coordinator(broker: Broker, request: Request) -> Body:
-    keys = request.body.get("coordinator_keys") or [request.body.get("key", "")]
-    error = Errors.COORDINATOR_NOT_AVAILABLE
+    body = request.body
+    keys = body.get("coordinator_keys") or [body.get("key", "")]
+    rows = [await _coordinator_of(broker, key, body.get("key_type", 0)) for key in keys]
+    first = rows[0]
     return {
-        "error_code": error,
-        "error_message": "replog has no group coordinator yet",
-        "node_id": -1,
-        "host": "",
-        "port": -1,
-        "coordinators": [
-            {"key": k, "node_id": -1, "host": "", "port": -1, "error_code": error} for k in keys
+        "error_code": first["error_code"],
+        "error_message": first["error_message"],
+        "node_id": first["node_id"],
+        "host": first["host"],
+        "port": first["port"],
+        "coordinators": rows,
+    }
+
+
+async def _coordinator_of(broker: Broker, key: str, key_type: int) -> Body:
+    def refusal(error: Errors, message: str) -> Body:
+        return {
+            "key": key,
+            "node_id": -1,
+            "host": "",
+            "port": -1,
+            "error_code": error,
+            "error_message": message,
+        }
+
+    if key_type != KEY_TYPE_GROUP:
+        return refusal(Errors.COORDINATOR_NOT_AVAILABLE, "replog has no transaction coordinator")
+    if not key:
+        return refusal(Errors.INVALID_REQUEST, "empty group id")
+    coordinator = broker.coordinator
+    error = await coordinator.ensure_offsets_topic()
+    if error != Errors.NONE:
+        return refusal(error, f"{OFFSETS_TOPIC} cannot be created yet")
+    view = broker.topic_views().get(OFFSETS_TOPIC)
+    index = coordinator.partition_for(key)
+    leader = view.partitions[index].leader if view and index < len(view.partitions) else -1
+    endpoint = next((b for b in broker.brokers() if b["node_id"] == leader), None)
+    if endpoint is None:
+        return refusal(Errors.COORDINATOR_NOT_AVAILABLE, f"{OFFSETS_TOPIC}-{index} has no leader")
+    return {
+        "key": key,
+        "node_id": leader,
+        "host": endpoint["host"],
+        "port": endpoint["port"],
+        "error_code": Errors.NONE,
+        "error_message": None,
+    }
+
+
+async def join_group(broker: Broker, request: Request) -> Body:
+    body = request.body
+    # v0 has no rebalance timeout: Kafka uses the session timeout for both.
+    rebalance_timeout_ms = body.get("rebalance_timeout_ms", -1)
+    if rebalance_timeout_ms <= 0:
+        rebalance_timeout_ms = body["session_timeout_ms"]
+    join = JoinRequest(
+        body["member_id"],
+        body.get("group_instance_id"),
+        request.header.client_id or "",
+        "",
+        body["session_timeout_ms"],
+        rebalance_timeout_ms,
+        body["protocol_type"],
+        [(p["name"], bytes(p["metadata"])) for p in body["protocols"]],
+    )
+    known_id = request.header.api_version >= JOIN_GROUP_KNOWN_MEMBER_ID_VERSION
+    result = await broker.coordinator.join(body["group_id"], join, known_id)
+    # The protocol name is nullable from v7 only; before it, "" means "none yet".
+    unset = None if request.header.api_version >= 7 else ""
+    return {
+        "error_code": result.error,
+        "generation_id": result.generation,
+        "protocol_type": result.protocol_type,
+        "protocol_name": unset if result.protocol is None else result.protocol,
+        "leader": result.leader,
+        "member_id": result.member_id,
+        "members": [
+            {"member_id": m, "group_instance_id": instance, "metadata": metadata}
+            for m, instance, metadata in result.members
         ],
     }
 
 
-async def offset_commit(broker: Broker, request: Request) -> Body:
-    topics = [
+async def sync_group(broker: Broker, request: Request) -> Body:
+    body = request.body
+    assignments = {a["member_id"]: bytes(a["assignment"]) for a in body["assignments"]}
+    error, assignment = await broker.coordinator.sync(
+        body["group_id"],
+        body["member_id"],
+        body["generation_id"],
+        assignments,
+        body.get("protocol_type"),
+        body.get("protocol_name"),
+    )
+    group = broker.coordinator.groups.get(body["group_id"])
+    return {
+        "error_code": error,
+        "protocol_type": group.protocol_type if group else None,
+        "protocol_name": group.protocol if group else None,
+        "assignment": assignment,
+    }
+
+
+async def heartbeat(broker: Broker, request: Request) -> Body:
+    body = request.body
+    coordinator = broker.coordinator
+    error = coordinator.status(body["group_id"])
+    if error == Errors.NONE:
+        error = coordinator.heartbeat(body["group_id"], body["member_id"], body["generation_id"])
+    return {"error_code": error}
+
+
+async def leave_group(broker: Broker, request: Request) -> Body:
+    body = request.body
+    members = body.get("members") or [{"member_id": body.get("member_id", "")}]
+    ids = [m["member_id"] for m in members]
+    error = broker.coordinator.status(body["group_id"])
+    if error != Errors.NONE:
+        return {"error_code": error, "members": []}
+    errors = broker.coordinator.leave(body["group_id"], ids)
+    rows = [
         {
-            "name": t["name"],
-            "partitions": [
-                {
-                    "partition_index": p["partition_index"],
-                    "error_code": Errors.COORDINATOR_NOT_AVAILABLE,
-                }
-                for p in t["partitions"]
-            ],
+            "member_id": m["member_id"],
+            "group_instance_id": m.get("group_instance_id"),
+            "error_code": e,
         }
-        for t in request.body["topics"]
+        for m, e in zip(members, errors, strict=True)
     ]
-    return {"topics": topics}
+    # Before v3 one member left and its error was the request's.
+    top = errors[0] if request.header.api_version < 3 else Errors.NONE
+    return {"error_code": top, "members": rows}
+
+
+async def offset_commit(broker: Broker, request: Request) -> Body:
+    body = request.body
+    wanted = [
+        OffsetToCommit(
+            t["name"],
+            p["partition_index"],
+            p["committed_offset"],
+            p.get("committed_leader_epoch", -1),
+            p.get("committed_metadata") or "",
+        )
+        for t in body["topics"]
+        for p in t["partitions"]
+    ]
+    errors = await broker.coordinator.commit(
+        body["group_id"],
+        body.get("member_id", ""),
+        body.get("generation_id_or_member_epoch", -1),
+        wanted,
+    )
+    by_topic: dict[str, list[Body]] = {}
+    for o, error in zip(wanted, errors, strict=True):
+        by_topic.setdefault(o.topic, []).append(
+            {"partition_index": o.partition, "error_code": error}
+        )
+    return {"topics": [{"name": t, "partitions": rows} for t, rows in by_topic.items()]}
 
 
 async def offset_fetch(broker: Broker, request: Request) -> Body:
-    error = Errors.COORDINATOR_NOT_AVAILABLE
-    groups = [
-        {"group_id": g["group_id"], "topics": [], "error_code": error}
-        for g in request.body.get("groups", [])
-    ]
-    return {"error_code": error, "topics": [], "groups": groups}
+    body = request.body
+    if request.header.api_version >= 8:
+        groups = [
+            _offset_fetch_group(broker, g["group_id"], g.get("topics")) for g in body["groups"]
+        ]
+        return {"groups": groups}
+    group = _offset_fetch_group(broker, body["group_id"], body.get("topics"))
+    return {"error_code": group["error_code"], "topics": group["topics"]}
+
+
+def _offset_fetch_group(broker: Broker, group_id: str, topics: list[Body] | None) -> Body:
+    wanted = None
+    if topics is not None:
+        wanted = [(t["name"], index) for t in topics for index in t["partition_indexes"]]
+    error, found = broker.coordinator.fetch_offsets(group_id, wanted)
+    by_topic: dict[str, list[Body]] = {}
+    for (topic, index), committed in sorted(found.items()):
+        by_topic.setdefault(topic, []).append(
+            {
+                "partition_index": index,
+                "committed_offset": committed.offset if committed else -1,
+                "committed_leader_epoch": committed.leader_epoch if committed else -1,
+                "metadata": committed.metadata if committed else "",
+                "error_code": Errors.NONE,
+            }
+        )
+    if error != Errors.NONE and topics is not None:
+        # Kafka reports a coordinator error on every partition asked for, too.
+        by_topic = {
+            t["name"]: [
+                {"partition_index": i, "committed_offset": -1, "error_code": error}
+                for i in t["partition_indexes"]
+            ]
+            for t in topics
+        }
+    return {
+        "group_id": group_id,
+        "error_code": error,
+        "topics": [{"name": t, "partitions": rows} for t, rows in by_topic.items()],
+    }
 
 
 # ---- the controller quorum's own APIs (brokers and controllers only) ------------------
@@ -621,6 +790,10 @@ HANDLERS: dict[int, Handler] = {
     API_KEYS["AlterPartition"]: alter_partition,
     API_KEYS["ClockAdjust"]: clock_adjust,
     API_KEYS["FindCoordinator"]: find_coordinator,
+    API_KEYS["JoinGroup"]: join_group,
+    API_KEYS["SyncGroup"]: sync_group,
+    API_KEYS["Heartbeat"]: heartbeat,
+    API_KEYS["LeaveGroup"]: leave_group,
     API_KEYS["OffsetCommit"]: offset_commit,
     API_KEYS["OffsetFetch"]: offset_fetch,
 }

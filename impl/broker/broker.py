@@ -19,6 +19,7 @@ from typing import Any
 import trio
 
 from impl.broker import apis
+from impl.broker.group_coordinator import GroupCoordinator
 from impl.broker.logs import LogManager
 from impl.broker.member import ClusterMember, ControllerUnavailable
 from impl.broker.partition import ChangeSignal, Partition
@@ -114,6 +115,7 @@ class Broker:
             else None
         )
         self.member = ClusterMember(self, voters) if voters and "broker" in roles else None
+        self.coordinator = GroupCoordinator(self)
 
     @property
     def standalone(self) -> bool:
@@ -143,6 +145,8 @@ class Broker:
                     nursery.start_soon(self.quorum.run)
                 if self.member is not None:
                     nursery.start_soon(self.member.run)
+                if "broker" in self.roles:
+                    nursery.start_soon(self.coordinator.run)
                 nursery.start_soon(self._every, self._flush_interval_ms(), self._flush)
                 nursery.start_soon(self._every, CHECKPOINT_INTERVAL_MS, self._checkpoint)
                 nursery.start_soon(
