@@ -301,6 +301,10 @@ class MemoryFileSystem:
         durable[position:end] = data[: max(0, len(durable) - position)]
         inode.synced_snapshot = bytes(durable)
 
+    def unsynced_size_bytes(self) -> int:
+        """Bytes appended since the last fsync of their file: what a crash may lose."""
+        return sum(len(i.data) - i.synced_size_bytes for i in self._files.values())
+
     def crash(self, tear_last_write: bool = False, rng: random.Random | None = None) -> None:
         """Power loss: keep only durable names and bytes.
 

@@ -1,0 +1,111 @@
+"""What makes a simulation reproducible, enforced rather than hoped for.
+
+`deterministic(seed)` is a context manager for the length of one simulated `trio.run`:
+
+- trio's scheduler runs each batch of runnable tasks in an order that depends on an
+  OS-seeded module RNG (trio._core._run._r) and on the order tasks were woken, which
+  follows object addresses (trio.Event keeps its waiters in a set of tasks). The guard
+  sets the two private hooks pytest-trio's Hypothesis plugin uses:
+  `_ALLOW_DETERMINISTIC_SCHEDULING` (each batch is sorted by task creation order, then
+  shuffled) and `_r`, seeded from the simulation, so interleavings vary with the seed
+  and repeat with it.
+- Guarded, failing loudly with `NondeterminismError`:
+  * `time.time`, `time.time_ns`, `time.monotonic`, `time.monotonic_ns` called from
+    project code (files under impl/, model/, jepsen_py/, specs/, tests/). trio itself,
+    logging and the standard library may still read clocks: their readings decide
+    nothing a test observes (MockClock drives every deadline).
+  * the module-level `random` functions (`random.random`, `randint`, `choice`, ...), from
+    anywhere: every draw must come from a seeded `random.Random`.
+  * starting a thread (`threading.Thread.start`, which `trio.to_thread` uses).
+  * real sockets: `socket.socket.connect`/`connect_ex`/`bind` and `socket.getaddrinfo`.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import trio
+import trio.testing
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_DIRS = tuple(
+    str(PROJECT_ROOT / name) + os.sep for name in ("impl", "model", "jepsen_py", "specs", "tests")
+)
+CLOCK_READS = ("time", "time_ns", "monotonic", "monotonic_ns")
+RANDOM_FUNCTIONS = (
+    "random",
+    "randint",
+    "randrange",
+    "choice",
+    "choices",
+    "shuffle",
+    "sample",
+    "uniform",
+    "getrandbits",
+    "randbytes",
+    "gauss",
+)
+SOCKET_METHODS = ("connect", "connect_ex", "bind")
+
+
+class NondeterminismError(RuntimeError):
+    """Code inside a simulation reached something the seed does not decide."""
+
+
+def _caller_is_project(depth: int = 2) -> bool:
+    return sys._getframe(depth).f_code.co_filename.startswith(PROJECT_DIRS)
+
+
+def _guarded_clock(name: str, real: Callable[[], Any]) -> Callable[[], Any]:
+    def read() -> Any:
+        if _caller_is_project():
+            raise NondeterminismError(f"time.{name}() read by project code in a simulation")
+        return real()
+
+    return read
+
+
+def _forbidden(what: str) -> Callable[..., Any]:
+    def refuse(*_: Any, **__: Any) -> Any:
+        raise NondeterminismError(f"{what} in a simulation")
+
+    return refuse
+
+
+def _patch(stack: ExitStack, owner: Any, name: str, value: Any) -> None:
+    original = getattr(owner, name)
+    setattr(owner, name, value)
+    stack.callback(setattr, owner, name, original)
+
+
+@contextmanager
+def deterministic(seed: int) -> Iterator[None]:
+    """Seed trio's scheduler and refuse every source of nondeterminism listed above."""
+    run_module = sys.modules["trio._core._run"]
+    with ExitStack() as stack:
+        _patch(stack, run_module, "_r", random.Random(seed))
+        _patch(stack, run_module, "_ALLOW_DETERMINISTIC_SCHEDULING", True)
+        for name in CLOCK_READS:
+            _patch(stack, time, name, _guarded_clock(name, getattr(time, name)))
+        for name in RANDOM_FUNCTIONS:
+            _patch(stack, random, name, _forbidden(f"random.{name}()"))
+        _patch(stack, threading.Thread, "start", _forbidden("starting a thread"))
+        for name in SOCKET_METHODS:
+            _patch(stack, socket.socket, name, _forbidden(f"a real socket's {name}()"))
+        _patch(stack, socket, "getaddrinfo", _forbidden("a real DNS lookup"))
+        yield
+
+
+def run(async_fn: Callable[..., Any], *args: Any, seed: int) -> Any:
+    """`trio.run` on a MockClock that jumps as soon as every task is blocked, guarded."""
+    with deterministic(seed):
+        return trio.run(async_fn, *args, clock=trio.testing.MockClock(autojump_threshold=0))

@@ -1,0 +1,266 @@
+"""An in-memory network for the simulator: the `Network` protocol over simulated links.
+
+One `SimNetwork` is the fabric; every node (and the "clients" endpoint) gets a
+`NodeNetwork` view that knows who it is, so each connection has a source and a target.
+A connection is two `_Pipe`s, one per direction, bounded to `PIPE_BYTES_MAX` buffered
+bytes (a sender blocks while its peer's buffer is full, like a full TCP window).
+
+TCP semantics, as far as a test of a replicated log can tell:
+- Bytes of one connection arrive in order, exactly once, after a per-link latency drawn
+  once from the seeded RNG (no reordering, no loss, no duplication inside a connection).
+- A cut link (`cut`) is an iptables DROP: bytes in both directions of every connection
+  the source opened to the target are held (TCP retransmits them), the connection is
+  not reset, and `heal` delivers what was held. A new connection across a cut link
+  hangs (a SYN into a DROP rule) until the caller's timeout, or until the heal.
+- A paused node's links hold everything in both directions (see SimCluster).
+- Connecting to an address nobody listens on fails at once with `NetworkError`
+  (ECONNREFUSED); a crashed node's connections are closed (the kernel's FIN).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from dataclasses import dataclass, field
+
+import trio
+
+from impl.runtime.net import Address, Handler, NetworkError
+
+PIPE_BYTES_MAX = 1 << 20
+LATENCY_MS_MIN = 0.1
+LATENCY_MS_MAX = 2.0
+
+Endpoint = int | str
+
+
+class _Pipe:
+    """One direction of a connection: chunks with delivery times, then maybe EOF."""
+
+    def __init__(self, fabric: SimNetwork, link: tuple[Endpoint, Endpoint], latency_s: float):
+        self.fabric = fabric
+        self.link = link
+        self.latency_s = latency_s
+        self.chunks: deque[tuple[float, bytes]] = deque()
+        self.buffered_bytes = 0
+        self.eof_at: float | None = None
+        self.reader_closed = False
+        self.changed = trio.Event()
+
+    def notify(self) -> None:
+        self.changed.set()
+        self.changed = trio.Event()
+
+    def _deliver_at(self) -> float:
+        last = self.chunks[-1][0] if self.chunks else 0.0
+        return max(last, trio.current_time() + self.latency_s)
+
+    async def write(self, data: bytes) -> None:
+        while self.buffered_bytes >= PIPE_BYTES_MAX and not self.reader_closed:
+            await self.changed.wait()
+        if self.reader_closed:
+            raise trio.BrokenResourceError("connection reset by peer")
+        self.chunks.append((self._deliver_at(), data))
+        self.buffered_bytes += len(data)
+        self.notify()
+
+    def write_eof(self) -> None:
+        if self.eof_at is None:
+            self.eof_at = self._deliver_at()
+            self.notify()
+
+    async def read(self, max_bytes: int) -> bytes:
+        while True:
+            if self.reader_closed:
+                raise trio.ClosedResourceError("stream closed")
+            if self.fabric.holds(self.link):
+                await self.fabric.wait_for_change()
+                continue
+            now = trio.current_time()
+            if self.chunks:
+                due = self.chunks[0][0]
+                if due > now:
+                    with trio.move_on_at(due):
+                        await self.changed.wait()
+                    continue
+                return self._take(max_bytes)
+            if self.eof_at is not None:
+                if self.eof_at > now:
+                    await trio.sleep_until(self.eof_at)
+                    continue
+                return b""
+            await self.changed.wait()
+
+    def _take(self, max_bytes: int) -> bytes:
+        due, data = self.chunks.popleft()
+        if len(data) > max_bytes:
+            self.chunks.appendleft((due, data[max_bytes:]))
+            data = data[:max_bytes]
+        self.buffered_bytes -= len(data)
+        self.notify()
+        return data
+
+
+class SimStream(trio.abc.HalfCloseableStream):
+    """One end of a simulated connection."""
+
+    def __init__(self, outgoing: _Pipe, incoming: _Pipe) -> None:
+        self._out = outgoing
+        self._in = incoming
+        self._closed = False
+        self._sending = False
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        if self._closed:
+            raise trio.ClosedResourceError("stream closed")
+        if self._sending:
+            raise trio.BusyResourceError("another task is sending on this stream")
+        self._sending = True
+        try:
+            await trio.lowlevel.checkpoint()
+            if data:
+                await self._out.write(bytes(data))
+        finally:
+            self._sending = False
+
+    async def wait_send_all_might_not_block(self) -> None:
+        while self._out.buffered_bytes >= PIPE_BYTES_MAX:
+            await self._out.changed.wait()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if self._closed:
+            raise trio.ClosedResourceError("stream closed")
+        await trio.lowlevel.checkpoint()
+        return await self._in.read(max_bytes or PIPE_BYTES_MAX)
+
+    async def send_eof(self) -> None:
+        self._out.write_eof()
+        await trio.lowlevel.checkpoint()
+
+    def close_now(self) -> None:
+        """Close without a checkpoint (a crashed process's sockets, closed by the kernel)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._out.write_eof()
+        self._in.reader_closed = True
+        self._in.notify()
+
+    async def aclose(self) -> None:
+        self.close_now()
+        await trio.lowlevel.checkpoint()
+
+
+@dataclass
+class _Listener:
+    node: Endpoint
+    handler: Handler
+    nursery: trio.Nursery
+
+
+@dataclass
+class SimNetwork:
+    """The fabric: listeners, link latencies, cut links, paused nodes, open streams."""
+
+    rng: random.Random
+    listeners: dict[Address, _Listener] = field(default_factory=dict)
+    cut_links: set[tuple[Endpoint, Endpoint]] = field(default_factory=set)
+    paused: set[Endpoint] = field(default_factory=set)
+    latency_s: dict[tuple[Endpoint, Endpoint], float] = field(default_factory=dict)
+    streams: dict[Endpoint, list[SimStream]] = field(default_factory=dict)
+    connections_opened: int = 0
+    _changed: trio.Event = field(default_factory=trio.Event)
+
+    def view(self, node: Endpoint) -> NodeNetwork:
+        return NodeNetwork(self, node)
+
+    def link_latency_s(self, source: Endpoint, target: Endpoint) -> float:
+        key = (source, target)
+        if key not in self.latency_s:
+            self.latency_s[key] = self.rng.uniform(LATENCY_MS_MIN, LATENCY_MS_MAX) / 1000
+        return self.latency_s[key]
+
+    def holds(self, link: tuple[Endpoint, Endpoint]) -> bool:
+        """True while a connection opened by link[0] to link[1] must hold its bytes."""
+        return link in self.cut_links or link[0] in self.paused or link[1] in self.paused
+
+    async def wait_for_change(self) -> None:
+        await self._changed.wait()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    def cut(self, links: set[tuple[Endpoint, Endpoint]]) -> None:
+        """Blackhole exactly these links (source, target), healing every other one."""
+        self.cut_links = set(links)
+        self._notify()
+
+    def heal(self) -> None:
+        self.cut_links = set()
+        self._notify()
+
+    def pause(self, node: Endpoint) -> None:
+        self.paused.add(node)
+        self._notify()
+
+    def resume(self, node: Endpoint) -> None:
+        self.paused.discard(node)
+        self._notify()
+
+    def close_node(self, node: Endpoint) -> None:
+        """A crash: every socket of the node is closed by its kernel."""
+        for stream in self.streams.pop(node, []):
+            stream.close_now()
+
+    async def connect(self, source: Endpoint, host: str, port: int) -> SimStream:
+        listener = self.listeners.get((host, port))
+        if listener is None:
+            raise NetworkError(f"cannot connect to {host}:{port}: connection refused")
+        link = (source, listener.node)
+        while self.holds(link):
+            await self.wait_for_change()
+        latency_s = self.link_latency_s(*link)
+        await trio.sleep(2 * latency_s)
+        listener = self.listeners.get((host, port))
+        if listener is None:
+            raise NetworkError(f"cannot connect to {host}:{port}: connection refused")
+        forward = _Pipe(self, link, latency_s)
+        backward = _Pipe(self, link, latency_s)
+        client, server = SimStream(forward, backward), SimStream(backward, forward)
+        self.streams.setdefault(source, []).append(client)
+        self.streams.setdefault(listener.node, []).append(server)
+        self.connections_opened += 1
+        listener.nursery.start_soon(listener.handler, server)
+        return client
+
+
+class NodeNetwork:
+    """The network as one node sees it: `Network` with a known source identity."""
+
+    def __init__(self, fabric: SimNetwork, node: Endpoint) -> None:
+        self.fabric = fabric
+        self.node = node
+
+    async def serve(
+        self,
+        handler: Handler,
+        host: str,
+        port: int,
+        *,
+        task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        assert port != 0, "simulated nodes listen on planned ports"
+        address = (host, port)
+        if address in self.fabric.listeners:
+            raise NetworkError(f"cannot listen on {host}:{port}: address in use")
+        async with trio.open_nursery() as nursery:
+            self.fabric.listeners[address] = _Listener(self.node, handler, nursery)
+            try:
+                task_status.started(port)
+                await trio.sleep_forever()
+            finally:
+                del self.fabric.listeners[address]
+
+    async def connect(self, host: str, port: int) -> trio.abc.Stream:
+        return await self.fabric.connect(self.node, host, port)
