@@ -42,6 +42,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "impl.cluster.bench:main",
         "3 broker processes: RF=3 acks=all vs RF=1 acks=1 throughput; leader failover time",
     ),
+    "sim": (
+        "impl.sim.bench:main",
+        "simulator: simulated s per wall s, idle and under load with faults",
+    ),
     "checker": (
         "jepsen_py.bench:main",
         "linearizability checker on the Porcupine corpus; queue checker on 1M ops",

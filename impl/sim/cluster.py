@@ -17,7 +17,7 @@ Running one:
             await cluster.wait_for_brokers()      # every broker registered, unfenced
             runtime = cluster.runtime()           # endpoint "clients"
             async with Producer(runtime, cluster.bootstrap, config) as producer: ...
-            await cluster.kill(0)                 # Faults protocol (see below)
+            await cluster.crash(0)                # Faults protocol (see below)
             cluster.partition_state("t", 0)       # {node: ReplicaState}
             await cluster.stop()                  # cancels the nodes; nursery closes
 
@@ -40,11 +40,14 @@ endpoint's links. Any other string names another endpoint (e.g. "control", which
 partition cuts unless its links are named explicitly).
 
 Faults (jepsen_py.campaign.nemesis.Faults, so the existing nemeses drive it unchanged):
-- `kill(n)`: `broker.crash()` (a kill -9: no flush, checkpoint or shutdown marker),
-  cancel the node's scope, close its connections (the kernel's FIN), then
-  `fs.crash(tear_last_write=..., rng=node rng)`: unsynced bytes are lost and the last
-  write may be torn. `restart(n)`: a new Broker on the same simulated disk, its clock's
-  skew reset (the skew lives in the process, as with real processes).
+- `kill(n)`: a kill -9: `broker.crash()` (no flush, checkpoint or shutdown marker),
+  cancel the node's scope, close its connections (the kernel's FIN). The disk is
+  untouched: the OS page cache outlives a killed process. Returns {"state": "killed"}.
+- `crash(n)`: a power loss: the same, then `fs.crash(tear_last_write=..., rng=node
+  rng)`: unsynced bytes are lost and the last write may be torn. Returns
+  {"state": "crashed", "unsynced_bytes": N}.
+- `restart(n)`: a new Broker on the same simulated disk, its clock's skew reset (the
+  skew lives in the process, as with real processes).
 - `pause(n)`/`resume(n)`: a SIGSTOP is approximated by holding every byte to and from
   the node (all its links, both directions, connections not reset) and new connections
   to or from it hang. Its own timers still fire while paused (flush, checkpoint, Raft
@@ -56,8 +59,9 @@ Faults (jepsen_py.campaign.nemesis.Faults, so the existing nemeses drive it unch
   "clients"): an iptables DROP, bytes held both ways, connections kept. `heal_network()`.
 - `adjust_clock(n, delta_ms, reset)`: the node's wall clock skew; returns it.
   `partition_leaders()`: partition -> leader of `topic` per the freshest metadata image
-  of a live broker. `controller_leader()`: the quorum leader a majority of live voters
-  name, else None.
+  of a live broker. `in_sync_replicas()`: partition -> ISR of `topic` as the live
+  replica of the highest leader epoch sees it. `controller_leader()`: the quorum leader
+  a majority of live voters name, else None.
 
 Reading state without any network traffic: `partition_state(topic, index)` ->
 {node: ReplicaState(high_watermark, log_end_offset, log_start_offset, leader,
@@ -267,6 +271,14 @@ class SimCluster:
     # ---- Faults ----------------------------------------------------------------------------
 
     async def kill(self, node: int) -> dict[str, Any]:
+        """kill -9: the process dies, the OS keeps its page cache (nothing is lost)."""
+        return await self._stop_abruptly(node, power_loss=False)
+
+    async def crash(self, node: int) -> dict[str, Any]:
+        """Power loss: kill -9, then the disk keeps only what was fsynced."""
+        return await self._stop_abruptly(node, power_loss=True)
+
+    async def _stop_abruptly(self, node: int, power_loss: bool) -> dict[str, Any]:
         sim = self._nodes[node]
         if sim.broker is None or sim.scope is None:
             return {"state": "already down"}
@@ -274,9 +286,11 @@ class SimCluster:
         sim.scope.cancel()
         await sim.stopped.wait()
         self.net.close_node(node)
+        if not power_loss:
+            return {"state": "killed"}
         lost = sim.fs.unsynced_size_bytes()
         sim.fs.crash(tear_last_write=self.tear_last_write, rng=sim.rng)
-        return {"state": "killed", "unsynced_bytes": lost}
+        return {"state": "crashed", "unsynced_bytes": lost}
 
     async def restart(self, node: int) -> dict[str, Any]:
         sim = self._nodes[node]
@@ -323,6 +337,19 @@ class SimCluster:
         if topic is None:
             return {}
         return {i: p.leader for i, p in enumerate(topic.partitions) if p.leader >= 0}
+
+    async def in_sync_replicas(self) -> dict[int, tuple[int, ...]]:
+        """partition -> ISR of `topic`, from the live broker replica of the highest epoch."""
+        freshest: dict[int, tuple[int, tuple[int, ...]]] = {}
+        for n in self.nodes:
+            broker = self._nodes[n].broker
+            if broker is None or n in self.net.paused:
+                continue
+            for (topic, index), partition in sorted(broker.logs.partitions.items()):
+                seen = (partition.leader_epoch, tuple(sorted(partition.isr)))
+                if topic == self.topic and seen > freshest.get(index, (-2, ())):
+                    freshest[index] = seen
+        return {index: isr for index, (_, isr) in sorted(freshest.items())}
 
     async def controller_leader(self) -> int | None:
         votes: Counter[int] = Counter()

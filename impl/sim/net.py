@@ -19,6 +19,7 @@ TCP semantics, as far as a test of a replicated log can tell:
 
 from __future__ import annotations
 
+import math
 import random
 from collections import deque
 from dataclasses import dataclass, field
@@ -35,7 +36,12 @@ Endpoint = int | str
 
 
 class _Pipe:
-    """One direction of a connection: chunks with delivery times, then maybe EOF."""
+    """One direction of a connection: chunks with delivery times, then maybe EOF.
+
+    The reader parks in a cancel scope whose deadline is the head chunk's delivery
+    time, which a writer lowers when it adds the first chunk: one wakeup per delivery,
+    none for the write itself (the simulator's steps are its cost).
+    """
 
     def __init__(self, fabric: SimNetwork, link: tuple[Endpoint, Endpoint], latency_s: float):
         self.fabric = fabric
@@ -45,11 +51,13 @@ class _Pipe:
         self.buffered_bytes = 0
         self.eof_at: float | None = None
         self.reader_closed = False
-        self.changed = trio.Event()
+        self.space = trio.Event()
+        self._reader_scope: trio.CancelScope | None = None
 
-    def notify(self) -> None:
-        self.changed.set()
-        self.changed = trio.Event()
+    def wake_reader(self, at: float) -> None:
+        scope = self._reader_scope
+        if scope is not None and at < scope.deadline:
+            scope.deadline = at
 
     def _deliver_at(self) -> float:
         last = self.chunks[-1][0] if self.chunks else 0.0
@@ -57,47 +65,73 @@ class _Pipe:
 
     async def write(self, data: bytes) -> None:
         while self.buffered_bytes >= PIPE_BYTES_MAX and not self.reader_closed:
-            await self.changed.wait()
+            await self.space.wait()
         if self.reader_closed:
             raise trio.BrokenResourceError("connection reset by peer")
-        self.chunks.append((self._deliver_at(), data))
+        due = self._deliver_at()
+        self.chunks.append((due, data))
         self.buffered_bytes += len(data)
-        self.notify()
+        if len(self.chunks) == 1:
+            self.wake_reader(due)
 
     def write_eof(self) -> None:
         if self.eof_at is None:
             self.eof_at = self._deliver_at()
-            self.notify()
+            if not self.chunks:
+                self.wake_reader(self.eof_at)
+
+    def close_reader(self) -> None:
+        self.reader_closed = True
+        self.wake_reader(-math.inf)
+        self._free_space()
+
+    def _free_space(self) -> None:
+        self.space.set()
+        self.space = trio.Event()
+
+    def _wake_at(self, held: bool) -> float:
+        if held:
+            return math.inf
+        if self.chunks:
+            return self.chunks[0][0]
+        return math.inf if self.eof_at is None else self.eof_at
 
     async def read(self, max_bytes: int) -> bytes:
+        blocked = False
         while True:
             if self.reader_closed:
                 raise trio.ClosedResourceError("stream closed")
-            if self.fabric.holds(self.link):
-                await self.fabric.wait_for_change()
-                continue
+            held = self.fabric.holds(self.link)
             now = trio.current_time()
-            if self.chunks:
-                due = self.chunks[0][0]
-                if due > now:
-                    with trio.move_on_at(due):
-                        await self.changed.wait()
-                    continue
-                return self._take(max_bytes)
-            if self.eof_at is not None:
-                if self.eof_at > now:
-                    await trio.sleep_until(self.eof_at)
-                    continue
-                return b""
-            await self.changed.wait()
+            if not held and self.chunks and self.chunks[0][0] <= now:
+                data = self._take(max_bytes)
+                break
+            if not held and not self.chunks and self.eof_at is not None and self.eof_at <= now:
+                data = b""
+                break
+            with trio.CancelScope(deadline=self._wake_at(held)) as scope:
+                self._reader_scope = scope
+                if held:
+                    self.fabric.held_readers[self] = None
+                try:
+                    await trio.sleep_forever()
+                finally:
+                    self._reader_scope = None
+                    self.fabric.held_readers.pop(self, None)
+            blocked = True
+        if not blocked:
+            await trio.lowlevel.checkpoint()
+        return data
 
     def _take(self, max_bytes: int) -> bytes:
         due, data = self.chunks.popleft()
         if len(data) > max_bytes:
             self.chunks.appendleft((due, data[max_bytes:]))
             data = data[:max_bytes]
+        was_full = self.buffered_bytes >= PIPE_BYTES_MAX
         self.buffered_bytes -= len(data)
-        self.notify()
+        if was_full and self.buffered_bytes < PIPE_BYTES_MAX:
+            self._free_space()
         return data
 
 
@@ -124,13 +158,13 @@ class SimStream(trio.abc.HalfCloseableStream):
             self._sending = False
 
     async def wait_send_all_might_not_block(self) -> None:
-        while self._out.buffered_bytes >= PIPE_BYTES_MAX:
-            await self._out.changed.wait()
+        while self._out.buffered_bytes >= PIPE_BYTES_MAX and not self._out.reader_closed:
+            await self._out.space.wait()
+        await trio.lowlevel.checkpoint()
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         if self._closed:
             raise trio.ClosedResourceError("stream closed")
-        await trio.lowlevel.checkpoint()
         return await self._in.read(max_bytes or PIPE_BYTES_MAX)
 
     async def send_eof(self) -> None:
@@ -143,8 +177,7 @@ class SimStream(trio.abc.HalfCloseableStream):
             return
         self._closed = True
         self._out.write_eof()
-        self._in.reader_closed = True
-        self._in.notify()
+        self._in.close_reader()
 
     async def aclose(self) -> None:
         self.close_now()
@@ -168,6 +201,8 @@ class SimNetwork:
     paused: set[Endpoint] = field(default_factory=set)
     latency_s: dict[tuple[Endpoint, Endpoint], float] = field(default_factory=dict)
     streams: dict[Endpoint, list[SimStream]] = field(default_factory=dict)
+    # Readers parked on a held link (a dict: woken in the order they parked).
+    held_readers: dict[_Pipe, None] = field(default_factory=dict)
     connections_opened: int = 0
     _changed: trio.Event = field(default_factory=trio.Event)
 
@@ -190,6 +225,9 @@ class SimNetwork:
     def _notify(self) -> None:
         self._changed.set()
         self._changed = trio.Event()
+        now = trio.current_time()
+        for pipe in list(self.held_readers):
+            pipe.wake_reader(now)
 
     def cut(self, links: set[tuple[Endpoint, Endpoint]]) -> None:
         """Blackhole exactly these links (source, target), healing every other one."""

@@ -1,8 +1,8 @@
 """A short fault workload on a SimCluster, recorded as an event log.
 
-Used by the determinism tests and `replog bench sim`: acks=all producers write unique
-values while a nemesis-like script kills a partition leader, restarts it, cuts another
-leader off from the other brokers and heals; a consumer then reads every partition
+Used by the determinism tests: acks=all producers write unique values while a script
+crashes a partition leader (power loss), restarts it, cuts another leader off from
+the other brokers and heals; a consumer then reads every partition
 from the start. Every event is one line with its simulated time, so two runs with the
 same seed must produce byte-identical logs.
 """
@@ -66,7 +66,7 @@ async def _faults(cluster: SimCluster, log: EventLog) -> None:
     await trio.sleep(FAULT_HOLD_S)
     leaders = await cluster.partition_leaders()
     victim = leaders.get(0, 0)
-    log.add(f"nemesis kill {victim} {await cluster.kill(victim)}")
+    log.add(f"nemesis crash {victim} {await cluster.crash(victim)}")
     await trio.sleep(FAULT_HOLD_S)
     log.add(f"nemesis restart {victim} {await cluster.restart(victim)}")
     await trio.sleep(FAULT_HOLD_S)

@@ -93,7 +93,7 @@ def test_acked_writes_survive_a_leader_crash_that_loses_unsynced_bytes():
     async def check(cluster: SimCluster):
         before = await _write(cluster, [b"a%d" % i for i in range(20)])
         leader = (await cluster.partition_leaders())[0]
-        killed = await cluster.kill(leader)
+        killed = await cluster.crash(leader)
         await _new_leader(cluster, leader)
         after = await _write(cluster, [b"b%d" % i for i in range(20)])
         await cluster.restart(leader)
@@ -102,7 +102,7 @@ def test_acked_writes_survive_a_leader_crash_that_loses_unsynced_bytes():
 
     before, after, killed, values = simulate(check)
     assert before == list(range(20)) and after == list(range(20, 40))
-    assert killed["state"] == "killed" and killed["unsynced_bytes"] > 0
+    assert killed["state"] == "crashed" and killed["unsynced_bytes"] > 0
     assert values == [b"a%d" % i for i in range(20)] + [b"b%d" % i for i in range(20)]
 
 

@@ -1,0 +1,174 @@
+"""`replog bench sim`: how much faster than real time the simulator runs the real code.
+
+Two figures on a 3-broker combined-mode cluster (RF=3, min.insync.replicas=2):
+- idle: simulated seconds per wall second with no client, and trio task steps per
+  simulated second (what an idle cluster costs: heartbeats, Raft ticks, metadata polls);
+- load: the same with `--producers` acks=all producers writing `--rate` records per
+  second each, one consumer tailing, and the campaign nemesis (kill, pause, partition,
+  clock) changing faults every `--fault-interval` simulated seconds; reports simulated
+  seconds per wall second and client ops (acknowledged writes + records read) per wall
+  second.
+`--profile FILE` writes a cProfile of the load phase.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import random
+import time
+from dataclasses import dataclass
+
+import trio
+
+from impl.client import Consumer, Producer, TopicPartition
+from impl.client.admin import create_topics, wait_for_leaders
+from impl.client.errors import ClientError
+from impl.sim.cluster import SimCluster
+from impl.sim.guard import run
+from jepsen_py.campaign.nemesis import Nemesis
+from model.config import Config
+
+TOPIC = "jepsen"
+PARTITIONS = 3
+BROKER_CONFIG = ("min.insync.replicas=2",)
+CLIENT_CONFIG = Config.parse(
+    ["acks=all", "request.timeout.ms=3000", "delivery.timeout.ms=10000", "linger.ms=1"]
+)
+FAULTS = (
+    (("kill", "leader"), ("restart", "all")),
+    (("pause", "one"), ("resume", "all")),
+    (("partition", "halves"), ("heal", "network")),
+    (("partition", "one"), ("heal", "network")),
+    (("clock-bump", "all"), ("clock-reset", "all")),
+)
+
+
+class StepCounter(trio.abc.Instrument):
+    """Counts trio task steps: the unit of work a simulated second costs."""
+
+    def __init__(self) -> None:
+        self.steps = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        self.steps += 1
+
+
+@dataclass
+class Figures:
+    sim_s: float = 0.0
+    wall_s: float = 0.0
+    steps: int = 0
+    writes: int = 0
+    reads: int = 0
+
+    def line(self, name: str) -> str:
+        ratio = self.sim_s / self.wall_s
+        ops = (self.writes + self.reads) / self.wall_s
+        return (
+            f"{name}: {self.sim_s:.0f} simulated s in {self.wall_s:.2f} wall s = "
+            f"{ratio:.1f}x real time; {self.steps / self.sim_s:.0f} trio steps per "
+            f"simulated s; {self.writes} acked writes + {self.reads} reads = "
+            f"{ops:.0f} client ops per wall s"
+        )
+
+
+async def _producer(cluster: SimCluster, figures: Figures, writer: int, rate: float) -> None:
+    async with Producer(cluster.runtime(), cluster.bootstrap, CLIENT_CONFIG) as producer:
+        for i in range(10**9):
+            delivery = await producer.send(TOPIC, f"w{writer}-{i}".encode())
+            try:
+                await delivery.wait()
+            except ClientError:
+                pass
+            else:
+                figures.writes += 1
+            await trio.sleep(1 / rate)
+
+
+async def _consumer(cluster: SimCluster, figures: Figures) -> None:
+    tps = [TopicPartition(TOPIC, p) for p in range(PARTITIONS)]
+    async with Consumer(cluster.runtime(), cluster.bootstrap, CLIENT_CONFIG) as consumer:
+        consumer.assign(tps)
+        consumer.seek_to_beginning(tps)
+        while True:
+            try:
+                figures.reads += len(await consumer.poll(500))
+            except ClientError:
+                await trio.sleep(0.5)
+
+
+async def _nemesis(cluster: SimCluster, seed: int, interval_s: float) -> None:
+    nemesis = Nemesis(cluster, random.Random(seed))
+    rng = random.Random(seed + 1)
+    while True:
+        await trio.sleep(interval_s)
+        start, end = rng.choice(FAULTS)
+        await nemesis.invoke(*start)
+        await trio.sleep(interval_s)
+        await nemesis.invoke(*end)
+
+
+async def _measure(args: argparse.Namespace, idle: Figures, load: Figures) -> None:
+    counter = StepCounter()
+    async with trio.open_nursery() as nursery:
+        cluster = SimCluster(3, seed=args.seed, config=BROKER_CONFIG, topic=TOPIC)
+        await cluster.start(nursery)
+        await cluster.wait_for_brokers()
+        runtime = cluster.runtime()
+        await create_topics(runtime, cluster.bootstrap, [(TOPIC, PARTITIONS, 3, {})])
+        await wait_for_leaders(runtime, cluster.bootstrap, [TOPIC])
+        trio.lowlevel.add_instrument(counter)
+        await _phase(idle, counter, args.idle_seconds, None)
+        async with trio.open_nursery() as clients:
+            for writer in range(args.producers):
+                clients.start_soon(_producer, cluster, load, writer, args.rate)
+            clients.start_soon(_consumer, cluster, load)
+            clients.start_soon(_nemesis, cluster, args.seed, args.fault_interval)
+            profile = cProfile.Profile() if args.profile else None
+            await _phase(load, counter, args.seconds, profile)
+            if profile is not None:
+                profile.dump_stats(args.profile)
+            clients.cancel_scope.cancel()
+        trio.lowlevel.remove_instrument(counter)
+        await cluster.heal_network()
+        await cluster.stop()
+        nursery.cancel_scope.cancel()
+
+
+async def _phase(
+    figures: Figures, counter: StepCounter, seconds: float, profile: cProfile.Profile | None
+) -> None:
+    steps, sim, wall = counter.steps, trio.current_time(), time.perf_counter()
+    if profile is not None:
+        profile.enable()
+    await trio.sleep(seconds)
+    if profile is not None:
+        profile.disable()
+    figures.wall_s = time.perf_counter() - wall
+    figures.sim_s = trio.current_time() - sim
+    figures.steps = counter.steps - steps
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="replog bench sim", description=__doc__.split("\n")[0])
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--idle-seconds", type=float, default=60.0, help="simulated s")
+    parser.add_argument("--seconds", type=float, default=120.0, help="simulated s of load")
+    parser.add_argument("--producers", type=int, default=2)
+    parser.add_argument("--rate", type=float, default=20.0, help="writes/s per producer")
+    parser.add_argument("--fault-interval", type=float, default=10.0, help="simulated s")
+    parser.add_argument("--profile", metavar="FILE", help="cProfile of the load phase")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    if args.seconds <= 0 or args.idle_seconds <= 0 or args.rate <= 0 or args.producers < 1:
+        print("replog bench sim: durations, --rate and --producers must be positive")
+        return 2
+    idle, load = Figures(), Figures()
+    run(_measure, args, idle, load, seed=args.seed)
+    print(idle.line("idle cluster"))
+    print(load.line("load with faults"))
+    return 0
