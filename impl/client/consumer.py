@@ -1,14 +1,29 @@
-"""The native consumer (manual assignment; groups come later).
+"""The native consumer: manual assignment or a consumer group.
 
     async with Consumer(runtime, "127.0.0.1:9092", config) as consumer:
         consumer.assign([TopicPartition("events", 0)])
         consumer.seek_to_beginning()
         records = await consumer.poll(timeout_ms=1_000)
 
+    async with Consumer(runtime, "127.0.0.1:9092", config) as consumer:
+        consumer.subscribe(["events"], group_id="billing")
+        records = await consumer.poll(timeout_ms=1_000)
+        await consumer.commit()
+
 Each partition has a position: the offset of the next record `poll` returns. A
-partition without one (just assigned, or out of range) gets one by auto.offset.reset:
-earliest = log start offset, latest = high watermark, none = `NoOffsetForPartition`
-(or `OffsetOutOfRange` when the broker refused the position).
+partition without one (just assigned with nothing committed, or out of range) gets one
+by auto.offset.reset: earliest = log start offset, latest = high watermark (skipping
+everything in between), none = `NoOffsetForPartition` (or `OffsetOutOfRange` when the
+broker refused the position). Every such reset is appended to `resets` as an
+`OffsetReset` (partition, from, to, policy, reason), so a checker can tell a skip the
+policy chose from a silent one; under `none` the record has no `to` and the error
+reaches the caller.
+
+In a group (`subscribe`), `impl.client.group.GroupMember` joins and heartbeats in the
+background; assigned partitions start at the group's committed offsets; `commit()`
+commits the positions synchronously (there is no auto-commit: enable.auto.commit is
+not implemented, commits are the application's choice); `rebalances` lists every
+assignment change with its generation.
 
 Fetching follows Kafka's consumer: one Fetch in flight per leader, carrying every
 assigned partition it leads whose buffered records are used up, with fetch.min.bytes,
@@ -40,6 +55,7 @@ from impl.client.errors import (
     RequestTimeout,
     kafka_error,
 )
+from impl.client.group import Committed, GroupMember, Listener, RebalanceEvent
 from impl.client.metadata import Cluster, ClusterSession, TopicPartition
 from impl.client.offsets import (
     EARLIEST_TIMESTAMP,
@@ -63,6 +79,19 @@ _RESET_TIMESTAMPS = {"earliest": EARLIEST_TIMESTAMP, "latest": LATEST_TIMESTAMP}
 
 
 @dataclass(frozen=True, slots=True)
+class OffsetReset:
+    """One application of auto.offset.reset: `from_offset` None when the partition had
+    no position (nothing committed), `to_offset` None when the policy was none."""
+
+    time_ms: int
+    partition: TopicPartition
+    from_offset: int | None
+    to_offset: int | None
+    policy: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class ConsumerRecord:
     topic: str
     partition: int
@@ -76,18 +105,26 @@ class ConsumerRecord:
 
 class _PartitionState:
     __slots__ = (
+        "auto_reset",
         "buffered",
         "fetch_after_ms",
         "high_watermark",
         "next_fetch_offset",
         "position",
+        "position_epoch",
         "reset",
+        "reset_from",
     )
 
     def __init__(self) -> None:
         self.position: int | None = None
         # "earliest" / "latest" while a reset is pending.
         self.reset: str | None = None
+        # Set while auto.offset.reset (not a seek) is resolving: the refused offset.
+        self.auto_reset = False
+        self.reset_from: int | None = None
+        # The leader epoch of the record before the position (committed with it).
+        self.position_epoch = -1
         self.buffered: deque[ConsumerRecord] = deque()
         self.next_fetch_offset = -1
         self.high_watermark = -1
@@ -97,6 +134,9 @@ class _PartitionState:
     def move_to(self, offset: int | None, reset: str | None = None) -> None:
         self.position = offset
         self.reset = reset
+        self.auto_reset = False
+        self.reset_from = None
+        self.position_epoch = -1
         self.buffered.clear()
         self.next_fetch_offset = -1
 
@@ -115,9 +155,18 @@ class Consumer:
         config: Config | None = None,
         *,
         client_id: str = "replog-consumer",
+        group_id: str | None = None,
     ) -> None:
         self.config = config or Config()
         self.runtime = runtime
+        self.client_id = client_id
+        self.group_id = group_id
+        self.resets: list[OffsetReset] = []
+        self._group: GroupMember | None = None
+        # Commits under manual assignment go through a member that never joins.
+        self._committer: GroupMember | None = None
+        self._on_assigned: Listener | None = None
+        self._on_revoked: Listener | None = None
         self._states: dict[TopicPartition, _PartitionState] = {}
         self._fetching: set[int] = set()
         self._completed: deque[_CompletedFetch] = deque()
@@ -139,6 +188,9 @@ class Consumer:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        if self._group is not None and exc_type is None:
+            with trio.move_on_after(self.config.request_timeout_ms / 1000):
+                await self._group.leave(self._session.nursery, "consumer closed")
         await self._session.aclose()
 
     @property
@@ -149,12 +201,120 @@ class Consumer:
 
     def assign(self, partitions: Iterable[TopicPartition]) -> None:
         """Consume exactly these partitions; positions of partitions kept are kept."""
+        if self._group is not None:
+            raise ValueError("assign() after subscribe(): a consumer does one or the other")
+        self._assign(partitions)
+
+    def _assign(self, partitions: Iterable[TopicPartition]) -> None:
         wanted = list(partitions)
         self._states = {tp: self._states.get(tp) or _PartitionState() for tp in wanted}
         self.cluster.add_interest(tp.topic for tp in wanted)
 
     def assignment(self) -> list[TopicPartition]:
         return sorted(self._states)
+
+    # ---- groups ------------------------------------------------------------------------
+
+    def subscribe(
+        self,
+        topics: Iterable[str],
+        group_id: str | None = None,
+        *,
+        on_assigned: Listener | None = None,
+        on_revoked: Listener | None = None,
+    ) -> None:
+        """Join `group_id` (or the constructor's) for `topics`. Listeners are awaited
+        with (partitions, generation) from the group task: `on_revoked` before the
+        partitions go (commit there for at-least-once), `on_assigned` after the new ones
+        got their committed positions."""
+        topics = sorted(set(topics))
+        if not topics:
+            raise ValueError("subscribe to at least one topic")
+        if self._states and self._group is None:
+            raise ValueError("subscribe() after assign(): a consumer does one or the other")
+        group_id = group_id or self.group_id
+        if not group_id:
+            raise ValueError("subscribe needs a group id")
+        self.cluster.add_interest(topics)
+        if self._group is not None:
+            assert self._group.group_id == group_id, "one group per consumer"
+            self._group.subscribe(topics)
+            return
+        self.group_id = group_id
+        self._on_assigned = on_assigned
+        self._on_revoked = on_revoked
+        self._group = GroupMember(
+            self.cluster, self.config, group_id, self.client_id, self._assigned, self._revoked
+        )
+        self._group.subscribe(topics)
+        self._session.nursery.start_soon(self._group.run, self._session.nursery)
+
+    @property
+    def rebalances(self) -> list[RebalanceEvent]:
+        return list(self._group.events) if self._group is not None else []
+
+    @property
+    def generation(self) -> int:
+        return self._group.generation if self._group is not None else -1
+
+    @property
+    def member_id(self) -> str:
+        return self._group.member_id if self._group is not None else ""
+
+    async def _assigned(self, partitions: list[TopicPartition], generation: int) -> None:
+        assert self._group is not None
+        self._assign([*self._states, *partitions])
+        if partitions:
+            committed = await self._group.fetch_committed(self._session.nursery, partitions)
+            for tp, found in committed.items():
+                state = self._states.get(tp)
+                if state is not None and found is not None:
+                    state.move_to(found.offset)
+                    state.position_epoch = found.leader_epoch
+        if self._on_assigned is not None:
+            await self._on_assigned(partitions, generation)
+
+    async def _revoked(self, partitions: list[TopicPartition], generation: int) -> None:
+        if self._on_revoked is not None:
+            await self._on_revoked(partitions, generation)
+        gone = set(partitions)
+        self._states = {tp: s for tp, s in self._states.items() if tp not in gone}
+
+    async def commit(self, offsets: dict[TopicPartition, int] | None = None) -> None:
+        """Commit `offsets` (default: the position of every partition that has one) and
+        return once the coordinator stored them (acks=all on the offsets topic).
+
+        Raises CommitFailed when the group moved on (nothing was committed), and
+        OutcomeUnknown when the coordinator may have stored them but did not say so."""
+        group = self._require_group()
+        if offsets is None:
+            chosen = {
+                tp: (s.position, s.position_epoch)
+                for tp, s in self._states.items()
+                if s.position is not None
+            }
+        else:
+            chosen = {tp: (offset, -1) for tp, offset in offsets.items()}
+        if chosen:
+            simple = self._group is None or group.generation < 0
+            await group.commit(self._session.nursery, chosen, simple)
+
+    async def committed(
+        self, partitions: Iterable[TopicPartition]
+    ) -> dict[TopicPartition, Committed | None]:
+        """The group's committed offsets (None where nothing is committed)."""
+        return await self._require_group().fetch_committed(self._session.nursery, list(partitions))
+
+    def _require_group(self) -> GroupMember:
+        if self._group is not None:
+            return self._group
+        if not self.group_id:
+            raise ValueError("commit/committed need a group id (constructor or subscribe)")
+        if self._committer is None:
+            self._committer = GroupMember(
+                self.cluster, self.config, self.group_id, self.client_id, _ignore, _ignore
+            )
+        return self._committer
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
         if offset < 0:
@@ -211,8 +371,10 @@ class Consumer:
         for tp, state in self._states.items():
             if state.position is None and state.reset is None:
                 if policy == "none":
+                    self._record_reset(tp, None, None, policy)
                     raise NoOffsetForPartition(f"{tp} has no position and auto.offset.reset=none")
                 state.reset = policy
+                state.auto_reset = True
             if state.reset is not None:
                 pending[state.reset].append(tp)
         for reset, partitions in pending.items():
@@ -223,8 +385,19 @@ class Consumer:
                 self.config.default_api_timeout_ms,
             )
             for tp, offset in offsets.items():
-                if self._states.get(tp) is not None and self._states[tp].reset == reset:
-                    self._states[tp].move_to(offset)
+                state = self._states.get(tp)
+                if state is None or state.reset != reset:
+                    continue
+                if state.auto_reset:
+                    self._record_reset(tp, state.reset_from, offset, reset)
+                state.move_to(offset)
+
+    def _record_reset(
+        self, tp: TopicPartition, from_offset: int | None, to_offset: int | None, policy: str
+    ) -> None:
+        reason = "no committed offset" if from_offset is None else "offset out of range"
+        now_ms = self.runtime.clock.monotonic_ms()
+        self.resets.append(OffsetReset(now_ms, tp, from_offset, to_offset, policy, reason))
 
     # ---- polling -----------------------------------------------------------------------
 
@@ -234,6 +407,8 @@ class Consumer:
         Raises NoOffsetForPartition / OffsetOutOfRange under auto.offset.reset=none,
         CorruptRecord, and KafkaError for refusals that retrying cannot fix.
         """
+        if self._group is not None:
+            self._group.polled()
         with trio.move_on_after(timeout_ms / 1000):
             while True:
                 self._fetch_done = trio.Event()
@@ -259,6 +434,7 @@ class Consumer:
                 record = state.buffered.popleft()
                 records.append(record)
                 state.position = record.offset + 1
+                state.position_epoch = record.leader_epoch
             position = state.position
             if position is not None and not state.buffered and state.next_fetch_offset > position:
                 state.position = state.next_fetch_offset
@@ -355,6 +531,7 @@ class Consumer:
     def _out_of_range(self, tp: TopicPartition, state: _PartitionState, offset: int) -> None:
         policy = self.config.auto_offset_reset
         if policy == "none":
+            self._record_reset(tp, offset, None, policy)
             raise OffsetOutOfRange(
                 f"{tp}: offset {offset} is out of range and auto.offset.reset=none",
                 tp.topic,
@@ -362,6 +539,8 @@ class Consumer:
                 offset,
             )
         state.move_to(None, policy)
+        state.auto_reset = True
+        state.reset_from = offset
 
     def _buffer_records(
         self, tp: TopicPartition, state: _PartitionState, fetch_offset: int, data: bytes
@@ -415,3 +594,7 @@ class Consumer:
                     header.partition_leader_epoch,
                 )
             )
+
+
+async def _ignore(partitions: list[TopicPartition], generation: int) -> None:
+    """The listener of a member that never joins (manual assignment, commits only)."""

@@ -85,8 +85,9 @@ def test_groups_share_partitions_commit_and_survive_a_coordinator_kill(tmp_path)
         assert coordinator >= 0
         cluster.kill(coordinator)
         wait_for(
-            lambda: leader_of(cluster, OFFSETS_TOPIC, coordinator_partition)
-            not in (-1, coordinator),
+            lambda: (
+                leader_of(cluster, OFFSETS_TOPIC, coordinator_partition) not in (-1, coordinator)
+            ),
             "a new coordinator",
         )
         live = ",".join(

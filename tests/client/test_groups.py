@@ -1,0 +1,153 @@
+"""The native consumer in a group against one broker process: join, rebalance with the
+range and cooperative-sticky assignors, commits and committed positions, ejection after
+max.poll.interval.ms, and the record of every auto.offset.reset."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from client_support import SINGLE_BROKER_CONFIG, config, new_topic, run
+
+from impl.broker.process import BrokerProcess, start_broker
+from impl.client.consumer import Consumer, ConsumerRecord
+from impl.client.group import CommitFailed
+from impl.client.metadata import TopicPartition
+from impl.client.producer import Producer
+from impl.runtime.runtime import Runtime
+
+PARTITIONS = 4
+PER_PARTITION = 5
+GROUP_SETTINGS = (
+    "session.timeout.ms=6000",
+    "heartbeat.interval.ms=200",
+    "fetch.max.wait.ms=100",
+    "auto.offset.reset=earliest",
+)
+STEP_MS = 200
+STEPS_MAX = 100
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
+    root = tmp_path_factory.mktemp("group-broker")
+    settings = [
+        *SINGLE_BROKER_CONFIG,
+        "offsets.topic.num.partitions=3",
+        "group.initial.rebalance.delay.ms=0",
+    ]
+    process = start_broker(0, root / "data", config=settings)
+    try:
+        yield process
+    finally:
+        assert process.stop() == 0, process.log_path.read_text()[-2000:]
+
+
+async def _topic(runtime: Runtime, bootstrap: str) -> str:
+    topic = await new_topic(runtime, bootstrap, PARTITIONS)
+    await _produce(runtime, bootstrap, topic, 0)
+    return topic
+
+
+async def _produce(runtime: Runtime, bootstrap: str, topic: str, start: int) -> None:
+    async with Producer(runtime, bootstrap, config("linger.ms=0")) as producer:
+        for i in range(start, start + PARTITIONS * PER_PARTITION):
+            await producer.send(topic, b"%d" % i, partition=i % PARTITIONS)
+
+
+async def _poll_until(consumers: list[Consumer], done: Callable[[], bool]) -> list[ConsumerRecord]:
+    """Poll every consumer in turn until `done()`; bounded by STEPS_MAX polls each."""
+    records: list[ConsumerRecord] = []
+    for _ in range(STEPS_MAX):
+        for consumer in consumers:
+            records += await consumer.poll(STEP_MS // len(consumers))
+        if done():
+            return records
+    raise AssertionError("the group did not get there in time")
+
+
+def _shared(first: Consumer, second: Consumer) -> bool:
+    a, b = set(first.assignment()), set(second.assignment())
+    return bool(a) and bool(b) and len(a | b) == PARTITIONS and not a & b
+
+
+@pytest.mark.parametrize("strategy", ["range", "cooperative-sticky"])
+def test_two_members_share_the_partitions_and_resume_at_committed_offsets(
+    broker: BrokerProcess, strategy: str
+) -> None:
+    async def main(runtime: Runtime) -> None:
+        topic = await _topic(runtime, broker.bootstrap)
+        group = f"group-{strategy}"
+        settings = config(*GROUP_SETTINGS, f"partition.assignment.strategy={strategy}")
+        async with Consumer(runtime, broker.bootstrap, settings, client_id="c1") as first:
+            first.subscribe([topic], group)
+            records = await _poll_until([first], lambda: len(first.assignment()) == PARTITIONS)
+            records += await _poll_until(
+                [first], lambda: len(records) >= PARTITIONS * PER_PARTITION
+            )
+            assert sorted(int(r.value) for r in records) == list(range(PARTITIONS * PER_PARTITION))
+            await first.commit()
+            generation = first.generation
+            async with Consumer(runtime, broker.bootstrap, settings, client_id="c2") as second:
+                second.subscribe([topic], group)
+                await _poll_until([first, second], lambda: _shared(first, second))
+                assert first.generation > generation and first.generation == second.generation
+                # Nothing new was produced: the second member starts at the commits.
+                for tp in second.assignment():
+                    assert await second.position(tp) == PER_PARTITION
+                moved = set(second.assignment())
+                revoked = {tp for e in first.rebalances for tp in e.revoked}
+                if strategy == "cooperative-sticky":
+                    assert revoked == moved, "only partitions that moved were revoked"
+                else:
+                    assert revoked == {TopicPartition(topic, p) for p in range(PARTITIONS)}
+            # The second member left: the first takes everything back.
+            await _poll_until([first], lambda: len(first.assignment()) == PARTITIONS)
+
+    run(main)
+
+
+def test_a_member_that_stops_polling_is_ejected_and_its_commit_refused(
+    broker: BrokerProcess,
+) -> None:
+    async def main(runtime: Runtime) -> None:
+        topic = await _topic(runtime, broker.bootstrap)
+        settings = config(*GROUP_SETTINGS, "max.poll.interval.ms=1500")
+        async with (
+            Consumer(runtime, broker.bootstrap, settings, client_id="slow") as slow,
+            Consumer(runtime, broker.bootstrap, settings, client_id="busy") as busy,
+        ):
+            slow.subscribe([topic], "ejection")
+            busy.subscribe([topic], "ejection")
+            await _poll_until([slow, busy], lambda: _shared(slow, busy))
+            # `slow` stops polling; `busy` keeps going and ends up with every partition.
+            await _poll_until([busy], lambda: len(busy.assignment()) == PARTITIONS)
+            assert not slow.assignment()
+            assert any("max.poll.interval.ms" in e.reason for e in slow.rebalances)
+            with pytest.raises(CommitFailed):
+                await slow.commit({TopicPartition(topic, 0): 1})
+
+    run(main)
+
+
+def test_offset_resets_are_recorded_with_from_to_and_policy(broker: BrokerProcess) -> None:
+    async def main(runtime: Runtime) -> None:
+        topic = await _topic(runtime, broker.bootstrap)
+        tp = TopicPartition(topic, 0)
+        settings = config(*GROUP_SETTINGS[:3], "auto.offset.reset=latest")
+        async with Consumer(runtime, broker.bootstrap, settings, group_id="resets") as consumer:
+            consumer.assign([tp])
+            assert await consumer.committed([tp]) == {tp: None}
+            assert await consumer.position(tp) == PER_PARTITION
+            consumer.seek(tp, 10_000)
+            assert await consumer.poll(STEP_MS) == []
+            assert await consumer.position(tp) == PER_PARTITION
+            await consumer.commit()
+            assert (await consumer.committed([tp]))[tp].offset == PER_PARTITION
+        first, second = consumer.resets
+        assert (first.from_offset, first.to_offset, first.policy) == (None, PER_PARTITION, "latest")
+        assert first.reason == "no committed offset"
+        assert (second.from_offset, second.to_offset) == (10_000, PER_PARTITION)
+        assert second.reason == "offset out of range"
+
+    run(main)
