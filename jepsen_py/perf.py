@@ -13,7 +13,7 @@ QUANTILES = (0.5, 0.95, 0.99, 1.0)
 DEFAULT_BUCKET_NS = 1_000_000_000
 _ENDS = {
     "heal": ("partition",),
-    "restart": ("kill",),
+    "restart": ("kill", "crash"),
     "resume": ("pause",),
     "clock-reset": ("clock-bump", "clock-strobe"),
 }

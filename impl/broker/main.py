@@ -12,6 +12,7 @@ import trio
 from impl.broker.broker import Broker
 from impl.broker.logs import DataDirError
 from impl.controller.raft_storage import RaftStorageError
+from impl.runtime.fs import JournaledFileSystem
 from impl.runtime.net import Address, is_loopback, load_link_map
 from impl.runtime.runtime import real_runtime
 from model.config import Config, ConfigError
@@ -50,6 +51,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help='JSON {"HOST:PORT": "HOST:PORT"}: connect to the second instead of the first '
         "(a fault-injection harness routes links through its proxies)",
+    )
+    parser.add_argument(
+        "--fsync-journal",
+        metavar="FILE",
+        help="record in FILE what each fsync made durable, so a harness can play a power "
+        "loss on the data dir after a kill (impl.runtime.fs.lose_unsynced)",
     )
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
     return parser
@@ -123,7 +130,7 @@ def main(argv: list[str]) -> int:
             host,
             port,
             config,
-            (args.seed, link_map),
+            (args.seed, link_map, args.fsync_journal),
             voters,
             roles,
         )
@@ -139,11 +146,14 @@ async def _serve(
     host: str,
     port: int,
     config: Config,
-    runtime_args: tuple[int | None, dict[Address, Address] | None],
+    runtime_args: tuple[int | None, dict[Address, Address] | None, str | None],
     voters: dict[int, tuple[str, int]] | None,
     roles: tuple[str, ...],
 ) -> None:
-    runtime = real_runtime(*runtime_args)
+    seed, link_map, fsync_journal = runtime_args
+    runtime = real_runtime(seed, link_map)
+    if fsync_journal is not None:
+        runtime.fs = JournaledFileSystem(fsync_journal)
     broker = Broker(broker_id, data_dir, host, port, config, runtime, voters=voters, roles=roles)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:

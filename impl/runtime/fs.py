@@ -12,6 +12,8 @@ Errors are the built-in ones (`FileNotFoundError`, `FileExistsError`, `IsADirect
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import posixpath
 import random
@@ -342,3 +344,135 @@ class MemoryFileSystem:
                 return False
             path = posixpath.dirname(path)
         return True
+
+
+class JournaledFileSystem(RealFileSystem):
+    """The OS filesystem, plus an append-only journal of what each fsync made durable, so
+    that a harness can play a power loss on a killed process's files (`lose_unsynced`).
+
+    A SIGKILL alone loses nothing a process wrote: the kernel's page cache keeps it. A
+    power loss keeps only what was fsynced, which is what Kafka's default (no fsync,
+    flush.messages unlimited; durability from replication) gambles on. The journal
+    marks, per file, the size its last fsync left durable; files this process created
+    start at 0, a file it finds on disk starts at its size then. Like Jepsen's lazyfs,
+    nothing is lost until the harness says so, and the loss is exactly the unsynced
+    tails (no torn writes). A truncation is taken as durable at once (the log fsyncs
+    after it anyway), and directory entries are kept (every create here is followed by
+    an fsync_dir).
+    """
+
+    JOURNAL_RECORDS_MAX = 10_000
+
+    def __init__(self, journal_path: str) -> None:
+        super().__init__()
+        self.journal_path = os.path.abspath(journal_path)
+        self._durable = read_fsync_journal(self.journal_path)
+        self._records = len(self._durable)
+        self._journal = os.open(self.journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def _record(self, entry: dict[str, object]) -> None:
+        # A plain write: it outlives a SIGKILL, and the power loss it stands for is played
+        # by the harness, which reads the journal as an oracle.
+        line = (json.dumps(entry) + "\n").encode()
+        os.write(self._journal, line)
+        self._records += 1
+        if self._records > self.JOURNAL_RECORDS_MAX:
+            self._compact()
+
+    def _compact(self) -> None:
+        temporary = self.journal_path + ".tmp"
+        lines = [json.dumps({"op": "sync", "path": p, "size": s}) for p, s in self._durable.items()]
+        with open(temporary, "w", encoding="utf-8") as stream:
+            stream.write("".join(line + "\n" for line in lines))
+        os.replace(temporary, self.journal_path)
+        os.close(self._journal)
+        self._journal = os.open(self.journal_path, os.O_WRONLY | os.O_APPEND)
+        self._records = len(lines)
+
+    def append(self, path: str, data: bytes) -> None:
+        key = os.path.abspath(path)
+        if key not in self._durable:
+            # Written before this journal began (or after the last power loss): durable.
+            self._sync_record(key, os.path.getsize(key) if os.path.exists(key) else 0)
+        super().append(path, data)
+
+    def _sync_record(self, key: str, size: int) -> None:
+        self._durable[key] = size
+        self._record({"op": "sync", "path": key, "size": size})
+
+    def truncate(self, path: str, size: int) -> None:
+        super().truncate(path, size)
+        key = os.path.abspath(path)
+        if self._durable.get(key, size) > size:
+            self._sync_record(key, size)
+
+    def fsync(self, path: str) -> None:
+        super().fsync(path)
+        self._sync_record(os.path.abspath(path), self.size(path))
+
+    def rename(self, source: str, target: str) -> None:
+        super().rename(source, target)
+        old, new = os.path.abspath(source), os.path.abspath(target)
+        self._record({"op": "rename", "source": old, "target": new})
+        if old in self._durable:
+            self._durable[new] = self._durable.pop(old)
+        else:
+            self._sync_record(new, os.path.getsize(new))
+
+    def remove(self, path: str) -> None:
+        super().remove(path)
+        key = os.path.abspath(path)
+        self._durable.pop(key, None)
+        self._record({"op": "remove", "path": key})
+
+
+def read_fsync_journal(journal_path: str) -> dict[str, int]:
+    """Path -> durable size, replayed from a JournaledFileSystem's journal ({} if none).
+    A last line cut short by a kill is ignored: its fsync had not been reported."""
+    durable: dict[str, int] = {}
+    try:
+        with open(journal_path, encoding="utf-8") as stream:
+            lines = stream.read().splitlines()
+    except FileNotFoundError:
+        return durable
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if entry["op"] == "sync":
+            durable[entry["path"]] = entry["size"]
+        elif entry["op"] == "rename":
+            size = durable.pop(entry["source"], None)
+            durable.pop(entry["target"], None)
+            if size is not None:
+                durable[entry["target"]] = size
+        elif entry["op"] == "remove":
+            durable.pop(entry["path"], None)
+    return durable
+
+
+@dataclass(frozen=True)
+class PowerLoss:
+    """What `lose_unsynced` dropped."""
+
+    files: int
+    lost_bytes: int
+
+
+def lose_unsynced(journal_path: str) -> PowerLoss:
+    """Cut every journaled file back to its durable size, as a power loss would, then
+    start a new journal: what survived is on disk. Only for a process that is dead."""
+    files = lost_bytes = 0
+    for path, durable_size in read_fsync_journal(journal_path).items():
+        try:
+            size = os.path.getsize(path)
+        except FileNotFoundError:
+            continue
+        if size > durable_size:
+            os.truncate(path, durable_size)
+            files += 1
+            lost_bytes += size - durable_size
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(journal_path)
+    return PowerLoss(files, lost_bytes)

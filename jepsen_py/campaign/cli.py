@@ -27,10 +27,17 @@ def _campaign_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workload", choices=workloads.WORKLOADS, default="queue")
     parser.add_argument(
         "--nemesis",
-        default=",".join(nemesis.KINDS),
-        help=f"comma list of {', '.join(nemesis.KINDS)}, or none (default: all)",
+        default=",".join(nemesis.DEFAULT_KINDS),
+        help=f"comma list of {', '.join(nemesis.KINDS)}, each optionally KIND:VARIANT "
+        "(kill:leader, partition:inbound, ...), or none "
+        f"(default: {','.join(nemesis.DEFAULT_KINDS)})",
     )
     parser.add_argument("--nemesis-interval", type=float, default=5.0, metavar="S")
+    parser.add_argument(
+        "--nemesis-overlap",
+        action="store_true",
+        help="nest each fault inside one of another kind (the earlier in --nemesis outside)",
+    )
     parser.add_argument("--time-limit", type=float, default=60.0, metavar="S")
     parser.add_argument("--rate", type=float, default=200.0, metavar="OPS", help="ops/s in total")
     parser.add_argument("--concurrency", type=int, default=10, metavar="N")
@@ -58,6 +65,7 @@ def _spec(args: argparse.Namespace) -> runner.CampaignSpec:
         seed=runner.new_seed() if args.seed is None else args.seed,
         out=args.out,
         nemesis_interval_s=args.nemesis_interval,
+        nemesis_overlap=args.nemesis_overlap,
     )
     spec.kafka_config()
     return spec

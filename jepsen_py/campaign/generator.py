@@ -279,29 +279,10 @@ class EachThread(Gen):
 
 
 @dataclass(frozen=True)
-class Stagger(Gen):
-    """Ops spaced by random gaps, uniform in [0, 2 * mean_gap_s): 1/mean_gap_s per second."""
+class Spaced(Gen):
+    """Each op at least `gap(rng)` seconds after the one before (stagger, delay)."""
 
-    mean_gap_s: float
-    gen: Gen
-    next_s: float | None = None
-
-    def op(self, ctx: Context) -> Step:
-        step = self.gen.op(ctx)
-        if not isinstance(step, Emit):
-            return None if step is None else Pending(step.until_s, replace(self, gen=step.next))
-        at_s = max(step.invocation.at_s, self.next_s or 0.0)
-        gap_s = ctx.rng.uniform(0, 2 * self.mean_gap_s)
-        return Emit(
-            replace(step.invocation, at_s=at_s), replace(self, gen=step.next, next_s=at_s + gap_s)
-        )
-
-
-@dataclass(frozen=True)
-class Delay(Gen):
-    """Ops exactly `gap_s` apart."""
-
-    gap_s: float
+    gap: Callable[[random.Random], float]
     gen: Gen
     next_s: float | None = None
 
@@ -312,7 +293,7 @@ class Delay(Gen):
         at_s = max(step.invocation.at_s, self.next_s or 0.0)
         return Emit(
             replace(step.invocation, at_s=at_s),
-            replace(self, gen=step.next, next_s=at_s + self.gap_s),
+            replace(self, gen=step.next, next_s=at_s + self.gap(ctx.rng)),
         )
 
 
@@ -435,7 +416,8 @@ def each_thread(gen: GenLike) -> Gen:
 
 
 def stagger(mean_gap_s: float, gen: GenLike) -> Gen:
-    return Stagger(mean_gap_s, lift(gen))
+    """Ops spaced by random gaps, uniform in [0, 2 * mean_gap_s): 1/mean_gap_s per second."""
+    return Spaced(lambda rng: rng.uniform(0, 2 * mean_gap_s), lift(gen))
 
 
 def rate(ops_per_s: float, gen: GenLike) -> Gen:
@@ -445,7 +427,8 @@ def rate(ops_per_s: float, gen: GenLike) -> Gen:
 
 
 def delay(gap_s: float, gen: GenLike) -> Gen:
-    return Delay(gap_s, lift(gen))
+    """Ops exactly `gap_s` apart."""
+    return Spaced(lambda _: gap_s, lift(gen))
 
 
 def sleep(duration_s: float) -> Gen:

@@ -6,20 +6,33 @@ when it was active and a checker can find the last heal:
 | fault | start op (invoke value -> ok value) | end op |
 |---|---|---|
 | kill | `kill` one / minority / leader / controller -> nodes killed (SIGKILL) | `restart` |
+| crash | `crash` same targets -> nodes killed, unsynced bytes dropped (power loss) | `restart` |
 | pause | `pause` same targets -> nodes stopped (SIGSTOP) | `resume` (SIGCONT) |
-| partition | `partition` halves / one / ring / bridge -> the cut links | `heal` |
+| partition | `partition` halves / one / ring / bridge / inbound -> the cut links | `heal` |
 | clock | `clock-bump` or `clock-strobe` one / minority / all -> skews | `clock-reset` |
 
 After the campaign's time limit, `ending_ops` ends what is still active and one last
 `heal` ("all") heals everything: the checkers take the reads after it as final reads.
 
-Targets: `leader` is the leader of a random partition of the workload's topic,
-`controller` the leader of the controller quorum. Partitions are computed over the
+Targets: `leader` is the leader of a partition of the workload's topic with the fewest
+in-sync replicas (the most exposed one; ties at random), `controller` the leader of the
+controller quorum. Partitions are computed over the
 brokers and one more endpoint, "clients" (every client connection): `halves` splits
 all of them in two, `one` cuts one broker from the other brokers (clients still reach
 it: the zombie leader case), `ring` keeps each broker linked only to the majority
 around it on a random ring (with 3 brokers no two majorities agree, so every broker
-link is cut), `bridge` splits the brokers in two halves that one broker still joins.
+link is cut), `bridge` splits the brokers in two halves that one broker still joins,
+`inbound` cuts the connections the other brokers open to one broker (a firewall rule on
+its listener): they cannot fetch from it or reach its controller, while it still
+reaches theirs and the clients still reach it. With a combined controller quorum of
+three, `inbound` is the only partition that lets a leader shrink its ISR to itself:
+any symmetric cut that keeps its followers away also keeps the controller majority away.
+
+A kind may name one variant, `kill:leader`, `partition:inbound`, `clock:all`, to use
+only that one. Faults do not overlap unless `overlap` is set; then every cycle nests a
+fault inside another of an other kind, the outer one of the two coming first in the
+`--nemesis` list (`partition:inbound,crash:leader`: the leader's followers are cut off,
+then the leader loses power while its ISR is only itself).
 
 The process-specific actions sit behind `Faults`, so a simulated cluster can take the
 same ops.
@@ -38,10 +51,20 @@ from jepsen_py.campaign import generator as g
 from jepsen_py.campaign.scheduler import Completion
 
 CLIENTS = "clients"
-KINDS = ("kill", "pause", "partition", "clock")
+KINDS = ("kill", "pause", "partition", "clock", "crash")
+# `crash` (a power loss) is not in the default set: a campaign of the four is the issue's
+# promise, and Kafka without fsync does not promise to survive power loss of all replicas.
+DEFAULT_KINDS = ("kill", "pause", "partition", "clock")
 KILL_TARGETS = ("one", "minority", "leader", "controller")
-PARTITION_KINDS = ("halves", "one", "ring", "bridge")
+PARTITION_KINDS = ("halves", "one", "ring", "bridge", "inbound")
 CLOCK_TARGETS = ("one", "minority", "all")
+VARIANTS = {
+    "kill": KILL_TARGETS,
+    "crash": KILL_TARGETS,
+    "pause": KILL_TARGETS,
+    "partition": PARTITION_KINDS,
+    "clock": CLOCK_TARGETS,
+}
 CLOCK_SKEW_MIN_MS = 100
 CLOCK_SKEW_MAX_MS = 300_000
 STROBE_PERIOD_MS = 200
@@ -65,6 +88,10 @@ class Faults(Protocol):
     async def kill(self, node: int) -> dict[str, Any]:
         """SIGKILL; returns what shows the process is gone (its exit status)."""
 
+    async def crash(self, node: int) -> dict[str, Any]:
+        """SIGKILL, then drop what the node had not fsynced (a power loss); returns the
+        exit status and how many bytes were lost."""
+
     async def restart(self, node: int) -> dict[str, Any]: ...
 
     async def pause(self, node: int) -> dict[str, Any]:
@@ -83,17 +110,26 @@ class Faults(Protocol):
     async def partition_leaders(self) -> dict[int, int]:
         """partition -> leader broker, as far as metadata knows right now."""
 
+    async def in_sync_replicas(self) -> dict[int, tuple[int, ...]]:
+        """partition -> its ISR, as far as metadata knows right now."""
+
     async def controller_leader(self) -> int | None: ...
 
 
 def parse_kinds(text: str) -> tuple[str, ...]:
-    """`kill,pause` -> ("kill", "pause"); "none" or "" -> (); ValueError on unknown names."""
+    """`kill,partition:inbound` -> ("kill", "partition:inbound"); "none" or "" -> ();
+    ValueError on unknown kinds or variants."""
     names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
     if names in ((), ("none",)):
         return ()
-    unknown = [n for n in names if n not in KINDS]
-    if unknown:
-        raise ValueError(f"unknown nemesis {', '.join(unknown)} (choose from {', '.join(KINDS)})")
+    for name in names:
+        kind, _, variant = name.partition(":")
+        if kind not in KINDS:
+            raise ValueError(f"unknown nemesis {kind} (choose from {', '.join(KINDS)})")
+        if ":" in name and variant not in VARIANTS[kind]:
+            raise ValueError(
+                f"unknown variant {variant!r} of {kind} (choose from {', '.join(VARIANTS[kind])})"
+            )
     return names
 
 
@@ -104,39 +140,65 @@ def _choose(f: str, values: tuple[Any, ...]) -> g.Gen:
     return g.limit(1, lambda ctx: {"f": f, "value": ctx.rng.choice(values)})
 
 
-def _clock_start() -> g.Gen:
+def _clock_start(targets: tuple[str, ...]) -> g.Gen:
     return g.limit(
         1,
         lambda ctx: {
             "f": ctx.rng.choice(("clock-bump", "clock-strobe")),
-            "value": ctx.rng.choice(CLOCK_TARGETS),
+            "value": ctx.rng.choice(targets),
         },
     )
 
 
-def fault_cycle(kind: str, interval_s: float) -> g.Gen:
-    """One fault of `kind`: start it, leave it for `interval_s`, end it."""
-    starts = {
-        "kill": _choose("kill", KILL_TARGETS),
-        "pause": _choose("pause", KILL_TARGETS),
-        "partition": _choose("partition", PARTITION_KINDS),
-        "clock": _clock_start(),
-    }
-    ends = {
-        "kill": {"f": "restart", "value": "all"},
-        "pause": {"f": "resume", "value": "all"},
-        "partition": {"f": "heal", "value": "network"},
-        "clock": {"f": "clock-reset", "value": "all"},
-    }
-    return g.seq(starts[kind], g.sleep(interval_s), ends[kind])
+ENDS = {
+    "kill": {"f": "restart", "value": "all"},
+    "crash": {"f": "restart", "value": "all"},
+    "pause": {"f": "resume", "value": "all"},
+    "partition": {"f": "heal", "value": "network"},
+    "clock": {"f": "clock-reset", "value": "all"},
+}
 
 
-def schedule(kinds: tuple[str, ...], interval_s: float) -> g.Gen:
-    """Quiet for `interval_s`, then one fault of a random kind for `interval_s`, forever.
-    Faults do not overlap, so the cluster spends half the time healthy."""
+def _fault(name: str) -> tuple[g.Gen, dict[str, Any]]:
+    """The start op (a generator of one op) and the end op of `kind[:variant]`."""
+    kind, _, variant = name.partition(":")
+    values = (variant,) if variant else VARIANTS[kind]
+    if kind == "clock":
+        return _clock_start(values), ENDS[kind]
+    return _choose(kind, values), ENDS[kind]
+
+
+def fault_cycle(name: str, interval_s: float) -> g.Gen:
+    """One fault of `kind[:variant]`: start it, leave it for `interval_s`, end it."""
+    start, end = _fault(name)
+    return g.seq(start, g.sleep(interval_s), end)
+
+
+def nested_cycle(outer: str, inner: str, interval_s: float) -> g.Gen:
+    """Start `outer`; after `interval_s` start `inner`; after `interval_s` more end both,
+    inner first."""
+    (outer_start, outer_end), (inner_start, inner_end) = _fault(outer), _fault(inner)
+    return g.seq(
+        outer_start, g.sleep(interval_s), inner_start, g.sleep(interval_s), inner_end, outer_end
+    )
+
+
+def schedule(kinds: tuple[str, ...], interval_s: float, overlap: bool = False) -> g.Gen:
+    """Quiet for `interval_s`, then one fault cycle, forever: a fault of a random kind
+    for `interval_s` (the cluster spends half the time healthy), or with `overlap` a
+    random pair of faults of different kinds, nested (see `nested_cycle`)."""
     if not kinds:
         return g.Nothing()
     cycles = [fault_cycle(kind, interval_s) for kind in kinds]
+    if overlap:
+        kind_of = [name.partition(":")[0] for name in kinds]
+        pairs = [
+            (a, b)
+            for i, a in enumerate(kinds)
+            for j, b in enumerate(kinds)
+            if i < j and kind_of[i] != kind_of[j]
+        ]
+        cycles = [nested_cycle(a, b, interval_s) for a, b in pairs] or cycles
     return g.nemesis(g.repeat(g.seq(g.sleep(interval_s), g.one_of(cycles))))
 
 
@@ -190,10 +252,16 @@ def bridge(nodes: tuple[int, ...], rng: random.Random) -> set[Link]:
     return {(a, b) for a in left for b in right} | {(b, a) for a in left for b in right}
 
 
+def inbound(nodes: tuple[int, ...], rng: random.Random) -> set[Link]:
+    """The links every other broker opens to one broker; its own links stay."""
+    lonely = rng.choice(nodes)
+    return {(n, lonely) for n in nodes if n != lonely}
+
+
 def partition_links(kind: str, nodes: tuple[int, ...], rng: random.Random) -> set[Link]:
     if kind == "halves":
         return grudge_links(halves(nodes, rng))
-    cutters = {"one": isolate_one, "ring": majorities_ring, "bridge": bridge}
+    cutters = {"one": isolate_one, "ring": majorities_ring, "bridge": bridge, "inbound": inbound}
     return cutters[kind](nodes, rng)
 
 
@@ -203,6 +271,7 @@ def partition_links(kind: str, nodes: tuple[int, ...], rng: random.Random) -> se
 @dataclass
 class FaultState:
     killed: set[int] = field(default_factory=set)
+    crashed: set[int] = field(default_factory=set)
     paused: set[int] = field(default_factory=set)
     skewed: set[int] = field(default_factory=set)
     cut: set[Link] = field(default_factory=set)
@@ -215,7 +284,12 @@ class FaultState:
         return active
 
     def _nodes(self) -> list[tuple[str, set[int]]]:
-        return [("kill", self.killed), ("pause", self.paused), ("clock", self.skewed)]
+        return [
+            ("kill", self.killed - self.crashed),
+            ("crash", self.crashed),
+            ("pause", self.paused),
+            ("clock", self.skewed),
+        ]
 
 
 class Nemesis:
@@ -229,6 +303,7 @@ class Nemesis:
     async def invoke(self, f: str, value: Any) -> Completion:
         handlers = {
             "kill": self._kill,
+            "crash": self._crash,
             "restart": self._restart,
             "pause": self._pause,
             "resume": self._resume,
@@ -259,7 +334,7 @@ class Nemesis:
         if not up:
             return []
         if target == "leader":
-            leaders = sorted(set((await self.faults.partition_leaders()).values()) & set(up))
+            leaders = await self._exposed_leaders(up)
             return [self.rng.choice(leaders)] if leaders else [self.rng.choice(up)]
         if target == "controller":
             leader = await self.faults.controller_leader()
@@ -269,6 +344,16 @@ class Nemesis:
         size = 1 if target == "one" else max(1, (len(self.faults.nodes) - 1) // 2)
         return sorted(self.rng.sample(up, min(size, len(up))))
 
+    async def _exposed_leaders(self, up: list[int]) -> list[int]:
+        """The live leaders of the partitions with the fewest in-sync replicas."""
+        leaders = await self.faults.partition_leaders()
+        isrs = await self.faults.in_sync_replicas()
+        sizes = {p: len(isrs.get(p, ())) for p, leader in leaders.items() if leader in up}
+        if not sizes:
+            return []
+        fewest = min(sizes.values())
+        return sorted({leaders[p] for p, size in sizes.items() if size == fewest})
+
     async def _kill(self, target: str) -> dict[str, Any]:
         nodes = await self._targets(target)
         processes = {}
@@ -277,12 +362,22 @@ class Nemesis:
             self.state.killed.add(node)
         return {"target": target, "nodes": nodes, "processes": processes}
 
+    async def _crash(self, target: str) -> dict[str, Any]:
+        nodes = await self._targets(target)
+        processes = {}
+        for node in nodes:
+            processes[str(node)] = await self.faults.crash(node)
+            self.state.killed.add(node)
+            self.state.crashed.add(node)
+        return {"target": target, "nodes": nodes, "processes": processes}
+
     async def _restart(self, _: Any) -> dict[str, Any]:
         nodes = sorted(self.state.killed)
         processes = {}
         for node in nodes:
             processes[str(node)] = await self.faults.restart(node)
             self.state.killed.discard(node)
+            self.state.crashed.discard(node)
             self.state.skewed.discard(node)
         return {"nodes": nodes, "processes": processes}
 

@@ -4,7 +4,10 @@ Brokers run as `replog cluster` runs them (impl.cluster.launcher), with their da
 under the campaign's run directory. Every broker-to-broker and client-to-broker link
 goes through a proxy of `net_proxy` (each broker's `--link-map`, the clients' runtime),
 so partitions need no root. Kill is SIGKILL and restart the same argv; pause is
-SIGSTOP/SIGCONT; clocks move through the brokers' ClockAdjust admin request. Control
+SIGSTOP/SIGCONT; crash is SIGKILL and then a power loss played on the node's files: each broker
+runs with `--fsync-journal`, and `lose_unsynced` cuts every file back to what its last
+fsync made durable before the restart. Clocks move through the brokers' ClockAdjust
+admin request. Control
 traffic (clock requests, leader look-ups) goes straight to the brokers, never through
 a proxy, so the harness reaches a node whatever the partition.
 """
@@ -26,6 +29,7 @@ from impl.client.errors import ClientError
 from impl.client.metadata import ClusterSession, TopicPartition
 from impl.cluster.launcher import Cluster, ClusterSpec
 from impl.protocol import API_KEYS
+from impl.runtime.fs import lose_unsynced
 from impl.runtime.net import Address
 from impl.runtime.runtime import Runtime
 from jepsen_py.campaign.nemesis import CLIENTS, FaultError, Link
@@ -36,6 +40,7 @@ from model.errors import Errors
 CONTROL_TIMEOUT_MS = 3_000
 CLOCK_ADJUST = API_KEYS["ClockAdjust"]
 METADATA_FETCH = API_KEYS["MetadataFetch"]
+METADATA = API_KEYS["Metadata"]
 # MetadataFetch from past any log: the answer carries the leader and no entries.
 BEYOND_LOG_INDEX = 2**62
 CLIENT_ID = "replog-nemesis"
@@ -50,7 +55,10 @@ class ProcessCluster:
         self.root = root
         self.topic = topic
         self.nodes = tuple(range(brokers))
-        link_maps = {n: ("--link-map", str(root / f"links-{n}.json")) for n in self.nodes}
+        link_maps = {
+            n: ("--link-map", str(root / f"links-{n}.json"), "--fsync-journal", self.journal(n))
+            for n in self.nodes
+        }
         spec = ClusterSpec(
             root,
             brokers=brokers,
@@ -64,6 +72,9 @@ class ProcessCluster:
         self.down_s: dict[int, float] = dict.fromkeys(self.nodes, 0.0)
         self._down_since: dict[int, float] = {}
         self.runtime: Runtime | None = None
+
+    def journal(self, node: int) -> str:
+        return str(self.root / f"fsync-{node}.jsonl")
 
     @property
     def bootstrap(self) -> str:
@@ -117,6 +128,11 @@ class ProcessCluster:
         assert process.popen is not None
         return {"pid": process.pid, "exit_code": process.popen.returncode}
 
+    async def crash(self, node: int) -> dict[str, Any]:
+        killed = await self.kill(node)
+        loss = await trio.to_thread.run_sync(lose_unsynced, self.journal(node))
+        return {**killed, "files_cut": loss.files, "lost_bytes": loss.lost_bytes}
+
     async def restart(self, node: int) -> dict[str, Any]:
         try:
             process = await trio.to_thread.run_sync(self.cluster.restart, node)
@@ -163,6 +179,24 @@ class ProcessCluster:
                     if entry is not None:
                         leaders[partition] = entry.leader_id
         return leaders
+
+    async def in_sync_replicas(self) -> dict[int, tuple[int, ...]]:
+        """Each running broker's view; per partition the one of the highest leader epoch."""
+        freshest: dict[int, tuple[int, tuple[int, ...]]] = {}
+        body = {"topics": [{"name": self.topic}], "allow_auto_topic_creation": False}
+        for node in self.nodes:
+            if node in self._down_since:
+                continue
+            response = await self._control(node, METADATA, body)
+            topics = response["topics"] if response is not None else []
+            for topic in topics:
+                for p in topic["partitions"] if topic["name"] == self.topic else []:
+                    seen = (p.get("leader_epoch", -1), tuple(p["isr_nodes"]))
+                    if p["error_code"] == Errors.NONE and seen > freshest.get(
+                        p["partition_index"], (-2, ())
+                    ):
+                        freshest[p["partition_index"]] = seen
+        return {partition: isr for partition, (_, isr) in freshest.items()}
 
     async def controller_leader(self) -> int | None:
         """The quorum leader most voters name (a partitioned ex-leader may still think

@@ -70,7 +70,7 @@ PARTITIONS_MAX = 1_000
 @dataclass(frozen=True)
 class CampaignSpec:
     workload: str = "queue"
-    nemeses: tuple[str, ...] = nemeses.KINDS
+    nemeses: tuple[str, ...] = nemeses.DEFAULT_KINDS
     time_limit_s: float = 60.0
     rate_per_s: float = 200.0
     concurrency: int = 10
@@ -80,6 +80,7 @@ class CampaignSpec:
     seed: int = 0
     out: Path = Path("reports")
     nemesis_interval_s: float = 5.0
+    nemesis_overlap: bool = False
 
     def __post_init__(self) -> None:
         if self.workload not in workloads.WORKLOADS:
@@ -117,6 +118,7 @@ class CampaignSpec:
         words += ["--concurrency", str(self.concurrency), "--brokers", str(self.brokers)]
         words += ["--partitions", str(self.partitions), "--seed", str(self.seed)]
         words += ["--nemesis-interval", f"{self.nemesis_interval_s:g}"]
+        words += ["--nemesis-overlap"] if self.nemesis_overlap else []
         for assignment in self.config:
             words += ["--config", assignment]
         return " ".join(words)
@@ -217,7 +219,7 @@ async def _run_phases(
     nursery.start_soon(progress.run)
     main = g.any_of(
         workloads.client_generator(spec.workload, spec.partitions, spec.rate_per_s),
-        nemeses.schedule(spec.nemeses, spec.nemesis_interval_s),
+        nemeses.schedule(spec.nemeses, spec.nemesis_interval_s, spec.nemesis_overlap),
     )
     await scheduler.run(g.time_limit(spec.time_limit_s, main), OP_TIMEOUT_S)
     progress.phase = "healing"

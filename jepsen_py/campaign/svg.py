@@ -21,6 +21,7 @@ MARGIN_BOTTOM_PX = 36
 TIMELINE_ROW_PX = 12
 FAULT_COLOURS = {
     "kill": "#d62728",
+    "crash": "#8c564b",
     "pause": "#9467bd",
     "partition": "#ff7f0e",
     "clock-bump": "#2ca02c",
