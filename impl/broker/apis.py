@@ -34,6 +34,7 @@ Handler = Callable[["Broker", Request], Awaitable[Body | None]]
 FETCH_WAIT_MS_MAX = 30_000
 CREATE_TOPICS_TIMEOUT_MS_MAX = 60_000
 METADATA_FETCH_BYTES_MAX = 4 * 1024 * 1024
+METADATA_FETCH_WAIT_MS_MAX = 1_000
 PRODUCE_TIMEOUT_MS_MAX = 300_000
 _ZERO_UUID = bytes(16)
 
@@ -693,6 +694,9 @@ async def metadata_fetch(broker: Broker, request: Request) -> Body:
         return _not_controller(broker)
     body = request.body
     max_bytes = min(max(body["max_bytes"], 1), METADATA_FETCH_BYTES_MAX)
+    wait_ms = min(max(body["max_wait_ms"], 0), METADATA_FETCH_WAIT_MS_MAX)
+    if wait_ms:
+        await quorum.wait_for_commit(max(body["from_index"], 1), wait_ms)
     entries = quorum.committed_entries(max(body["from_index"], 1), max_bytes)
     return {
         "error_code": Errors.NONE,

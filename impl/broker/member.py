@@ -36,6 +36,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("replog.broker")
 
 METADATA_POLL_INTERVAL_MS = 50
+# A MetadataFetch waits up to this long on the voter for a new committed entry (Kafka's
+# brokers long-poll the metadata log the same way), so an idle broker asks twice a
+# second instead of polling every METADATA_POLL_INTERVAL_MS.
+METADATA_FETCH_WAIT_MS = 500
 METADATA_FETCH_BYTES_MAX = 1 << 20
 CONTROLLER_REQUEST_TIMEOUT_MS = 5_000
 CONTROLLER_RETRY_BACKOFF_MS = 100
@@ -58,7 +62,9 @@ class ClusterMember:
         self.applied_index = 0
         self.incarnation = -1
         self.leader_hint: int | None = None
-        self._connections: dict[int, Connection] = {}
+        # (voter, channel): the long-polling MetadataFetch has a connection of its own, as
+        # requests on one connection are answered in order and must not wait behind it.
+        self._connections: dict[tuple[int, str], Connection] = {}
         self._nursery: trio.Nursery | None = None
         self._fetchers: dict[int, trio.CancelScope] = {}
         self._fetcher_nursery: trio.Nursery | None = None
@@ -116,17 +122,19 @@ class ClusterMember:
             return response
         raise ControllerUnavailable(f"no active controller among {sorted(self.voters)}")
 
-    async def _call(self, voter: int, api: str, body: Body) -> Body | None:
+    async def _call(
+        self, voter: int, api: str, body: Body, channel: str = "control"
+    ) -> Body | None:
         try:
-            connection = await self._connection(voter)
+            connection = await self._connection(voter, channel)
             return await connection.request(API_KEYS[api], body)
         except ClientError as error:
             log.debug("controller %d unreachable: %s", voter, error)
-            self._connections.pop(voter, None)
+            self._connections.pop((voter, channel), None)
             return None
 
-    async def _connection(self, voter: int) -> Connection:
-        connection = self._connections.get(voter)
+    async def _connection(self, voter: int, channel: str) -> Connection:
+        connection = self._connections.get((voter, channel))
         if connection is not None and connection.alive:
             return connection
         assert self._nursery is not None, "run() first"
@@ -139,7 +147,7 @@ class ClusterMember:
             client_id=f"broker-{self.broker.broker_id}",
             request_timeout_ms=CONTROLLER_REQUEST_TIMEOUT_MS,
         )
-        self._connections[voter] = connection
+        self._connections[(voter, channel)] = connection
         return connection
 
     # ---- session -----------------------------------------------------------------------
@@ -192,11 +200,16 @@ class ClusterMember:
                 await trio.sleep(METADATA_POLL_INTERVAL_MS / 1000)
 
     async def _fetch_metadata(self) -> bool:
-        """Apply the next committed entries from any voter; whether there were any."""
-        body = {"from_index": self.applied_index + 1, "max_bytes": METADATA_FETCH_BYTES_MAX}
+        """Apply the next committed entries from any voter (waiting there up to
+        METADATA_FETCH_WAIT_MS for some); whether there were any."""
+        body = {
+            "from_index": self.applied_index + 1,
+            "max_bytes": METADATA_FETCH_BYTES_MAX,
+            "max_wait_ms": METADATA_FETCH_WAIT_MS,
+        }
         order = sorted(self.voters, key=lambda v: v != self.leader_hint)
         for voter in order:
-            response = await self._call(voter, "MetadataFetch", body)
+            response = await self._call(voter, "MetadataFetch", body, channel="metadata")
             if response is None or response["error_code"] != Errors.NONE:
                 continue
             if response["leader_id"] in self.voters:

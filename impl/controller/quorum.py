@@ -47,7 +47,7 @@ from model.errors import Errors
 log = logging.getLogger("replog.controller")
 
 METADATA_DIR = "__cluster_metadata-0"
-TICK_INTERVAL_MS = 20
+TICK_INTERVAL_MS_MAX = 1_000
 INBOX_MESSAGES_MAX = 1_024
 OUTBOX_MESSAGES_MAX = 1_024
 PEER_REQUEST_TIMEOUT_MS = 1_000
@@ -101,6 +101,7 @@ class QuorumNode:
             if peer != node_id
         }
         self._image_listeners: list[Callable[[MetadataImage], None]] = []
+        self._committed = trio.Event()
 
     # ---- lifecycle ---------------------------------------------------------------------
 
@@ -120,8 +121,14 @@ class QuorumNode:
     async def _drive(self) -> None:
         self._process_ready()
         while True:
-            with trio.move_on_after(TICK_INTERVAL_MS / 1000):
+            # Sleep until the node's next timer, not a fixed tick: an idle quorum wakes
+            # for heartbeats and messages only. The cap is a safety net, not a tick.
+            wait_ms = self.node.next_deadline_ms() - self.runtime.clock.monotonic_ms()
+            with trio.move_on_after(min(max(wait_ms, 0), TICK_INTERVAL_MS_MAX) / 1000):
                 message = await self._inbox.receive()
+                # The node's clock must be current before it handles the message: an
+                # election deadline it resets is counted from its last tick.
+                self.node.tick(self.runtime.clock.monotonic_ms())
                 self.node.receive(message)
                 self._drain_inbox()
             self.node.tick(self.runtime.clock.monotonic_ms())
@@ -162,6 +169,8 @@ class QuorumNode:
             if waiter is not None:
                 waiter.set()
         if entries:
+            self._committed.set()
+            self._committed = trio.Event()
             for listener in self._image_listeners:
                 listener(self.image)
 
@@ -270,6 +279,12 @@ class QuorumNode:
 
     def leader_hint(self) -> int:
         return self.node.leader_id
+
+    async def wait_for_commit(self, index: int, timeout_ms: int) -> None:
+        """Until entry `index` is committed here, or `timeout_ms` passed (a long poll)."""
+        with trio.move_on_after(timeout_ms / 1000):
+            while self.node.commit_index < index:
+                await self._committed.wait()
 
     def committed_entries(self, from_index: int, bytes_max: int) -> tuple[Entry, ...]:
         """Committed entries from `from_index` (1-based), for a broker's MetadataFetch."""

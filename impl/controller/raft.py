@@ -11,7 +11,7 @@ Driver loop contract (one task owns the node; no other call between `ready` and 
     node = RaftNode(node_id, voters, storage.state, RaftConfig(), rng, now_ms)
     loop:
         wait for the next input: a message, a proposal, or the tick timer
-        (tick every few ms; heartbeat_interval_ms / 4 is plenty)
+        (at node.next_deadline_ms(), or every few ms: heartbeat_interval_ms / 4)
         node.tick(now_ms) | node.receive(message) | node.propose(data)  (one or several)
         ready = node.ready()         # if ready.is_empty(): advance(ready) and wait again
         storage.persist(ready)       # 1. entries (fsync), then the hard state (atomic)
@@ -280,6 +280,13 @@ class RaftNode:
             self._tick_leader()
         elif now_ms >= self._election_deadline_ms:
             self._campaign(pre_vote=self._config.pre_vote)
+
+    def next_deadline_ms(self) -> int:
+        """When `tick` may next have something to do (a heartbeat, a quorum check, an
+        election): a driver may sleep until then unless a message or proposal comes."""
+        if self.role is Role.LEADER:
+            return min(self._heartbeat_due_ms, self._quorum_check_due_ms)
+        return self._election_deadline_ms
 
     def propose(self, data: bytes) -> int | NotLeader | Busy:
         """Append `data` as a new entry if leader; the index it will have if committed."""

@@ -103,6 +103,8 @@ METADATA_FETCH = _pair(
     (
         Field("from_index", "int64", "0+"),
         Field("max_bytes", "int32", "0+"),
+        # Long poll: wait up to this long for an entry at from_index to commit.
+        Field("max_wait_ms", "int32", "0+", tagged_versions="0+", tag=0, default=0),
     ),
     (
         Field("error_code", "int16", "0+"),

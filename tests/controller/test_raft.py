@@ -184,3 +184,28 @@ def test_empty_and_oversized_proposals_are_refused() -> None:
     with pytest.raises(ValueError, match="bytes"):
         node.propose(b"123456789")
     assert node.propose(b"x") == NotLeader(NO_NODE)
+
+
+def test_next_deadline_is_the_timer_tick_acts_on() -> None:
+    """A driver sleeping until next_deadline_ms misses nothing: before it a tick does
+    nothing, at it a follower campaigns and a leader sends heartbeats."""
+    sim = Simulation(3, seed=4)
+    leader = settled(sim)
+    follower = next(n.raft for n in sim.nodes.values() if n.raft not in (None, leader))
+    assert follower is not None and follower.role is Role.FOLLOWER
+    due_ms = follower.next_deadline_ms()
+    assert due_ms > sim.now_ms
+    follower.tick(due_ms - 1)
+    quiet = follower.ready()
+    assert follower.role is Role.FOLLOWER and not quiet.messages_to_send
+    follower.advance(quiet)
+    follower.tick(due_ms)
+    campaign = follower.ready()
+    assert {m.target for m in campaign.messages_to_send} == set(sim.voters) - {follower.node_id}
+    heartbeat_ms = max(leader.next_deadline_ms(), sim.now_ms)
+    assert heartbeat_ms <= sim.now_ms + SIM_CONFIG.heartbeat_interval_ms
+    leader.tick(heartbeat_ms)
+    beats = leader.ready().messages_to_send
+    assert {m.target for m in beats if isinstance(m, AppendEntries)} == set(sim.voters) - {
+        leader.node_id
+    }
