@@ -44,20 +44,22 @@ def test_history_does_not_depend_on_the_hash_seed():
         f"text = run(run_workload, {SEED}, 2, {WRITES}, seed={SEED}).text()\n"
         "print(hashlib.sha256(text.encode()).hexdigest())\n"
     )
-    digests = set()
-    for hash_seed in ("1", "2"):
-        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
-        done = subprocess.run(
+    runs = [
+        subprocess.Popen(
             [sys.executable, "-c", script],
             cwd=ROOT,
-            env=env,
-            capture_output=True,
+            env={**os.environ, "PYTHONHASHSEED": hash_seed},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=120,
-            check=False,
         )
-        assert done.returncode == 0, done.stderr
-        digests.add(done.stdout.strip())
+        for hash_seed in ("1", "2")
+    ]
+    digests = set()
+    for process in runs:
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
+        digests.add(out.strip())
     assert len(digests) == 1, digests
 
 
