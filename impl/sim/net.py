@@ -138,7 +138,8 @@ class _Pipe:
 class SimStream(trio.abc.HalfCloseableStream):
     """One end of a simulated connection."""
 
-    def __init__(self, outgoing: _Pipe, incoming: _Pipe) -> None:
+    def __init__(self, outgoing: _Pipe, incoming: _Pipe, owner: Endpoint) -> None:
+        self.owner = owner
         self._out = outgoing
         self._in = incoming
         self._closed = False
@@ -178,6 +179,7 @@ class SimStream(trio.abc.HalfCloseableStream):
         self._closed = True
         self._out.write_eof()
         self._in.close_reader()
+        self._out.fabric.forget(self)
 
     async def aclose(self) -> None:
         self.close_now()
@@ -200,7 +202,8 @@ class SimNetwork:
     cut_links: set[tuple[Endpoint, Endpoint]] = field(default_factory=set)
     paused: set[Endpoint] = field(default_factory=set)
     latency_s: dict[tuple[Endpoint, Endpoint], float] = field(default_factory=dict)
-    streams: dict[Endpoint, list[SimStream]] = field(default_factory=dict)
+    # Open streams by the endpoint that holds them (dicts: closed in opening order).
+    streams: dict[Endpoint, dict[SimStream, None]] = field(default_factory=dict)
     # Readers parked on a held link (a dict: woken in the order they parked).
     held_readers: dict[_Pipe, None] = field(default_factory=dict)
     connections_opened: int = 0
@@ -248,8 +251,11 @@ class SimNetwork:
 
     def close_node(self, node: Endpoint) -> None:
         """A crash: every socket of the node is closed by its kernel."""
-        for stream in self.streams.pop(node, []):
+        for stream in list(self.streams.pop(node, {})):
             stream.close_now()
+
+    def forget(self, stream: SimStream) -> None:
+        self.streams.get(stream.owner, {}).pop(stream, None)
 
     async def connect(self, source: Endpoint, host: str, port: int) -> SimStream:
         listener = self.listeners.get((host, port))
@@ -265,9 +271,10 @@ class SimNetwork:
             raise NetworkError(f"cannot connect to {host}:{port}: connection refused")
         forward = _Pipe(self, link, latency_s)
         backward = _Pipe(self, link, latency_s)
-        client, server = SimStream(forward, backward), SimStream(backward, forward)
-        self.streams.setdefault(source, []).append(client)
-        self.streams.setdefault(listener.node, []).append(server)
+        client = SimStream(forward, backward, source)
+        server = SimStream(backward, forward, listener.node)
+        self.streams.setdefault(source, {})[client] = None
+        self.streams.setdefault(listener.node, {})[server] = None
         self.connections_opened += 1
         listener.nursery.start_soon(listener.handler, server)
         return client
