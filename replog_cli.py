@@ -27,6 +27,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "jepsen_py.analyze:main",
         "check a recorded history: linearizability, Kafka queue, durability, perf",
     ),
+    "lag": (
+        "jepsen_py.lag:main",
+        "consumer-group lag against the log end and against retention (exit codes alert)",
+    ),
 }
 
 BENCHMARKS: dict[str, tuple[str, str]] = {

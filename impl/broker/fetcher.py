@@ -162,6 +162,10 @@ async def _apply(
     row: Body,
 ) -> bool:
     error = row["error_code"]
+    leader_start = row.get("log_start_offset", -1)
+    if error == Errors.OFFSET_OUT_OF_RANGE and leader_start > partition.log.log_end_offset:
+        partition.follow_leader_log_start(leader_start)
+        return True
     if error == Errors.OFFSET_OUT_OF_RANGE:
         leader_end = await _leader_log_end(member, connection, partition)
         if leader_end is not None:
@@ -178,6 +182,8 @@ async def _apply(
         return True
     now_ms = member.broker.clock.wall_ms()
     partition.append_as_follower(row["records"] or b"", row["high_watermark"], now_ms)
+    if leader_start >= 0:
+        partition.follow_leader_log_start(leader_start)
     return True
 
 

@@ -139,7 +139,9 @@ class LogManager:
             partition.log.flush_if_due(now_ms)
 
     def apply_retention(self, now_ms: int) -> int:
-        return sum(p.log.apply_retention(now_ms) for p in self.partitions.values())
+        return sum(
+            p.log.apply_retention(now_ms, p.high_watermark) for p in self.partitions.values()
+        )
 
     def close(self) -> None:
         """Flush everything and checkpoint: a clean shutdown recovers nothing on restart."""

@@ -415,6 +415,18 @@ class Partition:
         """OFFSET_OUT_OF_RANGE above the leader's log: our suffix is not the leader's."""
         self._truncate(min(self.log.log_end_offset, leader_leo))
 
+    def follow_leader_log_start(self, leader_log_start: int) -> None:
+        """Retention moved the leader's log start: drop our segments wholly below it, or,
+        when our whole log is below it (OFFSET_OUT_OF_RANGE at our LEO), start over there
+        (Kafka's maybeIncrementLogStartOffset and truncateFullyAndStartAt)."""
+        if leader_log_start > self.log.log_end_offset:
+            self.log.truncate_fully_and_start_at(leader_log_start)
+            self.high_watermark = leader_log_start
+            self._rebuild_producer_state()
+            self.changes.notify()
+        elif leader_log_start > self.log.log_start_offset:
+            self.log.delete_segments_below(leader_log_start)
+
     def _truncate(self, end: int) -> None:
         if end >= self.log.log_end_offset:
             return

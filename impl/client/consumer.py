@@ -300,10 +300,12 @@ class Consumer:
             await group.commit(self._session.nursery, chosen, simple)
 
     async def committed(
-        self, partitions: Iterable[TopicPartition]
+        self, partitions: Iterable[TopicPartition] | None = None
     ) -> dict[TopicPartition, Committed | None]:
-        """The group's committed offsets (None where nothing is committed)."""
-        return await self._require_group().fetch_committed(self._session.nursery, list(partitions))
+        """The group's committed offsets (None where nothing is committed); without
+        `partitions`, every partition the group has an offset for."""
+        wanted = None if partitions is None else list(partitions)
+        return await self._require_group().fetch_committed(self._session.nursery, wanted)
 
     def _require_group(self) -> GroupMember:
         if self._group is not None:

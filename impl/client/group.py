@@ -432,13 +432,18 @@ class GroupMember:
         raise kafka_error(code, f"OffsetCommit for group {self.group_id}")
 
     async def fetch_committed(
-        self, nursery: trio.Nursery, partitions: list[TopicPartition]
+        self, nursery: trio.Nursery, partitions: list[TopicPartition] | None
     ) -> dict[TopicPartition, Committed | None]:
-        """The group's committed offset per partition (None: nothing committed)."""
+        """The group's committed offset per partition (None: nothing committed); with
+        `partitions` None, every partition the group has committed."""
         topics: dict[str, list[int]] = {}
-        for tp in partitions:
+        for tp in partitions or []:
             topics.setdefault(tp.topic, []).append(tp.partition)
-        wanted = [{"name": t, "partition_indexes": sorted(ps)} for t, ps in topics.items()]
+        wanted: list[dict] | None = [
+            {"name": t, "partition_indexes": sorted(ps)} for t, ps in topics.items()
+        ]
+        if partitions is None:
+            wanted = None
         body = {
             "group_id": self.group_id,
             "topics": wanted,
@@ -470,6 +475,8 @@ class GroupMember:
             return Errors.NONE
 
         await self._with_retries(nursery, once)
+        if partitions is None:
+            return found
         return {tp: found.get(tp) for tp in partitions}
 
     async def _with_retries(

@@ -393,12 +393,16 @@ class PartitionLog:
         self._last_flush_ms = now_ms
         return True
 
-    def apply_retention(self, now_ms: int) -> int:
-        """Delete the oldest closed segments past retention.ms or retention.bytes; the count."""
+    def apply_retention(self, now_ms: int, below_offset: int | None = None) -> int:
+        """Delete the oldest closed segments past retention.ms or retention.bytes; the count.
+        With `below_offset` (the HW), only segments wholly below it, as Kafka: retention
+        never removes what followers may not have copied yet."""
         total_bytes = self.size_bytes
         deleted = 0
         while len(self._segments) > 1:
             oldest = self._segments[0]
+            if below_offset is not None and self._segments[1].base_offset > below_offset:
+                break
             expired = (
                 self.config.retention_ms >= 0
                 and now_ms - oldest.max_timestamp_ms > self.config.retention_ms
@@ -409,15 +413,45 @@ class PartitionLog:
             )
             if not (expired or oversize):
                 break
-            oldest.delete()
-            self._segments.pop(0)
             total_bytes -= oldest.size_bytes
             deleted += 1
+            self._delete_oldest_segment()
         if deleted:
-            self.fs.fsync_dir(self.directory)
-            self._epochs.truncate_from_start(self.log_start_offset)
-            self._recovery_point = max(self._recovery_point, self.log_start_offset)
+            self._after_start_moved()
         return deleted
+
+    def delete_segments_below(self, offset: int) -> int:
+        """Delete the closed segments that lie wholly below `offset` (a follower following
+        the leader's log start offset); the count."""
+        deleted = 0
+        while len(self._segments) > 1 and self._segments[1].base_offset <= offset:
+            self._delete_oldest_segment()
+            deleted += 1
+        if deleted:
+            self._after_start_moved()
+        return deleted
+
+    def truncate_fully_and_start_at(self, offset: int) -> None:
+        """Kafka's truncateFullyAndStartAt: a follower whose log ends below the leader's
+        log start offset drops everything and continues at `offset`."""
+        assert offset >= 0, "a log starts at a non-negative offset"
+        for segment in reversed(self._segments):
+            segment.delete()
+        self._segments = [Segment.create(self.fs, self.directory, offset)]
+        self.fs.fsync_dir(self.directory)
+        # No epoch entry describes an empty log (Kafka clears the cache here too).
+        self._epochs.truncate_from_end(-1)
+        self._recovery_point = offset
+        self._unflushed_messages = 0
+
+    def _delete_oldest_segment(self) -> None:
+        assert len(self._segments) > 1, "the active segment is never deleted"
+        self._segments.pop(0).delete()
+
+    def _after_start_moved(self) -> None:
+        self.fs.fsync_dir(self.directory)
+        self._epochs.truncate_from_start(self.log_start_offset)
+        self._recovery_point = max(self._recovery_point, self.log_start_offset)
 
     def truncate_to(self, offset: int) -> None:
         """Remove every batch whose last offset is >= offset (a follower's truncation).
