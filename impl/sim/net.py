@@ -14,7 +14,9 @@ TCP semantics, as far as a test of a replicated log can tell:
   hangs (a SYN into a DROP rule) until the caller's timeout, or until the heal.
 - A paused node's links hold everything in both directions (see SimCluster).
 - Connecting to an address nobody listens on fails at once with `NetworkError`
-  (ECONNREFUSED); a crashed node's connections are closed (the kernel's FIN).
+  (ECONNREFUSED), unless the link to the node that owned it is cut (no RST comes back
+  through a DROP rule: it hangs); a killed node's connections are closed (its
+  kernel's FIN, subject to cuts like any byte).
 """
 
 from __future__ import annotations
@@ -199,6 +201,8 @@ class SimNetwork:
 
     rng: random.Random
     listeners: dict[Address, _Listener] = field(default_factory=dict)
+    # Which endpoint an address belongs to, kept while it is down.
+    owners: dict[Address, Endpoint] = field(default_factory=dict)
     cut_links: set[tuple[Endpoint, Endpoint]] = field(default_factory=set)
     paused: set[Endpoint] = field(default_factory=set)
     latency_s: dict[tuple[Endpoint, Endpoint], float] = field(default_factory=dict)
@@ -258,12 +262,14 @@ class SimNetwork:
         self.streams.get(stream.owner, {}).pop(stream, None)
 
     async def connect(self, source: Endpoint, host: str, port: int) -> SimStream:
+        # A SYN to a node behind a cut hangs even when nothing listens there any more.
+        owner = self.owners.get((host, port))
+        while owner is not None and self.holds((source, owner)):
+            await self.wait_for_change()
         listener = self.listeners.get((host, port))
         if listener is None:
             raise NetworkError(f"cannot connect to {host}:{port}: connection refused")
         link = (source, listener.node)
-        while self.holds(link):
-            await self.wait_for_change()
         latency_s = self.link_latency_s(*link)
         await trio.sleep(2 * latency_s)
         listener = self.listeners.get((host, port))
@@ -301,6 +307,7 @@ class NodeNetwork:
             raise NetworkError(f"cannot listen on {host}:{port}: address in use")
         async with trio.open_nursery() as nursery:
             self.fabric.listeners[address] = _Listener(self.node, handler, nursery)
+            self.fabric.owners[address] = self.node
             try:
                 task_status.started(port)
                 await trio.sleep_forever()

@@ -179,10 +179,15 @@ def test_connect_across_a_cut_link_hangs_and_down_nodes_refuse():
             await net.connect("node-2.sim", PORT)
         with pytest.raises(NetworkError):
             await net.connect("nowhere.sim", PORT)
-        return hung.cancelled_caught, waited
+        await cluster.cut({("clients", 2)})
+        with trio.move_on_after(5) as hung_on_dead:
+            await net.connect("node-2.sim", PORT)
+        return hung.cancelled_caught, waited, hung_on_dead.cancelled_caught
 
-    cancelled, waited = simulate(check)
+    cancelled, waited, cancelled_on_dead = simulate(check)
     assert cancelled and waited == pytest.approx(5.0)
+    # A SYN into a DROP rule gets no RST, whether or not anything listens behind it.
+    assert cancelled_on_dead
 
 
 def test_the_campaign_nemesis_drives_the_sim_cluster_unchanged():
