@@ -194,6 +194,8 @@ def test_the_campaign_nemesis_drives_the_sim_cluster_unchanged():
     ops = [
         ("kill", "leader"),
         ("restart", "all"),
+        ("crash", "one"),
+        ("restart", "all"),
         ("pause", "controller"),
         ("resume", "all"),
         ("partition", "halves"),
@@ -216,7 +218,9 @@ def test_the_campaign_nemesis_drives_the_sim_cluster_unchanged():
     assert [t for _, t, _ in done] == ["ok"] * len(ops), done
     killed = done[0][2]
     assert killed["processes"][str(killed["nodes"][0])]["state"] == "killed"
-    assert done[4][2]["cut"], "halves cut no link"
-    assert all(skew != 0 for skew in done[6][2]["skew_ms"].values())
-    assert done[7][2]["clocks"] == {"0": 0, "1": 0, "2": 0}
+    crashed = done[2][2]
+    assert crashed["processes"][str(crashed["nodes"][0])]["state"] == "crashed"
+    assert done[6][2]["cut"], "halves cut no link"
+    assert all(skew != 0 for skew in done[8][2]["skew_ms"].values())
+    assert done[9][2]["clocks"] == {"0": 0, "1": 0, "2": 0}
     assert offsets == [0]
