@@ -16,7 +16,7 @@ offset a client was told is committed survives the coordinator's kill -9 and a f
 A broker that becomes leader of an offsets partition answers COORDINATOR_LOAD_IN_PROGRESS
 until its HW reaches the start of its leader epoch (KIP-207: until then its log may hold
 records it cannot know are committed), then replays the partition from its log start
-and serves.
+(at the next tick or the first request, whichever comes first) and serves.
 
 Time is the runtime's monotonic clock; one task ticks every group's deadlines every
 GROUP_TICK_MS and notices leadership changes of the offsets partitions.
@@ -143,13 +143,19 @@ class GroupCoordinator:
         partition = self._offsets_partition(index)
         if partition is None or not partition.is_leader:
             return Errors.NOT_COORDINATOR
-        if self.loaded.get(index) == partition.leader_epoch:
-            return Errors.NONE
-        if not partition.offsets_available():
+        if not self._ensure_loaded(index, partition):
             return Errors.COORDINATOR_LOAD_IN_PROGRESS
+        return Errors.NONE
+
+    def _ensure_loaded(self, index: int, partition: Partition) -> bool:
+        """Whether the partition's groups are loaded for its current leader epoch."""
+        if self.loaded.get(index) == partition.leader_epoch:
+            return True
+        if not partition.offsets_available():
+            return False
         self._unload(index)
         self.load_partition(index, partition)
-        return Errors.NONE
+        return True
 
     # ---- loading and unloading ---------------------------------------------------------
 
@@ -251,6 +257,7 @@ class GroupCoordinator:
             if partition is None or not partition.is_leader or partition.leader_epoch != epoch:
                 log.info("no longer coordinating %s-%d", OFFSETS_TOPIC, index)
                 self._unload(index)
+        self._load_led_partitions()
         now_ms = self.broker.clock.monotonic_ms()
         changed = False
         for group in list(self.groups.values()):
@@ -261,6 +268,14 @@ class GroupCoordinator:
                     self._background().start_soon(self._store_group, group, group.generation)
         if changed:
             self.signal.notify()
+
+    def _load_led_partitions(self) -> None:
+        """Load every offsets partition this broker came to lead, as soon as its HW
+        allows, so that the groups' session timers run before any member asks."""
+        for index in range(self.partitions_count):
+            partition = self._offsets_partition(index)
+            if partition is not None and partition.is_leader:
+                self._ensure_loaded(index, partition)
 
     def _background(self) -> trio.Nursery:
         assert self._nursery is not None, "run() the coordinator first"
