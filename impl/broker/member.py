@@ -60,6 +60,11 @@ class ClusterMember:
         self.voters = voters
         self.image = MetadataImage()
         self.applied_index = 0
+        # Like KRaft's metadata loader, act on the image only once it has caught up with
+        # the quorum leader's commit index: a restarted broker replaying what it (or a
+        # lagging voter) had committed before it died would lead partitions at epochs
+        # long gone and acknowledge acks=1 writes that it then truncates.
+        self.metadata_caught_up = False
         self.incarnation = -1
         self.leader_hint: int | None = None
         # (voter, channel): the long-polling MetadataFetch has a connection of its own, as
@@ -215,10 +220,14 @@ class ClusterMember:
             if response["leader_id"] in self.voters:
                 self.leader_hint = response["leader_id"]
             entries = response["entries"]
-            if not entries:
-                return False
-            self._apply(entries)
-            return True
+            if entries:
+                self._apply(entries)
+            from_leader = response["leader_id"] == voter
+            caught_up = from_leader and self.applied_index >= response["commit_index"]
+            if caught_up and not self.metadata_caught_up:
+                self.metadata_caught_up = True
+                self.reconcile()
+            return bool(entries)
         return False
 
     def _apply(self, entries: list[Body]) -> None:
@@ -229,7 +238,8 @@ class ClusterMember:
                 image = apply_all(image, decode_batch(bytes(entry["data"])))
             self.applied_index = entry["index"]
         self.image = image
-        self.reconcile()
+        if self.metadata_caught_up:
+            self.reconcile()
 
     def reconcile(self) -> None:
         """Make every local replica leader or follower as the image says."""
