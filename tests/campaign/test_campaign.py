@@ -23,6 +23,18 @@ from jepsen_py.campaign import cli, runner
 from jepsen_py.history import Op, pair_positions, read_jsonl
 
 TIME_LIMIT_S = 5.0
+RESULTS_FIELDS = {
+    "run_id", "valid", "exit_code", "workload", "seed", "config", "spec", "versions",
+    "anomalies", "checkers", "stats", "facts",
+}  # fmt: skip
+FAULT_ENDS = {
+    "kill": "restart",
+    "crash": "restart",
+    "pause": "resume",
+    "partition": "heal",
+    "clock-bump": "clock-reset",
+    "clock-strobe": "clock-reset",
+}
 INTERVAL_S = 1.5
 CHROMIUM_TIMEOUT_S = 60
 
@@ -69,6 +81,11 @@ def assert_complete(run: runner.Campaign) -> list[Op]:
     assert all(ret is not None for _, ret in pair_positions(history)), "an op never completed"
     nemesis = [op for op in history if op.process == "nemesis" and op.type == "invoke"]
     assert nemesis[-1].f == "heal" and nemesis[-1].value == "all", why(run)
+    assert_faults_end(nemesis, run)
+    assert set(run.results) >= RESULTS_FIELDS, sorted(RESULTS_FIELDS - set(run.results))
+    assert run.results["spec"]["command"].startswith("replog campaign"), why(run)
+    windows = run.results["checkers"]["perf"]["stats"]["nemesis_windows"]
+    assert len(windows) == sum(op.f in FAULT_ENDS for op in nemesis), why(run)
     sends = run.results["stats"]["by_f"].get("send", {}).get("ok", 0)
     assert sends > 50 or run.results["workload"] == "log", why(run)
     suite = ET.parse(run.run_dir / "junit.xml").getroot()
@@ -85,17 +102,50 @@ def assert_complete(run: runner.Campaign) -> list[Op]:
     return history
 
 
+def assert_faults_end(nemesis: list[Op], run: runner.Campaign) -> None:
+    """Every fault the nemesis started has its end op later (the final heal ends all)."""
+    active: set[str] = set()
+    for op in nemesis:
+        if op.f in FAULT_ENDS:
+            active.add(op.f)
+        elif op.f == "heal" and op.value == "all":
+            active.clear()
+        else:
+            active -= {fault for fault, end in FAULT_ENDS.items() if end == op.f}
+    assert not active, f"faults never ended: {active}; {why(run)}"
+
+
+def assert_restarted_with_new_pids(history: list[Op], start_f: str, run: runner.Campaign) -> None:
+    """Each node the fault killed (exit -9) came back as a new process."""
+    killed = {}
+    for op in nemesis_ops(history, start_f):
+        for node, process in op.value["processes"].items():
+            assert process["exit_code"] == -9, why(run)
+            killed[node] = process["pid"]
+    assert killed, why(run)
+    restarted = {}
+    for op in nemesis_ops(history, "restart"):
+        restarted.update(op.value["processes"])
+    assert set(restarted) == set(killed), why(run)
+    assert all(restarted[n]["pid"] != pid for n, pid in killed.items()), why(run)
+    assert any(seconds > 0 for seconds in run.results["facts"]["down_s"].values())
+
+
 def test_kill_kills_and_restarts_brokers(tmp_path: Path) -> None:
     run = campaign(tmp_path, ("kill",), seed=101)
     history = assert_complete(run)
-    kills = nemesis_ops(history, "kill")
-    assert kills, why(run)
-    for op in kills:
-        for process in op.value["processes"].values():
-            assert process["exit_code"] == -9, why(run)
-    restarted = {n for op in nemesis_ops(history, "restart") for n in op.value["nodes"]}
-    assert restarted == {n for op in kills for n in op.value["nodes"]}, why(run)
-    assert any(seconds > 0 for seconds in run.results["facts"]["down_s"].values())
+    assert_restarted_with_new_pids(history, "kill", run)
+    assert all("lost_bytes" not in p for op in nemesis_ops(history, "kill") for p in op.value)
+
+
+def test_crash_loses_unsynced_bytes_and_the_safe_configuration_survives_it(
+    tmp_path: Path,
+) -> None:
+    run = campaign(tmp_path, ("crash",), seed=106)
+    history = assert_complete(run)
+    assert_restarted_with_new_pids(history, "crash", run)
+    crashes = [p for op in nemesis_ops(history, "crash") for p in op.value["processes"].values()]
+    assert all(p["lost_bytes"] > 0 and p["files_cut"] > 0 for p in crashes), why(run)
 
 
 def test_pause_stops_and_resumes_brokers(tmp_path: Path) -> None:

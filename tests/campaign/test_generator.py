@@ -6,7 +6,10 @@ import itertools
 import random
 from collections import Counter
 
+import pytest
+
 from jepsen_py.campaign import generator as g
+from jepsen_py.campaign import nemesis
 
 THREADS = (0, 1, 2, "nemesis")
 Run = list[tuple[float, g.Thread, str, object]]
@@ -134,3 +137,29 @@ def test_same_seed_same_choices() -> None:
 
     assert run(1) == run(1)
     assert run(1) != run(2)
+
+
+def _schedule_ops(kinds: tuple[str, ...], overlap: bool, seed: int = 0) -> list[tuple]:
+    gen = g.time_limit(200.0, nemesis.schedule(kinds, 5.0, overlap))
+    return [(at, f, value) for at, _, f, value in simulate(gen, seed=seed)]
+
+
+def test_overlap_nests_the_later_kind_inside_the_earlier_one() -> None:
+    ops = _schedule_ops(("partition:inbound", "crash:leader"), overlap=True)
+    fs = [f for _, f, _ in ops]
+    cycle = ["partition", "crash", "restart", "heal"]
+    assert fs[: 4 * (len(fs) // 4)] == cycle * (len(fs) // 4) and len(fs) >= 8
+    assert {value for _, f, value in ops if f == "partition"} == {"inbound"}
+    assert {value for _, f, value in ops if f == "crash"} == {"leader"}
+    start, crash = ops[0][0], ops[1][0]
+    assert crash - start == pytest.approx(5.0, abs=0.2), "the crash waits for the ISR to shrink"
+
+
+def test_without_overlap_one_fault_at_a_time_of_any_variant() -> None:
+    ops = _schedule_ops(("kill", "clock:all"), overlap=False, seed=3)
+    ends = {"kill": "restart", "clock-bump": "clock-reset", "clock-strobe": "clock-reset"}
+    starts = [(f, value) for _, f, value in ops[::2]]
+    assert [f for _, f, _ in ops[1::2]] == [ends[f] for f, _ in starts][: len(ops[1::2])]
+    assert {value for f, value in starts if f.startswith("clock")} == {"all"}
+    assert {value for f, value in starts if f == "kill"} <= set(nemesis.KILL_TARGETS)
+    assert len({f for f, _ in starts}) > 1

@@ -66,8 +66,62 @@ def test_bridge_keeps_one_node_linked_to_both_sides(seed: int) -> None:
 def test_parse_kinds() -> None:
     assert nemesis.parse_kinds("kill, partition,kill") == ("kill", "partition")
     assert nemesis.parse_kinds("none") == ()
+    assert nemesis.parse_kinds("partition:inbound,crash:leader") == (
+        "partition:inbound",
+        "crash:leader",
+    )
     with pytest.raises(ValueError, match="unknown nemesis flood"):
         nemesis.parse_kinds("kill,flood")
+    with pytest.raises(ValueError, match="unknown variant 'sideways' of partition"):
+        nemesis.parse_kinds("partition:sideways")
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_inbound_cuts_only_the_links_into_one_broker(seed: int) -> None:
+    links = nemesis.inbound(NODES, random.Random(seed))
+    (lonely,) = {target for _, target in links}
+    assert links == {(n, lonely) for n in NODES if n != lonely}
+    assert all(reachable(links, lonely, n) for n in NODES if n != lonely)
+    assert reachable(links, nemesis.CLIENTS, lonely)
+
+
+class FakeFaults:
+    """A cluster on paper: what the nemesis asked for, and a fixed metadata view."""
+
+    nodes = (0, 1, 2)
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int]] = []
+
+    async def crash(self, node: int) -> dict:
+        self.calls.append(("crash", node))
+        return {"lost_bytes": 10}
+
+    async def restart(self, node: int) -> dict:
+        self.calls.append(("restart", node))
+        return {"pid": 1}
+
+    async def partition_leaders(self) -> dict[int, int]:
+        return {0: 0, 1: 1, 2: 2, 3: 0}
+
+    async def in_sync_replicas(self) -> dict[int, tuple[int, ...]]:
+        return {0: (0, 1, 2), 1: (1,), 2: (2, 0), 3: (0, 1, 2)}
+
+
+def test_crash_targets_the_leader_with_the_fewest_in_sync_replicas() -> None:
+    async def main() -> None:
+        faults = FakeFaults()
+        nem = nemesis.Nemesis(faults, random.Random(0))
+        crashed = await nem.invoke("crash", "leader")
+        assert crashed.type == "ok" and crashed.value["nodes"] == [1]
+        assert nem.state.killed == nem.state.crashed == {1}
+        assert nem.state.active() == ["crash [1]"]
+        assert nem.ending_ops()[0] == {"f": "restart", "value": "all"}
+        await nem.invoke("restart", "all")
+        assert faults.calls == [("crash", 1), ("restart", 1)]
+        assert not nem.state.killed and not nem.state.crashed
+
+    trio.run(main)
 
 
 async def _echo(stream: trio.SocketStream) -> None:
