@@ -8,10 +8,16 @@ from __future__ import annotations
 import time
 
 import confluent_kafka
+import trio
 from cluster_support import create_topic, leader_of, start_cluster, wait_for
 from kafka import KafkaConsumer, KafkaProducer
 
 from impl.broker.group_coordinator import OFFSETS_TOPIC, offsets_partition_for
+from impl.client.consumer import Consumer
+from impl.client.metadata import TopicPartition
+from impl.cluster.launcher import Cluster
+from impl.runtime.runtime import real_runtime
+from model.config import Config
 
 GROUP_CONFIG = (
     "offsets.topic.num.partitions=3",
@@ -146,4 +152,63 @@ def _consume(consumer: confluent_kafka.Consumer, count: int) -> list[int]:
     time.sleep(0.5)
     extra = consumer.poll(0.5)
     assert extra is None or extra.error() is not None, "a record beyond the produced ones"
+    return values
+
+
+def test_a_native_member_keeps_its_generation_across_a_coordinator_kill(tmp_path):
+    """The group's generation and assignment are stored with its offsets, so the new
+    coordinator loads the member and accepts its heartbeats: no rebalance, no re-read."""
+    cluster = start_cluster(tmp_path, 3, 0, *GROUP_CONFIG)
+    try:
+        create_topic(cluster, TOPIC, PARTITIONS)
+        _produce(cluster.bootstrap, RECORDS, 0)
+        trio.run(_ride_out_a_coordinator_kill, cluster)
+    finally:
+        cluster.stop()
+
+
+async def _ride_out_a_coordinator_kill(cluster: Cluster) -> None:
+    settings = Config.parse(
+        [
+            "session.timeout.ms=8000",
+            "heartbeat.interval.ms=200",
+            "auto.offset.reset=earliest",
+            "request.timeout.ms=2000",
+            "metadata.max.age.ms=500",
+            "fetch.max.wait.ms=100",
+        ]
+    )
+    runtime = real_runtime(0)
+    with trio.fail_after(POLL_DEADLINE_S * 2):
+        async with Consumer(runtime, cluster.bootstrap, settings) as consumer:
+            consumer.subscribe([TOPIC], "native")
+            seen = await _native_poll(consumer, RECORDS)
+            await consumer.commit()
+            generation, member, events = (
+                consumer.generation,
+                consumer.member_id,
+                consumer.rebalances,
+            )
+            coordinator = leader_of(cluster, OFFSETS_TOPIC, offsets_partition_for("native", 3))
+            cluster.kill(coordinator)
+            live = ",".join(
+                f"{n.host}:{n.port}"
+                for n in cluster.nodes
+                if n.is_broker and n.node_id != coordinator
+            )
+            await trio.to_thread.run_sync(_produce, live, RECORDS, RECORDS)
+            seen += await _native_poll(consumer, RECORDS)
+            await consumer.commit()
+            assert sorted(seen) == list(range(2 * RECORDS)), "every record exactly once"
+            assert (consumer.generation, consumer.member_id) == (generation, member)
+            assert consumer.rebalances == events, "no revocation, no rejoin"
+            committed = await consumer.committed()
+            expected = {TopicPartition(TOPIC, p): 2 * RECORDS // PARTITIONS for p in range(3)}
+            assert {tp: c.offset for tp, c in committed.items() if c} == expected
+
+
+async def _native_poll(consumer: Consumer, count: int) -> list[int]:
+    values: list[int] = []
+    while len(values) < count:
+        values += [int(r.value) for r in await consumer.poll(200)]
     return values
