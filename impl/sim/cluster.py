@@ -67,6 +67,9 @@ Reading state without any network traffic: `partition_state(topic, index)` ->
 {node: ReplicaState(high_watermark, log_end_offset, log_start_offset, leader,
 leader_epoch, isr, is_leader)} for every live node holding that replica;
 `brokers[n]` is the live `Broker` (None while killed); `clock(n)`, `fs(n)`.
+Accounting: `down_s[n]`, simulated seconds broker n spent killed, crashed or paused
+(ended stretches only, as ProcessCluster counts them); `net.cut_held_bytes[(a, b)]`,
+bytes written on link a->b while it was cut.
 """
 
 from __future__ import annotations
@@ -181,6 +184,9 @@ class SimCluster:
                 random.Random(self.rng.getrandbits(64)),
             )
         self._nursery: trio.Nursery | None = None
+        # Simulated seconds each broker spent killed, crashed or paused (as ProcessCluster).
+        self.down_s: dict[int, float] = dict.fromkeys(self.nodes, 0.0)
+        self._down_since: dict[int, float] = {}
 
     # ---- layout ----------------------------------------------------------------------------
 
@@ -286,6 +292,7 @@ class SimCluster:
         sim.scope.cancel()
         await sim.stopped.wait()
         self.net.close_node(node)
+        self._down(node)
         if not power_loss:
             return {"state": "killed"}
         lost = sim.fs.unsynced_size_bytes()
@@ -299,15 +306,27 @@ class SimCluster:
         assert self._nursery is not None, "start() first"
         sim.clock.reset()
         await self._nursery.start(self._run_node, sim)
+        self._up(node)
         return {"state": "running"}
 
     async def pause(self, node: int) -> dict[str, Any]:
         self.net.pause(node)
+        self._down(node)
         return {"state": "paused"}
 
     async def resume(self, node: int) -> dict[str, Any]:
         self.net.resume(node)
+        self._up(node)
         return {"state": "running"}
+
+    def _down(self, node: int) -> None:
+        if node in self.down_s:
+            self._down_since.setdefault(node, trio.current_time())
+
+    def _up(self, node: int) -> None:
+        since = self._down_since.pop(node, None)
+        if since is not None:
+            self.down_s[node] += trio.current_time() - since
 
     async def cut(self, links: set[tuple[int | str, int]]) -> None:
         self.net.cut(set(links))

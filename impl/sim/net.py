@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 
 import trio
@@ -70,6 +70,8 @@ class _Pipe:
             await self.space.wait()
         if self.reader_closed:
             raise trio.BrokenResourceError("connection reset by peer")
+        if self.link in self.fabric.cut_links:
+            self.fabric.cut_held_bytes[self.link] += len(data)
         due = self._deliver_at()
         self.chunks.append((due, data))
         self.buffered_bytes += len(data)
@@ -211,6 +213,8 @@ class SimNetwork:
     # Readers parked on a held link (a dict: woken in the order they parked).
     held_readers: dict[_Pipe, None] = field(default_factory=dict)
     connections_opened: int = 0
+    # Bytes written on a connection while its link was cut (a proxy's blocked_bytes).
+    cut_held_bytes: Counter[tuple[Endpoint, Endpoint]] = field(default_factory=Counter)
     _changed: trio.Event = field(default_factory=trio.Event)
 
     def view(self, node: Endpoint) -> NodeNetwork:
