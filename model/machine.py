@@ -12,12 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from model import rules
+from model import consumption, groups, retention, rules
 from model.config import Config
 from model.errors import Errors
 from model.state import (
+    COMPLETING_REBALANCE,
     CRASH_KINDS,
     CRASH_NAMES,
+    DEAD,
     DISK,
     FETCH_REQUEST,
     FETCH_RESPONSE,
@@ -27,15 +29,20 @@ from model.state import (
     KILL,
     LOOKUP_REQUEST,
     LOOKUP_RESPONSE,
+    MEMBER,
     NO_LEADER,
     POWER,
     RETRYABLE,
+    SYNCING,
     TRUNCATING,
+    UNJOINED,
     UNKNOWN,
     Ack,
     Broker,
     Budget,
+    Consumer,
     Controller,
+    Group,
     Message,
     PartitionRegistration,
     Pending,
@@ -85,6 +92,20 @@ class Action(NamedTuple):
             "cut_controller": f"network: {b} is cut off from the controller",
             "heal": "network heals",
             "tick": "clock advances past replica.lag.time.max.ms",
+            "join": f"consumer {self.arg} sends JoinGroup",
+            "sync": f"consumer {self.arg} sends SyncGroup",
+            "heartbeat": f"consumer {self.arg} heartbeats",
+            "poll": f"consumer {self.arg} polls",
+            "process": f"consumer {self.arg} processes the records it polled",
+            "commit": f"consumer {self.arg} commits its positions",
+            "leave": f"consumer {self.arg} closes (LeaveGroup)",
+            "consumer_crash": f"consumer {self.arg} crashes",
+            "consumer_restart": f"consumer {self.arg} restarts",
+            "poll_timeout": f"consumer {self.arg} exceeds max.poll.interval.ms and leaves",
+            "session_expire": f"coordinator: member {self.arg}'s session times out",
+            "rebalance_timeout": "coordinator: the rebalance times out",
+            "advance": "clock advances (group timers, retention)",
+            "retention": f"leader of {p} runs retention",
         }
         return texts.get(self.kind, self.kind)
 
@@ -106,6 +127,14 @@ class Scope:
     network_faults: tuple[str, ...] = ("isolate", "controller")
     max_clock_advances: int = 2
     consumers: bool = True
+    # Consumer groups and retention (model.consumption); none of it unless asked for.
+    group_consumers: int = 0  # consumer processes in one group subscribed to every partition
+    max_polls: int = 0
+    max_consumer_crashes: int = 0
+    max_leaves: int = 0
+    max_time_advances: int = 0  # clock advances of clock_step_ms (group timers, retention)
+    clock_step_ms: int = 30_000
+    retention: bool = False  # retention passes (and a partition segment layout)
 
     def __post_init__(self) -> None:
         for kind in self.network_faults:
@@ -120,6 +149,15 @@ class Scope:
             raise ValueError("brokers must be between 1 and 8")
         if not 1 <= self.partitions <= 8:
             raise ValueError("partitions must be between 1 and 8")
+        if not 0 <= self.group_consumers <= 4:
+            raise ValueError("group_consumers must be between 0 and 4")
+        if self.clock_step_ms < 1:
+            raise ValueError("clock_step_ms must be at least 1")
+
+    @property
+    def groups(self) -> bool:
+        """Whether states carry `consumption` (a consumer group, segments, log start)."""
+        return self.group_consumers > 0 or self.retention
 
 
 class ReplicationModel:
@@ -185,6 +223,11 @@ class ReplicationModel:
             committed=((),) * parts,
             consumed=((),) * parts,
             read_conflict=False,
+            consumption=(
+                consumption.initial(self.scope.group_consumers, parts)
+                if self.scope.groups
+                else None
+            ),
         )
 
     def _fresh_replica(self, broker: int, partition: int, reg: PartitionRegistration) -> Replica:
@@ -203,6 +246,8 @@ class ReplicationModel:
         # generators chained through `extend` cost a fifth of it.
         actions: list[Action] = []
         self._client_actions(state, actions)
+        if state.consumption is not None:
+            self._group_actions(state, actions)
         self._replication_actions(state, actions)
         self._controller_actions(state, actions)
         self._fault_actions(state, actions)
@@ -446,10 +491,18 @@ class ReplicationModel:
         return _set_pending_state(state, partition, value, IN_FLIGHT)
 
     def leader_append(
-        self, state: State, broker: int, partition: int, record: Record
+        self,
+        state: State,
+        broker: int,
+        partition: int,
+        record: Record,
+        *,
+        timestamp_ms: int | None = None,
+        size_bytes: int = retention.RECORD_BATCH_BYTES,
     ) -> tuple[State, Errors, int, int]:
         """The leader's produce path: (state, error, offset, leader epoch). A duplicate of
-        a cached idempotent batch returns its original offset without appending."""
+        a cached idempotent batch returns its original offset without appending. The
+        record's timestamp (default: the clock) and size place it in a segment."""
         view = state.brokers[broker].views[partition]
         if view is None or view.leader != broker or not state.brokers[broker].alive:
             return state, Errors.NOT_LEADER_OR_FOLLOWER, UNKNOWN, UNKNOWN
@@ -464,6 +517,11 @@ class ReplicationModel:
         stamped = (view.leader_epoch, *record[1:])
         offset = len(replica.log)
         replica = replica._replace(log=(*replica.log, stamped))
+        if state.consumption is not None:
+            stamp_ms = state.now_ms if timestamp_ms is None else timestamp_ms
+            state = consumption.record_append(
+                state, partition, offset, stamp_ms, size_bytes, self.config
+            )
         state = self._advance_leader_hw(state, broker, partition, replica)
         return state, Errors.NONE, offset, view.leader_epoch
 
@@ -892,6 +950,127 @@ class ReplicationModel:
         return state._replace(
             now_ms=state.now_ms + self.config.replica_lag_time_max_ms + 1, budget=budget
         )
+
+    # consumer groups and retention ------------------------------------------------------
+
+    def _group_actions(self, state: State, out: list[Action]) -> None:
+        world, scope, config = state.consumption, self.scope, self.config
+        group, budget = world.group, world.budget
+        before = config.consumer_commit == "before-processing"
+        for c, consumer in enumerate(world.consumers):
+            if not consumer.alive:
+                out.append(Action("consumer_restart", arg=c))
+                continue
+            idle = not consumer.buffer and not consumer.must_commit
+            phase = consumer.phase
+            if phase == UNJOINED and idle and group.state != DEAD:
+                out.append(Action("join", arg=c))
+            if phase == SYNCING and not self._sync_waits(
+                group, consumer.member_id, consumer.generation
+            ):
+                out.append(Action("sync", arg=c))
+            # The client heartbeats once it has a generation (not while joining).
+            if phase in (SYNCING, MEMBER) and consumption.heartbeat_changes(state, c, config):
+                out.append(Action("heartbeat", arg=c))
+            if (
+                phase == MEMBER
+                and idle
+                and budget.polls < scope.max_polls
+                and self._poll_matters(state, consumer)
+            ):
+                out.append(Action("poll", arg=c))
+            if consumer.buffer and (not before or not consumer.must_commit):
+                out.append(Action("process", arg=c))
+            if consumer.must_commit and (before or not consumer.buffer):
+                out.append(Action("commit", arg=c))
+            if consumer.member_id >= 0 and not consumer.buffer and budget.leaves < scope.max_leaves:
+                out.append(Action("leave", arg=c))
+            if budget.consumer_crashes < scope.max_consumer_crashes:
+                out.append(Action("consumer_crash", arg=c))
+            if consumer.member_id >= 0 and groups.poll_interval_expired(
+                consumer.polled_ms, state.now_ms, config
+            ):
+                out.append(Action("poll_timeout", arg=c))
+        for member in group.members:
+            if groups.session_expired(member, state.now_ms, config):
+                out.append(Action("session_expire", arg=member.member_id))
+        if groups.rebalance_expired(group, state.now_ms, config):
+            out.append(Action("rebalance_timeout"))
+        if budget.time_advances < scope.max_time_advances:
+            out.append(Action("advance"))
+        if scope.retention:
+            for p in range(scope.partitions):
+                if consumption.retention_deletes(state, p, config):
+                    out.append(Action("retention", partition=p))
+
+    @staticmethod
+    def _sync_waits(group: Group, member_id: int, generation: int) -> bool:
+        """A follower's SyncGroup in its own generation waits for the leader's."""
+        return (
+            group.state == COMPLETING_REBALANCE
+            and group.generation == generation
+            and member_id != group.leader
+            and groups.member_index(group, member_id) >= 0
+        )
+
+    def _poll_matters(self, state: State, consumer: Consumer) -> bool:
+        """A poll that would neither start, reset nor return anything, nor restart a poll
+        timer, changes nothing the explorer needs to see."""
+        if consumer.polled_ms != state.now_ms:
+            return True
+        for p in consumer.owned:
+            leader, log_start, hw, leo = consumption.partition_bounds(state, p)
+            position = consumer.positions[p]
+            if leader >= 0 and (position < 0 or not log_start <= position <= leo or position < hw):
+                return True
+        return False
+
+    def _do_join(self, state: State, action: Action) -> State:
+        return consumption.join(state, action.arg, self.config)[0]
+
+    def _do_sync(self, state: State, action: Action) -> State:
+        return consumption.sync(state, action.arg, self.config, self.scope.partitions)[0]
+
+    def _do_heartbeat(self, state: State, action: Action) -> State:
+        return consumption.heartbeat(state, action.arg, self.config)[0]
+
+    def _do_poll(self, state: State, action: Action) -> State:
+        return consumption.poll(state, action.arg, self.config)[0]
+
+    def _do_process(self, state: State, action: Action) -> State:
+        return consumption.process(state, action.arg)
+
+    def _do_commit(self, state: State, action: Action) -> State:
+        return consumption.commit(state, action.arg, self.config)[0]
+
+    def _do_leave(self, state: State, action: Action) -> State:
+        return consumption.leave(state, action.arg)[0]
+
+    def _do_consumer_crash(self, state: State, action: Action) -> State:
+        return consumption.crash(state, action.arg)
+
+    def _do_consumer_restart(self, state: State, action: Action) -> State:
+        return consumption.restart(state, action.arg)
+
+    def _do_poll_timeout(self, state: State, action: Action) -> State:
+        return consumption.poll_timeout(state, action.arg)
+
+    def _do_session_expire(self, state: State, action: Action) -> State:
+        return consumption.expire_session(state, action.arg)
+
+    def _do_rebalance_timeout(self, state: State, action: Action) -> State:
+        return consumption.expire_rebalance(state)
+
+    def _do_advance(self, state: State, action: Action) -> State:
+        world = state.consumption
+        budget = world.budget._replace(time_advances=world.budget.time_advances + 1)
+        return state._replace(
+            now_ms=state.now_ms + self.scope.clock_step_ms,
+            consumption=world._replace(budget=budget),
+        )
+
+    def _do_retention(self, state: State, action: Action) -> State:
+        return consumption.run_retention(state, action.partition, self.config)
 
 
 # --- small pure helpers on states ---------------------------------------------------------

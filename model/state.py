@@ -174,6 +174,107 @@ class State(NamedTuple):
     committed: tuple[tuple[tuple[int, int], ...], ...]  # [p]: (value, epoch) per offset
     consumed: tuple[tuple[int, ...], ...]  # [p]: values a consumer read, by offset
     read_conflict: bool  # a consumer read a different value at an offset it had read
+    consumption: Consumption | None = None  # consumer groups and retention, if in scope
+
+
+# --- consumer groups and retention ----------------------------------------------------
+
+# The group coordinator's states (Kafka's GroupState).
+EMPTY = 0
+PREPARING_REBALANCE = 1
+COMPLETING_REBALANCE = 2
+STABLE = 3
+DEAD = 4
+GROUP_STATE_NAMES = ("Empty", "PreparingRebalance", "CompletingRebalance", "Stable", "Dead")
+
+# A consumer process's phase in the group protocol.
+UNJOINED = 0  # no JoinGroup outstanding: must (re)join
+JOINING = 1  # JoinGroup sent: waits for the rebalance to complete
+SYNCING = 2  # JoinGroup answered: must SyncGroup for its assignment
+MEMBER = 3  # has its assignment for its generation
+FAILED = 4  # an error reached the application (auto.offset.reset=none): it stopped
+CONSUMER_PHASE_NAMES = ("unjoined", "joining", "syncing", "member", "failed")
+
+
+class Member(NamedTuple):
+    """The coordinator's record of one group member."""
+
+    member_id: int
+    rejoined: bool  # has sent JoinGroup in the rebalance under way
+    owned: tuple[int, ...]  # partitions it said it owns when it joined (cooperative)
+    assignment: tuple[int, ...]  # what it was given in the current generation
+    heartbeat_ms: int  # the last heartbeat (or join, sync) the coordinator saw
+
+
+class Group(NamedTuple):
+    """One consumer group on its coordinator, with its committed offsets."""
+
+    state: int
+    generation: int
+    leader: int  # member id of the leader, -1 for none
+    members: tuple[Member, ...]  # ascending member id
+    next_member_id: int
+    rebalance_started_ms: int  # when PreparingRebalance began, -1 otherwise
+    offsets: tuple[int, ...]  # committed offset per partition, -1 for none
+
+
+class PartitionLog(NamedTuple):
+    """A partition's segment layout and log start, kept by offset.
+
+    `stamps[o]` is record o's (timestamp ms, size in bytes) as its leader appended it;
+    `segments` are base offsets, ascending, the last one the active segment.
+    """
+
+    stamps: tuple[tuple[int, int], ...]
+    segments: tuple[int, ...]
+    log_start: int
+
+
+class Consumer(NamedTuple):
+    """One consumer process of the group, as its application sees it."""
+
+    alive: bool
+    phase: int
+    member_id: int  # -1 until the coordinator gives one
+    generation: int  # the generation it last joined, -1 for none
+    owned: tuple[int, ...]  # partitions it consumes now
+    positions: tuple[int, ...]  # per partition, -1 until fetched or reset
+    buffer: tuple[tuple[int, int], ...]  # (partition, offset) polled, not yet processed
+    must_commit: bool  # polled records whose offsets it has not tried to commit
+    polled_ms: int  # when the application last called poll
+
+
+class Reset(NamedTuple):
+    """An auto.offset.reset the model applied (the event the state records)."""
+
+    partition: int
+    consumer: int
+    from_offset: int  # the position that was out of range, -1 for no committed offset
+    to_offset: int  # -1 under `none`: the error went to the application
+    policy: str
+    log_start: int
+    high_watermark: int
+
+
+class GroupBudget(NamedTuple):
+    polls: int = 0
+    consumer_crashes: int = 0
+    leaves: int = 0
+    time_advances: int = 0
+
+
+class Consumption(NamedTuple):
+    """Consumer groups and retention: None in scopes without a consumer group."""
+
+    group: Group
+    consumers: tuple[Consumer, ...]
+    logs: tuple[PartitionLog, ...]  # per partition
+    delivered: tuple[tuple[int, ...], ...]  # per partition: offsets poll returned, ascending
+    processed: tuple[tuple[int, ...], ...]  # per partition: offsets processed, ascending
+    reprocessed: tuple[tuple[int, int], ...]  # (partition, offset) processed a second time
+    starts: tuple[int, ...]  # per partition: where the group first started reading, -1
+    resets: tuple[Reset, ...]
+    budget: GroupBudget
 
 
 _MISSING = object()
@@ -216,6 +317,13 @@ for _cls in (
     Purgatory,
     Budget,
     Ack,
+    Member,
+    Group,
+    PartitionLog,
+    Consumer,
+    Reset,
+    GroupBudget,
+    Consumption,
     State,
 ):
     _install_fast_replace(_cls)

@@ -51,6 +51,12 @@ def _check_parser() -> argparse.ArgumentParser:
         ("--max-elections", "leader elections"),
         ("--max-network-changes", "network faults"),
         ("--max-clock-advances", "clock advances past replica.lag.time.max.ms"),
+        ("--group-consumers", "consumer processes in a consumer group (group scopes)"),
+        ("--max-polls", "consumer polls"),
+        ("--max-consumer-crashes", "consumer process crashes"),
+        ("--max-leaves", "consumers closing (LeaveGroup)"),
+        ("--max-time-advances", "clock advances of --clock-step-ms (group timers, retention)"),
+        ("--clock-step-ms", "how far one such clock advance goes"),
     ):
         bounds.add_argument(flag, type=int, metavar="N", help=about)
     bounds.add_argument("--crash-kinds", metavar="LIST", help="comma list of kill,power,disk")
@@ -118,6 +124,12 @@ def _overrides(args: argparse.Namespace) -> dict:
         "max_elections": args.max_elections,
         "max_network_changes": args.max_network_changes,
         "max_clock_advances": args.max_clock_advances,
+        "group_consumers": args.group_consumers,
+        "max_polls": args.max_polls,
+        "max_consumer_crashes": args.max_consumer_crashes,
+        "max_leaves": args.max_leaves,
+        "max_time_advances": args.max_time_advances,
+        "clock_step_ms": args.clock_step_ms,
         "crash_kinds": split(args.crash_kinds),
         "network_faults": split(args.network_faults),
         "consumers": True if args.consumers else None,

@@ -221,6 +221,146 @@ def no_divergence(state: State) -> str | None:
     return None
 
 
+def _gaps(offsets: tuple[int, ...], start: int, end: int) -> list[tuple[int, int]]:
+    """The ranges [a, b) of [start, end) missing from ascending `offsets`."""
+    present = set(offsets)
+    out: list[tuple[int, int]] = []
+    offset = start
+    while offset < end:
+        if offset in present:
+            offset += 1
+            continue
+        first = offset
+        while offset < end and offset not in present:
+            offset += 1
+        out.append((first, offset))
+    return out
+
+
+def _claimed_end(state: State, p: int) -> int:
+    """How far the group claims to have consumed partition p: past everything delivered,
+    its committed offset, and every live consumer's position."""
+    world = state.consumption
+    delivered = world.delivered[p]
+    end = max(delivered[-1] + 1 if delivered else -1, world.group.offsets[p])
+    for consumer in world.consumers:
+        if consumer.alive and p in consumer.owned:
+            end = max(end, consumer.positions[p])
+    return end
+
+
+def _skip_cause(state: State, p: int, first: int, end: int) -> str | None:
+    """Why the group moved past [first, end) unread, or None when auto.offset.reset
+    chose it: a consumer without a committed offset started at `end` by its policy."""
+    for event in state.consumption.resets:
+        if event.partition != p or event.to_offset < end:
+            continue
+        if event.from_offset < 0 and event.to_offset == end:
+            return None
+        if 0 <= event.from_offset <= first:
+            return (
+                f"auto.offset.reset={event.policy} moved consumer {event.consumer} from "
+                f"{event.from_offset} to {event.to_offset} after OFFSET_OUT_OF_RANGE (log "
+                f"start {event.log_start}, HW {event.high_watermark})"
+            )
+    return "no reset explains it"
+
+
+def no_silent_skip(state: State) -> str | None:
+    """The group never moves past an offset it did not deliver, unless auto.offset.reset
+    chose to: from where the group first started on a partition, every offset up to its
+    committed offset and its consumers' positions was handed to the application by some
+    poll, except a range a consumer without a committed offset skipped by its policy
+    (recorded in `resets`). A position that fell off the log (retention deleted it
+    unread) is no choice: its reset breaks the invariant whatever the policy (`latest`
+    jumps to the head, `earliest` to the new log start), and the message names the
+    skipped range and the reset. `none` stops the consumer with the error instead, and
+    a consumer that stays within retention never skips. Promised while no consumer lags
+    past retention.ms / retention.bytes."""
+    world = state.consumption
+    if world is None:
+        return None
+    for p, start in enumerate(world.starts):
+        if start < 0:
+            continue
+        for first, end in _gaps(world.delivered[p], start, _claimed_end(state, p)):
+            cause = _skip_cause(state, p, first, end)
+            if cause is not None:
+                return f"p{p}: offsets [{first}, {end}) were skipped: {cause}"
+    return None
+
+
+def at_least_once(state: State) -> str | None:
+    """Everything committed was processed: every delivered offset below the group's
+    committed offset has been processed, or is still held by a live consumer that will
+    process it (offsets never delivered are NoSilentSkip's). Promised by
+    replog.consumer.commit=after-processing; committing before processing loses what a
+    crash interrupts."""
+    world = state.consumption
+    if world is None:
+        return None
+    for p, delivered in enumerate(world.delivered):
+        committed = world.group.offsets[p]
+        if not delivered or committed <= delivered[0]:
+            continue
+        processed = set(world.processed[p])
+        for c in world.consumers:
+            if c.alive:
+                processed.update(o for q, o in c.buffer if q == p)
+        for offset in delivered:
+            if offset >= committed:
+                break
+            if offset not in processed:
+                return (
+                    f"p{p}: offset {offset} is below the committed offset {committed} but "
+                    "was never processed"
+                )
+    return None
+
+
+def at_most_once(state: State) -> str | None:
+    """Nothing is processed twice, across consumer restarts and rebalances. Promised by
+    replog.consumer.commit=before-processing; committing after processing redelivers
+    what a crash or a rebalance interrupts between the two."""
+    world = state.consumption
+    if world is None or not world.reprocessed:
+        return None
+    p, offset = world.reprocessed[0]
+    return f"p{p}: offset {offset} was processed twice"
+
+
+def one_partition_one_owner(state: State) -> str | None:
+    """Within one generation a partition has one owner: the coordinator's assignment of
+    the current generation is disjoint, and no two live consumers of the same
+    generation consume one partition (with cooperative-sticky, a partition that moves is
+    revoked before it is assigned again). A consumer of an older generation (a zombie
+    whose session expired) may still read: its commits are fenced. Promised always."""
+    world = state.consumption
+    if world is None:
+        return None
+    seen: dict[int, int] = {}
+    for member in world.group.members:
+        for p in member.assignment:
+            other = seen.setdefault(p, member.member_id)
+            if other != member.member_id:
+                return (
+                    f"p{p}: assigned to members {other} and {member.member_id} in generation "
+                    f"{world.group.generation}"
+                )
+    owners: dict[tuple[int, int], int] = {}
+    for c, consumer in enumerate(world.consumers):
+        if not consumer.alive or consumer.generation < 0:
+            continue
+        for p in consumer.owned:
+            other = owners.setdefault((consumer.generation, p), c)
+            if other != c:
+                return (
+                    f"p{p}: consumers {other} and {c} both consume it in generation "
+                    f"{consumer.generation}"
+                )
+    return None
+
+
 _VIEWS_AND_LOGS = ("brokers", "replicas")
 
 INVARIANTS: dict[str, Invariant] = {
@@ -252,8 +392,37 @@ INVARIANTS: dict[str, Invariant] = {
         ),
         Invariant("ConsistentRead", consistent_read, None, "safe defaults", ("read_conflict",)),
         Invariant("NoDivergence", no_divergence, None, "leader-epoch truncation", _VIEWS_AND_LOGS),
+        Invariant(
+            "NoSilentSkip",
+            no_silent_skip,
+            None,
+            "no consumer lagging past retention",
+            ("consumption",),
+        ),
+        Invariant(
+            "AtLeastOnce",
+            at_least_once,
+            None,
+            "replog.consumer.commit=after-processing",
+            ("consumption",),
+        ),
+        Invariant(
+            "AtMostOnce",
+            at_most_once,
+            None,
+            "replog.consumer.commit=before-processing",
+            ("consumption",),
+        ),
+        Invariant(
+            "OnePartitionOneOwner", one_partition_one_owner, None, "always", ("consumption",)
+        ),
     )
 }
+
+# The invariants over consumer groups and retention: they hold trivially in a scope
+# without a group, so checks over such scopes (the safety matrix, the SMT engine) leave
+# them out.
+GROUP_INVARIANTS = ("NoSilentSkip", "AtLeastOnce", "AtMostOnce", "OnePartitionOneOwner")
 
 
 def select(names: list[str] | None) -> list[Invariant]:

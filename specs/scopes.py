@@ -91,7 +91,54 @@ SCOPES: dict[str, Preset] = {
         "the followers lag out of the ISR, then the leader crashes (for --liveness: can "
         "the live brokers still get a leader?)",
     ),
+    "lag": Preset(
+        replace(
+            _QUIET,
+            max_elections=0,
+            group_consumers=1,
+            max_polls=2,
+            max_time_advances=3,
+            clock_step_ms=30_000,
+            retention=True,
+        ),
+        40,
+        "a consumer group's consumer falls behind retention (shows what auto.offset.reset "
+        "does with e.g. --config retention.ms=60000 --config segment.bytes=100)",
+    ),
+    "commits": Preset(
+        replace(
+            _QUIET,
+            max_writes=1,
+            max_elections=0,
+            group_consumers=1,
+            max_polls=3,
+            max_consumer_crashes=1,
+            max_time_advances=1,
+            clock_step_ms=45_000,
+        ),
+        40,
+        "a group's consumer crashes between poll, processing and commit "
+        "(AtLeastOnce / AtMostOnce by replog.consumer.commit)",
+    ),
+    "rebalance": Preset(
+        replace(
+            _QUIET,
+            partitions=2,
+            max_writes=0,
+            max_elections=0,
+            group_consumers=2,
+            max_polls=1,
+            max_time_advances=1,
+            clock_step_ms=45_000,
+        ),
+        40,
+        "two consumers of two partitions join, rebalance and miss heartbeats under "
+        "partition.assignment.strategy (OnePartitionOneOwner)",
+    ),
 }
+# Consumer groups and retention (opt-in with --scope: the default suite's scopes have no
+# consumer group, and these need settings such as retention.ms to show anything).
+GROUP_SCOPES = ("lag", "commits", "rebalance")
 # The cheap scopes first: they find most violations within seconds, and a violation
 # found early lets the expensive scopes stop at its length.
 DEFAULT_SUITE = ("elect", "outage", "clock", "disk", "zombie")

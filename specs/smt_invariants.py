@@ -138,6 +138,12 @@ def no_divergence(before: SymState | None, after: SymState) -> Flag:
     return any_of(out)
 
 
+def _without_a_group(before: SymState | None, after: SymState) -> Flag:
+    """The consumer-group invariants: `check_supported` refuses scopes with a consumer
+    group or retention, and without one they cannot be violated."""
+    return z3.BoolVal(False)
+
+
 VIOLATED: dict[str, Violated] = {
     "LeaderInIsr": leader_in_isr,
     "OneLeaderPerEpoch": one_leader_per_epoch,
@@ -147,4 +153,8 @@ VIOLATED: dict[str, Violated] = {
     "NoAcknowledgedWriteLost": no_acknowledged_write_lost,
     "ConsistentRead": consistent_read,
     "NoDivergence": no_divergence,
+    "NoSilentSkip": _without_a_group,
+    "AtLeastOnce": _without_a_group,
+    "AtMostOnce": _without_a_group,
+    "OnePartitionOneOwner": _without_a_group,
 }

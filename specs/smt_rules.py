@@ -346,8 +346,8 @@ class Rules:
 def check_supported(model: ReplicationModel) -> None:
     """The encoding covers one partition, crashes that keep or lose the whole disk, cuts
     from the controller, the clock and new writes; not power loss (fsync), isolation,
-    producer retries, consumers, or more writes than the producer may have in flight
-    (its pending list is not encoded, so that limit must never bind)."""
+    producer retries, consumers, consumer groups, or more writes than the producer may
+    have in flight (its pending list is not encoded, so that limit must never bind)."""
     scope = model.scope
     problems = []
     if scope.partitions != 1:
@@ -356,6 +356,8 @@ def check_supported(model: ReplicationModel) -> None:
         problems.append("producer retries (--max-retries 0)")
     if scope.consumers:
         problems.append("consumers (ConsistentRead)")
+    if scope.groups:
+        problems.append("consumer groups or retention")
     if scope.max_writes > MAX_IN_FLIGHT:
         problems.append(f"more than {MAX_IN_FLIGHT} writes")
     crashes = scope.max_crashes > 0
