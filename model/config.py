@@ -130,6 +130,7 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
         "consumer_commit",
         _choice("after-processing", "before-processing"),
     ),
+    "replog.consumer.processing.ms": ("consumer_processing_ms", _int_at_least(0)),
 }
 
 _ATTRIBUTE_TO_KEY = {attribute: key for key, (attribute, _) in _KEYS.items()}
@@ -199,6 +200,8 @@ class Config:
     # The model's consumers: commit after processing (at-least-once) or before it
     # (at-most-once).
     consumer_commit: str = "after-processing"
+    # The consumer workload's simulated processing time per record.
+    consumer_processing_ms: int = 0
 
     def __post_init__(self) -> None:
         if self.min_insync_replicas > self.replication_factor:
