@@ -204,6 +204,7 @@ class Group:
         if self.is_empty():
             self.protocol_type = request.protocol_type
         self.members[member_id] = member
+        self.join_results.pop(member_id, None)
         if self.leader is None:
             self.leader = member_id
         if self.state is GroupState.PREPARING_REBALANCE:
@@ -225,6 +226,8 @@ class Group:
         if self.state is GroupState.STABLE and not changed and member.member_id != self.leader:
             return self._join_result(member)
         member.awaiting_join = True
+        # An answer left from an earlier JoinGroup nobody waited for must not answer this one.
+        self.join_results.pop(member.member_id, None)
         if self.state is not GroupState.PREPARING_REBALANCE:
             self.prepare_rebalance(now_ms)
         self.maybe_complete_join(now_ms)

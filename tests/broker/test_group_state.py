@@ -221,3 +221,10 @@ def test_cooperative_sticky_withholds_moving_partitions_and_keeps_the_rest() -> 
         "a": {"t": [0, 1, 2]},
         "b": {"t": [3, 4]},
     }
+
+
+def test_a_rejoin_never_gets_an_answer_left_from_an_earlier_join() -> None:
+    group = stable_group_of("a", "b")
+    assert "a" in group.join_results, "the earlier generation's answer was never taken"
+    assert group.join(request("a"), "unused", True, 1) is WAIT
+    assert "a" not in group.join_results, "the leader's rejoin waits for the next generation"
