@@ -66,9 +66,14 @@ def fresh_consumer(partitions: int, now_ms: int) -> Consumer:
     )
 
 
-def initial(consumers: int, partitions: int) -> Consumption:
+def initial(consumers: int, partitions: int, committed_at_start: bool = False) -> Consumption:
+    """No member yet; with `committed_at_start` the group has offset 0 committed on
+    every partition (as an operator's --reset-offsets --to-earliest leaves it)."""
+    group = groups.new_group(partitions)
+    if committed_at_start:
+        group = group._replace(offsets=(0,) * partitions)
     return Consumption(
-        group=groups.new_group(partitions),
+        group=group,
         consumers=tuple(fresh_consumer(partitions, 0) for _ in range(consumers)),
         logs=(retention.EMPTY_LOG,) * partitions,
         delivered=((),) * partitions,
@@ -412,7 +417,8 @@ def process(state: State, c: int) -> State:
 
 def commit(state: State, c: int, config: Config) -> tuple[State, Errors]:
     """commitSync of the positions of the owned partitions, with the consumer's member
-    id and generation: a fenced commit fails (and a member that learns it was removed
+    id and generation (none: it fails in the client, as UNKNOWN_MEMBER_ID here): a
+    fenced commit fails (and a member that learns it was removed
     or fenced gives up its partitions); an at-most-once consumer then drops what it
     polled, since it must not process what it could not commit."""
     world = state.consumption
@@ -420,7 +426,12 @@ def commit(state: State, c: int, config: Config) -> tuple[State, Errors]:
     offsets = tuple(
         (p, consumer.positions[p]) for p in consumer.owned if consumer.positions[p] >= 0
     )
-    group, error = groups.commit(world.group, consumer.member_id, consumer.generation, offsets)
+    if consumer.generation < 0:
+        # A subscribed consumer outside any generation fails the commit itself
+        # (CommitFailedException) rather than commit as a group that only stores offsets.
+        group, error = world.group, Errors.UNKNOWN_MEMBER_ID
+    else:
+        group, error = groups.commit(world.group, consumer.member_id, consumer.generation, offsets)
     consumer = consumer._replace(must_commit=False)
     if error != Errors.NONE:
         if config.consumer_commit == "before-processing":

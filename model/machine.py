@@ -135,6 +135,7 @@ class Scope:
     max_time_advances: int = 0  # clock advances of clock_step_ms (group timers, retention)
     clock_step_ms: int = 30_000
     retention: bool = False  # retention passes (and a partition segment layout)
+    committed_at_start: bool = False  # the group starts with offset 0 committed everywhere
 
     def __post_init__(self) -> None:
         for kind in self.network_faults:
@@ -224,7 +225,9 @@ class ReplicationModel:
             consumed=((),) * parts,
             read_conflict=False,
             consumption=(
-                consumption.initial(self.scope.group_consumers, parts)
+                consumption.initial(
+                    self.scope.group_consumers, parts, self.scope.committed_at_start
+                )
                 if self.scope.groups
                 else None
             ),

@@ -100,6 +100,7 @@ SCOPES: dict[str, Preset] = {
             max_time_advances=3,
             clock_step_ms=30_000,
             retention=True,
+            committed_at_start=True,
         ),
         40,
         "a consumer group's consumer falls behind retention (shows what auto.offset.reset "
