@@ -60,10 +60,11 @@ class ClusterMember:
         self.voters = voters
         self.image = MetadataImage()
         self.applied_index = 0
-        # Like KRaft's metadata loader, act on the image only once it has caught up with
-        # the quorum leader's commit index: a restarted broker replaying what it (or a
-        # lagging voter) had committed before it died would lead partitions at epochs
-        # long gone and acknowledge acks=1 writes that it then truncates.
+        # As a KRaft broker waits for its initial catch-up, act on the image only once it
+        # holds this incarnation's registration and the quorum leader's commit index: the
+        # controller fences the old incarnation and moves its leaderships at registration,
+        # and a restarted broker acting before that would lead partitions at epochs long
+        # gone and acknowledge acks=1 writes that it then truncates.
         self.metadata_caught_up = False
         self.incarnation = -1
         self.leader_hint: int | None = None
@@ -224,11 +225,17 @@ class ClusterMember:
                 self._apply(entries)
             from_leader = response["leader_id"] == voter
             caught_up = from_leader and self.applied_index >= response["commit_index"]
-            if caught_up and not self.metadata_caught_up:
+            if caught_up and self._registered_in_image() and not self.metadata_caught_up:
                 self.metadata_caught_up = True
                 self.reconcile()
             return bool(entries)
         return False
+
+    def _registered_in_image(self) -> bool:
+        registration = self.image.brokers.get(self.broker.broker_id)
+        if registration is None or self.incarnation < 0:
+            return False
+        return registration.incarnation == self.incarnation
 
     def _apply(self, entries: list[Body]) -> None:
         image = self.image
