@@ -5,7 +5,16 @@ Kafka design article."""
 from __future__ import annotations
 
 from model.machine import Action
-from model.state import CRASH_NAMES, NO_LEADER, Message, State, broker_name, mask_name
+from model.state import (
+    CONSUMER_PHASE_NAMES,
+    CRASH_NAMES,
+    GROUP_STATE_NAMES,
+    NO_LEADER,
+    Message,
+    State,
+    broker_name,
+    mask_name,
+)
 from specs.explorer import Violation
 from specs.invariants import INVARIANTS
 
@@ -51,8 +60,10 @@ def effect(before: State, action: Action, after: State) -> str:
         text = f"{broker_name(b)} is {role} at epoch {view.leader_epoch}"
     elif kind in ("elect", "fence", "register", "restart", "shrink_isr"):
         text = _registration_text(after, p)
-    elif kind == "tick":
+    elif kind in ("tick", "advance"):
         text = f"now={after.now_ms} ms"
+    elif kind in GROUP_KINDS:
+        text = _group_effect(before, action, after)
     else:
         text = ""
     new_acks = after.acked[len(before.acked) :]
@@ -60,6 +71,63 @@ def effect(before: State, action: Action, after: State) -> str:
         acked = ", ".join(f"v{a.value} at offset {a.offset}" for a in new_acks)
         text = f"{text}; client acknowledged {acked}" if text else f"client acknowledged {acked}"
     return text
+
+
+GROUP_KINDS = frozenset(
+    (
+        "join",
+        "sync",
+        "heartbeat",
+        "poll",
+        "process",
+        "commit",
+        "leave",
+        "consumer_crash",
+        "consumer_restart",
+        "poll_timeout",
+        "session_expire",
+        "rebalance_timeout",
+        "retention",
+    )
+)
+
+
+def _group_text(state: State) -> str:
+    group = state.consumption.group
+    offsets = " ".join(f"p{p}={o}" for p, o in enumerate(group.offsets))
+    return f"group {GROUP_STATE_NAMES[group.state]} gen {group.generation}, committed {offsets}"
+
+
+def _consumer_text(state: State, c: int) -> str:
+    consumer = state.consumption.consumers[c]
+    if not consumer.alive:
+        return f"consumer {c} down"
+    owned = ",".join(f"p{p}@{consumer.positions[p]}" for p in consumer.owned) or "nothing"
+    return (
+        f"consumer {c} {CONSUMER_PHASE_NAMES[consumer.phase]} (member {consumer.member_id}, "
+        f"gen {consumer.generation}) owns {owned}"
+    )
+
+
+def _group_effect(before: State, action: Action, after: State) -> str:
+    world = after.consumption
+    if action.kind == "retention":
+        p = action.partition
+        old = before.consumption.logs[p].log_start
+        return f"log start of p{p}: {old} -> {world.logs[p].log_start}"
+    if action.kind in ("session_expire", "rebalance_timeout"):
+        return _group_text(after)
+    parts = [_consumer_text(after, action.arg)]
+    if action.kind == "poll":
+        polled = world.consumers[action.arg].buffer
+        if polled:
+            parts.append("got " + " ".join(f"p{p}:{o}" for p, o in polled))
+        for event in world.resets[len(before.consumption.resets) :]:
+            target = event.to_offset if event.to_offset >= 0 else "the error (stops)"
+            parts.append(f"p{event.partition} reset by {event.policy} to {target}")
+    if action.kind in ("join", "sync", "commit", "leave", "poll_timeout"):
+        parts.append(_group_text(after))
+    return "; ".join(parts)
 
 
 def render_text(violation: Violation) -> str:
@@ -86,6 +154,11 @@ def state_text(state: State) -> str:
         for b, broker in enumerate(state.brokers):
             status = "up" if broker.alive else "down"
             lines.append(f"  {broker_name(b)} ({status}) p{p}: {_log_text(state, b, p)}")
+    if state.consumption is not None:
+        world = state.consumption
+        starts = " ".join(f"p{p}={log.log_start}" for p, log in enumerate(world.logs))
+        lines.append(f"  {_group_text(state)}; log start {starts}")
+        lines += [f"  {_consumer_text(state, c)}" for c in range(len(world.consumers))]
     return "\n".join(lines)
 
 
