@@ -56,6 +56,10 @@ CAMPAIGN_DEFAULTS = (
     "metadata.max.age.ms=2000",
     "fetch.max.wait.ms=100",
     "default.api.timeout.ms=3000",
+    # Consumer groups: a crashed member is noticed in seconds, the first join is prompt.
+    "session.timeout.ms=6000",
+    "heartbeat.interval.ms=1000",
+    "group.initial.rebalance.delay.ms=0",
 )
 OP_TIMEOUT_S = 5.0
 FINAL_READ_TIMEOUT_S = 60.0

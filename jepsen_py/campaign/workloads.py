@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections import defaultdict
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from types import TracebackType
+from types import ModuleType, TracebackType
 from typing import Any
 
 from impl.client.consumer import Consumer, ConsumerRecord
@@ -42,7 +42,7 @@ from jepsen_py.models import AppendLog
 from jepsen_py.result import Result
 from model.config import Config
 
-WORKLOADS = ("queue", "log")
+WORKLOADS = ("queue", "log", "consumer")
 POLL_MS = 200
 FINAL_READERS = 2
 FINAL_READS_PER_KEY_MAX = 5_000
@@ -211,6 +211,8 @@ class Clients:
 
     def __init__(self, workload: str, target: Target) -> None:
         self.kind = QueueClient if workload == "queue" else LogClient
+        if workload == "consumer":
+            self.kind = _consumer().ConsumerClient
         self.target = target
 
     def open(self, process: int) -> NativeClient:
@@ -245,13 +247,15 @@ def _log_op(n: int, ctx: g.Context, keys: int) -> dict[str, Any]:
 
 
 def client_generator(workload: str, keys: int, ops_per_s: float) -> g.Gen:
+    if workload == "consumer":
+        return _consumer().client_generator(keys, ops_per_s)
     make = _queue_op if workload == "queue" else _log_op
     return g.clients(g.rate(ops_per_s, g.counter(lambda n, ctx: make(n, ctx, keys))))
 
 
 def final_reads(workload: str, keys: int, history: list[Op]) -> g.Gen:
     """The reads after the last heal, built once the main phase is over."""
-    if workload == "queue":
+    if workload in ("queue", "consumer"):
         read = g.seq({"f": "assign", "value": list(range(keys))}, {"f": "poll", "value": "final"})
         readers = set(range(FINAL_READERS))
         return g.clients(g.OnThreads(lambda t: t in readers, g.each_thread(read)))
@@ -287,6 +291,8 @@ def final_reads_complete(history: list[Op]) -> bool:
 
 def check(workload: str, history: list[Op], config: Config) -> dict[str, Result]:
     """Every checker the workload's history is judged by, by name."""
+    if workload == "consumer":
+        return _consumer().check(history, config)
     results: dict[str, Result] = {}
     if workload == "queue":
         complete = final_reads_complete(history)
@@ -302,3 +308,10 @@ def check(workload: str, history: list[Op], config: Config) -> dict[str, Result]
         )
     results["perf"] = perf.check(history)
     return results
+
+
+def _consumer() -> ModuleType:
+    """The consumer workload, which builds on this module's clients: imported late."""
+    from jepsen_py.campaign import consumer_workload
+
+    return consumer_workload
