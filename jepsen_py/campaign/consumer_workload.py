@@ -4,7 +4,8 @@ Threads: even ones are group members, odd ones produce, and thread 1 also takes
 `replog lag` snapshots (so `--concurrency` must be at least 2).
 
 - send    `[key, value]` -> ok `[offset, value]`: a unique integer to partition `key`.
-- consume `{"crash": bool}` -> one cycle of a member of group GROUP subscribed to the
+- consume `{"crash": bool}` -> one cycle of a member of group GROUP (`replog-consumers`)
+  subscribed to the
   topic: poll (up to max.poll.records), then, by `replog.consumer.commit`,
   after-processing (at-least-once): process, then commit; before-processing
   (at-most-once): commit, then process only if the commit succeeded. Processing takes
@@ -70,8 +71,9 @@ class ConsumerClient(QueueClient):
     """A process's producer, its manual reader for final reads and, once it consumes,
     its own group member."""
 
-    def __init__(self, target: Target, process: int) -> None:
+    def __init__(self, target: Target, process: int, group: str = GROUP) -> None:
         super().__init__(target, process)
+        self.group = group
         self.member: Consumer | None = None
         self._subscribed = False
         self._rebalances_seen = 0
@@ -95,7 +97,7 @@ class ConsumerClient(QueueClient):
                 target.bootstrap,
                 target.config,
                 client_id=f"replog-member-{self.process}",
-                group_id=GROUP,
+                group_id=self.group,
             )
         )
         return self
@@ -151,7 +153,7 @@ class ConsumerClient(QueueClient):
         target = self.target
         config = target.config.with_values(auto_offset_reset="none")
         try:
-            rows = await describe_group(target.runtime, target.bootstrap, GROUP, config, None)
+            rows = await describe_group(target.runtime, target.bootstrap, self.group, config, None)
         except ClientError as error:
             return Completion("fail", None, _describe(error))
         partitions = [
@@ -243,11 +245,12 @@ def _reset_event(reset: OffsetReset, now_ms: int) -> dict[str, Any]:
 class ConsumerClients:
     """The ClientFactory of the consumer workload."""
 
-    def __init__(self, target: Target) -> None:
+    def __init__(self, target: Target, group: str = GROUP) -> None:
         self.target = target
+        self.group = group
 
     def open(self, process: int) -> ConsumerClient:
-        return ConsumerClient(self.target, process)
+        return ConsumerClient(self.target, process, self.group)
 
     def timeout_type(self, f: str) -> str:
         return "info" if f in WRITES else "fail"

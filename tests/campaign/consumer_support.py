@@ -56,15 +56,21 @@ def client_config(*extra: str) -> Config:
     return Config.parse([*SLOW_MEMBER, *extra])
 
 
-async def prepare(runtime: Runtime, bootstrap: str, config: Config, retention_ms: int) -> None:
+async def prepare(
+    runtime: Runtime,
+    bootstrap: str,
+    config: Config,
+    retention_ms: int,
+    topic: str = TOPIC,
+    group: str = consumer_workload.GROUP,
+) -> None:
     """The topic, with its leaders, and the group's offsets committed at 0, so that even
     auto.offset.reset=none has a starting point."""
     topic_config = {**TOPIC_ROLLING, "retention.ms": str(retention_ms)}
-    await create_topics(runtime, bootstrap, [(TOPIC, PARTITIONS, 1, topic_config)], config=config)
-    await wait_for_leaders(runtime, bootstrap, [TOPIC], config=config)
-    group = consumer_workload.GROUP
+    await create_topics(runtime, bootstrap, [(topic, PARTITIONS, 1, topic_config)], config=config)
+    await wait_for_leaders(runtime, bootstrap, [topic], config=config)
     async with Consumer(runtime, bootstrap, config, group_id=group) as committer:
-        await committer.commit({TopicPartition(TOPIC, p): 0 for p in range(PARTITIONS)})
+        await committer.commit({TopicPartition(topic, p): 0 for p in range(PARTITIONS)})
 
 
 async def run_consumers(
@@ -74,11 +80,13 @@ async def run_consumers(
     duration_s: float,
     concurrency: int = 2,
     seed: int = 0,
+    topic: str = TOPIC,
+    group: str = consumer_workload.GROUP,
 ) -> list[Op]:
     """The consumer workload's members, producers and lag monitor for `duration_s`."""
     recorder = Recorder()
-    target = Target(runtime, bootstrap, config, TOPIC, PARTITIONS)
-    clients = consumer_workload.ConsumerClients(target)
+    target = Target(runtime, bootstrap, config, topic, PARTITIONS)
+    clients = consumer_workload.ConsumerClients(target, group)
     scheduler = Scheduler(concurrency, clients, NoFaults(), recorder, random.Random(seed))
     recorder.start_clock()
     gen = consumer_workload.client_generator(PARTITIONS, SENDS_PER_S, crash_share=0.0)
