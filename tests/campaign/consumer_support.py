@@ -60,13 +60,16 @@ async def prepare(
     runtime: Runtime,
     bootstrap: str,
     config: Config,
-    retention_ms: int,
+    retention_ms: int | None,
     topic: str = TOPIC,
     group: str = consumer_workload.GROUP,
 ) -> None:
     """The topic, with its leaders, and the group's offsets committed at 0, so that even
-    auto.offset.reset=none has a starting point."""
+    auto.offset.reset=none has a starting point. Without `retention_ms`, the topic has
+    Kafka's segments (a fetch reads one segment, so small ones make small polls)."""
     topic_config = {**TOPIC_ROLLING, "retention.ms": str(retention_ms)}
+    if retention_ms is None:
+        topic_config = {"min.insync.replicas": "1"}
     await create_topics(runtime, bootstrap, [(topic, PARTITIONS, 1, topic_config)], config=config)
     await wait_for_leaders(runtime, bootstrap, [topic], config=config)
     async with Consumer(runtime, bootstrap, config, group_id=group) as committer:
