@@ -1,0 +1,395 @@
+"""The simulated broker cluster and the reference model, driven side by side by Hypothesis.
+
+Rules are client operations (produce with acks 0/1/all, fetch at an offset, ListOffsets
+earliest/latest) and faults (kill -9, power loss, restart, isolate a broker, cut it from
+the controller, pause, heal, clock bump, advance time). Each rule runs on the impl (a
+`SimWorld`, tests/stateful/stateful_harness.py, one guest-mode trio run per example)
+and on the model (`ReplicationModel` state, model/client.py's client calls).
+
+Correspondence, step by step:
+1. The rule's own action goes to both: produce -> `client.produce` on the broker the
+   model's clients would reach (`leader_of`); a crash -> the model's `crash` (power:
+   after a `flush` exactly when the impl's replica had fsynced its whole log, the only
+   two cases a power loss can leave with flush.ms unset); isolate / cut_controller /
+   restart -> the same model actions; pause -> `isolate` (from outside, a stopped process
+   and a cut-off one are the same); heal -> `heal` (and resume every paused broker).
+   Clock bumps and time advances are no model action: nothing the model observes may
+   depend on a broker's wall clock.
+2. The impl settles (SimWorld.settle: time runs until nothing changed for longer than
+   every timer). Where timing decided (which replica the controller elected, whether
+   the ISR shrank, which brokers it fenced), the model is driven with the actions that
+   explain what the impl did (`explain`): a leader's `shrink_isr` (after a clock `tick`
+   if the model needs one to call the follower lagging), the controller's `fence` (with
+   the successor the impl elected), `register`, `elect`; each must be enabled in the
+   model, so "the impl's observation is one the model allows" is checked, not assumed.
+   Between explanations `client.replicate` lets metadata and fetches flow.
+3. Everything determined is then compared: the outcome of the rule (offsets, errors by
+   Kafka name, "unknown" for a write that may have happened), the fetched records, HW,
+   log start, the controller's leader and ISR, the fenced brokers, and for every live
+   broker its log (offset -> value), HW, LEO and whether it believes it leads. Leader
+   epochs are not compared: the model bumps the epoch twice when it fences a leader
+   (offline, then elected), KRaft once; both only ever compare epochs for order.
+4. The impl-side invariants (stateful_harness.impl_violations: OneLeaderPerEpoch,
+   LogMatching, HighWatermarkMonotonic, NoAcknowledgedWriteLost, LeaderInIsr) are
+   checked on every observation.
+
+A difference fails the step; Hypothesis shrinks the rule sequence and prints it as a
+replayable test (with the `seed` of the simulation as the first step's argument).
+"""
+
+from __future__ import annotations
+
+import hypothesis.strategies as st
+from hypothesis import settings
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from stateful_harness import (
+    BROKERS,
+    EARLIEST,
+    LATEST,
+    TIMING,
+    Observation,
+    Outcome,
+    SimWorld,
+    impl_violations,
+)
+
+from model import client
+from model.config import Config
+from model.errors import Errors
+from model.machine import Action, ReplicationModel, Scope
+from model.state import KILL, NO_LEADER, POWER, State, members
+
+BROKER_CONFIG = ("min.insync.replicas=2",)
+UNBOUNDED = 10**9
+SCOPE = Scope(
+    brokers=len(BROKERS),
+    partitions=1,
+    max_writes=UNBOUNDED,
+    max_retries=0,
+    max_crashes=UNBOUNDED,
+    max_data_loss_crashes=UNBOUNDED,
+    crash_kinds=("kill", "power"),
+    max_elections=UNBOUNDED,
+    max_network_changes=UNBOUNDED,
+    max_clock_advances=UNBOUNDED,
+    consumers=False,
+)
+EXPLAIN_STEPS_MAX = 12
+broker_ids = st.sampled_from(BROKERS)
+
+
+def _models(config: tuple[str, ...]) -> dict[int, ReplicationModel]:
+    """One model per acks level: acks is the client's, the brokers' rules are shared."""
+    return {
+        acks: ReplicationModel(
+            Config.parse([*TIMING, *config, f"acks={'all' if acks == -1 else acks}"]), SCOPE
+        )
+        for acks in (0, 1, -1)
+    }
+
+
+class Mismatch(AssertionError):
+    """The impl did something the model does not allow, or they observe different things."""
+
+
+def _isr_mask(isr: tuple[int, ...]) -> int:
+    return sum(1 << b for b in isr)
+
+
+class ClusterVersusModel(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.world: SimWorld | None = None
+        self.models = _models(BROKER_CONFIG)
+        self.model = self.models[-1]
+        self.state: State = self.model.initial_state()
+        self.next_value = 1
+        self.paused: set[int] = set()
+
+    # ---- setup and teardown ----------------------------------------------------------------
+
+    @initialize(seed=st.integers(0, 2**16))
+    def start(self, seed: int) -> None:
+        self.world = SimWorld(seed, BROKER_CONFIG)
+        self._check(self.world.observe())
+
+    def teardown(self) -> None:
+        if self.world is not None:
+            self.world.close()
+
+    # ---- the model side ------------------------------------------------------------------
+
+    def _enabled(self, action: Action) -> bool:
+        return action in self.model.enabled_actions(self.state)
+
+    def _step(self, action: Action) -> None:
+        if not self._enabled(action):
+            raise Mismatch(f"the model does not allow {action} ({action.describe()})")
+        self.state = self.model.step(self.state, action)
+
+    def _reachable_leader(self) -> int:
+        """The broker the model's clients reach, -1 when none is (down or cut off)."""
+        leader = client.leader_of(self.state, 0)
+        if leader == NO_LEADER or self.state.isolated >> leader & 1:
+            return -1
+        return leader
+
+    # ---- explaining the impl's timing choices ------------------------------------------
+
+    def _explanations(self, seen: Observation) -> list[list[Action]]:
+        """Candidate model actions (each a short sequence) that move the model's
+        controller towards what the impl's controller shows, most specific first."""
+        reg = self.state.controller.partitions[0]
+        fenced = {b for b in BROKERS if self.state.controller.fenced >> b & 1}
+        out: list[list[Action]] = []
+        for f in members(reg.isr & ~_isr_mask(seen.isr)):
+            if reg.leader >= 0 and f != reg.leader:
+                out.append([Action("shrink_isr", reg.leader, 0, f)])
+                out.append([Action("tick"), Action("shrink_isr", reg.leader, 0, f)])
+        for b in sorted(seen.fenced - fenced):
+            if reg.leader == b and seen.leader >= 0:
+                out.append([Action("fence", b, 0, seen.leader)])
+            out.append([Action("fence", b)])
+        for b in sorted(fenced - seen.fenced):
+            out.append([Action("register", b)])
+        if seen.leader >= 0 and seen.leader != reg.leader:
+            out.append([Action("elect", -1, 0, seen.leader)])
+        return out
+
+    def _controller_matches(self, seen: Observation) -> bool:
+        reg = self.state.controller.partitions[0]
+        fenced = {b for b in BROKERS if self.state.controller.fenced >> b & 1}
+        return (
+            reg.leader == seen.leader
+            and reg.isr == _isr_mask(seen.isr)
+            and fenced == set(seen.fenced)
+        )
+
+    def _try(self, actions: list[Action]) -> bool:
+        state = self.state
+        for action in actions:
+            if action not in self.model.enabled_actions(state):
+                return False
+            state = self.model.step(state, action)
+        self.state = state
+        return True
+
+    def _explain(self, seen: Observation) -> None:
+        self.state = client.replicate(self.model, self.state)
+        for _ in range(EXPLAIN_STEPS_MAX):
+            if self._controller_matches(seen):
+                return
+            if not any(self._try(actions) for actions in self._explanations(seen)):
+                break
+            self.state = client.replicate(self.model, self.state)
+        if not self._controller_matches(seen):
+            reg = self.state.controller.partitions[0]
+            raise Mismatch(
+                f"no model step explains the impl's controller: impl leader {seen.leader} "
+                f"ISR {seen.isr} fenced {sorted(seen.fenced)}; model {reg} "
+                f"fenced mask {self.state.controller.fenced:b}"
+            )
+
+    # ---- comparing -----------------------------------------------------------------------
+
+    def _compare_replicas(self, seen: Observation) -> None:
+        alive = {b for b, broker in enumerate(self.state.brokers) if broker.alive}
+        if alive != set(seen.replicas):
+            raise Mismatch(f"live brokers: impl {sorted(seen.replicas)}, model {sorted(alive)}")
+        for b, replica in seen.replicas.items():
+            mine = self.state.replicas[b][0]
+            view = self.state.brokers[b].views[0]
+            impl_log = tuple((o, v) for o, _, v in replica.records)
+            model_log = tuple((o, record[1]) for o, record in enumerate(mine.log))
+            model_leads = view is not None and view.leader == b
+            if impl_log != model_log:
+                raise Mismatch(f"broker {b} log: impl {impl_log}, model {model_log}")
+            if (replica.hw, replica.leo, replica.log_start) != (mine.hw, len(mine.log), 0):
+                raise Mismatch(
+                    f"broker {b} HW/LEO/log start: impl {replica.hw}/{replica.leo}/"
+                    f"{replica.log_start}, model {mine.hw}/{len(mine.log)}/0"
+                )
+            if replica.is_leader != model_leads:
+                raise Mismatch(
+                    f"broker {b} believes it leads: impl {replica.is_leader}, model {model_leads}"
+                )
+
+    def _check(self, seen: Observation) -> None:
+        self._explain(seen)
+        self._compare_replicas(seen)
+        assert self.world is not None
+        violations = impl_violations(self.world.history, seen)
+        if violations:
+            raise Mismatch("; ".join(violations))
+
+    def _settle_and_check(self) -> None:
+        assert self.world is not None
+        self._check(self.world.settle())
+
+    # ---- client rules ----------------------------------------------------------------------
+
+    @rule(acks=st.sampled_from((-1, 1, 0)))
+    def produce(self, acks: int) -> None:
+        assert self.world is not None
+        value, self.next_value = self.next_value, self.next_value + 1
+        target = self._reachable_leader()
+        got = self.world.produce(value, acks)
+        if target < 0:
+            self._settle_and_check()
+            if got.kind == "ok":
+                raise Mismatch(f"impl acknowledged v{value} while the model has no leader to reach")
+            return
+        self.state, result = client.produce(self.models[acks], self.state, 0, value, broker=target)
+        seen = self.world.settle()
+        self._check(seen)
+        self._compare_produce(value, acks, target, result, got)
+
+    def _compare_produce(
+        self, value: int, acks: int, target: int, result: client.ProduceResult, got: Outcome
+    ) -> None:
+        if result.error != Errors.NONE:
+            expected = Outcome("failed", error=result.error.name)
+        elif not result.pending:
+            expected = Outcome("ok", offset=result.offset if acks != 0 else -1)
+        else:
+            final = client.produce_outcome(self.models[acks], self.state, 0, target, result)
+            if final == Errors.NONE:
+                expected = Outcome("ok", offset=result.offset)
+            else:
+                # Still waiting or its leader moved on: the client cannot know.
+                expected = Outcome("unknown", error=got.error)
+        if (got.kind, got.offset) != (expected.kind, expected.offset) or (
+            got.kind == "failed" and got.error != expected.error
+        ):
+            raise Mismatch(f"produce v{value} acks={acks}: impl {got}, model {expected}")
+
+    @rule(data=st.data())
+    def fetch(self, data: st.DataObject) -> None:
+        assert self.world is not None
+        leader = self._reachable_leader()
+        end = len(self.state.replicas[leader][0].log) if leader >= 0 else 0
+        offset = data.draw(st.integers(0, end + 1), label="offset")
+        got = self.world.fetch(offset)
+        if leader < 0:
+            if got.error == "NONE":
+                raise Mismatch(f"impl answered a fetch while the model has no leader: {got}")
+            return
+        want = client.fetch(self.state, 0, offset)
+        if (got.error, got.records) != (want.error.name, want.records) or (
+            got.error == "NONE"
+            and (got.high_watermark, got.log_start) != (want.high_watermark, want.log_start_offset)
+        ):
+            raise Mismatch(f"fetch at {offset}: impl {got}, model {want}")
+
+    @rule(spec=st.sampled_from(("earliest", "latest")))
+    def list_offsets(self, spec: str) -> None:
+        assert self.world is not None
+        leader = self._reachable_leader()
+        got = self.world.list_offsets(EARLIEST if spec == "earliest" else LATEST)
+        if leader < 0:
+            if got[0] == "NONE":
+                raise Mismatch(f"impl answered ListOffsets while the model has no leader: {got}")
+            return
+        error, offset = client.list_offsets(self.state, 0, spec)
+        if got != (error.name, offset):
+            raise Mismatch(f"ListOffsets {spec}: impl {got}, model {(error.name, offset)}")
+
+    # ---- fault rules -----------------------------------------------------------------------
+
+    def _alive(self, broker: int) -> bool:
+        return self.state.brokers[broker].alive
+
+    @rule(broker=broker_ids, power_loss=st.booleans())
+    def crash(self, broker: int, power_loss: bool) -> None:
+        assert self.world is not None
+        if not self._alive(broker):
+            return
+        if power_loss:
+            synced, end = self.world.recovery_point(broker)
+            replica = self.state.replicas[broker][0]
+            if synced >= end and replica.flushed < len(replica.log):
+                self._step(Action("flush", broker, 0))
+            elif 0 < synced < end:
+                raise Mismatch(f"broker {broker} fsynced a prefix [0, {synced}) of {end}")
+            self.world.crash(broker)
+        else:
+            self.world.kill(broker)
+        self.paused.discard(broker)
+        self._step(Action("crash", broker, -1, POWER if power_loss else KILL))
+        self._settle_and_check()
+
+    @rule(broker=broker_ids)
+    def restart(self, broker: int) -> None:
+        assert self.world is not None
+        if self._alive(broker):
+            return
+        self.world.restart(broker)
+        self._step(Action("restart", broker))
+        self._settle_and_check()
+
+    @rule(broker=broker_ids)
+    def isolate(self, broker: int) -> None:
+        assert self.world is not None
+        if self.state.isolated >> broker & 1:
+            return
+        self.world.isolate(broker)
+        self._step(Action("isolate", broker))
+        self._settle_and_check()
+
+    @rule(broker=broker_ids)
+    def cut_from_controller(self, broker: int) -> None:
+        assert self.world is not None
+        if (self.state.isolated | self.state.controller_cut) >> broker & 1:
+            return
+        self.world.cut_from_controller(broker)
+        self._step(Action("cut_controller", broker))
+        self._settle_and_check()
+
+    @precondition(lambda self: len(self.paused) < len(BROKERS))
+    @rule(broker=broker_ids)
+    def pause(self, broker: int) -> None:
+        assert self.world is not None
+        if not self._alive(broker) or self.state.isolated >> broker & 1:
+            return
+        self.world.pause(broker)
+        self.paused.add(broker)
+        self._step(Action("isolate", broker))
+        self._settle_and_check()
+
+    @rule()
+    def heal(self) -> None:
+        assert self.world is not None
+        if not (self.state.isolated or self.state.controller_cut):
+            return
+        for broker in sorted(self.paused):
+            self.world.resume(broker)
+        self.paused.clear()
+        self.world.heal()
+        self._step(Action("heal"))
+        self._settle_and_check()
+
+    @rule(broker=broker_ids, delta_ms=st.sampled_from((-600_000, -5_000, 5_000, 3_600_000)))
+    def bump_clock(self, broker: int, delta_ms: int) -> None:
+        assert self.world is not None
+        if not self._alive(broker):
+            return
+        self.world.bump_clock(broker, delta_ms)
+        self._settle_and_check()
+
+    @rule(seconds=st.sampled_from((0.5, 2.5, 10.0)))
+    def advance_time(self, seconds: float) -> None:
+        assert self.world is not None
+        self.world.advance(seconds)
+        self._settle_and_check()
+
+    @invariant()
+    def model_leader_in_isr(self) -> None:
+        reg = self.state.controller.partitions[0]
+        assert reg.leader < 0 or reg.isr >> reg.leader & 1, f"model: leader outside ISR {reg}"
+
+
+# (examples, rules per example) by Hypothesis profile (tests/conftest.py).
+SIZES = {"ci": (10, 25), "dev": (10, 25), "campaign": (1_000, 100)}
+EXAMPLES, STEPS = SIZES.get(settings.get_current_profile_name(), SIZES["ci"])
+TestClusterVersusModel = ClusterVersusModel.TestCase
+TestClusterVersusModel.settings = settings(max_examples=EXAMPLES, stateful_step_count=STEPS)
