@@ -57,6 +57,7 @@ def render(results: dict[str, Any], history: list[Op]) -> str:
         _checkers(results),
         _faults(history),
         _charts(history, perf, windows, duration_s),
+        _rebalances(results, windows, duration_s),
         _timeline(history, windows, duration_s),
         _anomalies(results, history),
         _files(results),
@@ -190,6 +191,25 @@ def _charts(
         )
         + "<h2>Throughput</h2>"
         + svg.chart("completions per second", "ops/s", throughput, windows, duration_s, lines=True)
+    )
+
+
+def _rebalances(results: dict[str, Any], windows: list[dict[str, Any]], duration_s: float) -> str:
+    """The consumer workload's group: new generations per second, and the generation."""
+    stats = results["checkers"].get("consumer", {}).get("stats", {})
+    rebalances = stats.get("rebalances")
+    if not rebalances:
+        return ""
+    per_second = svg.Series(
+        "new generations", "#d62728", _zero_filled(rebalances["series"], 1_000_000_000, duration_s)
+    )
+    generation = svg.Series(
+        "generation", "#1f77b4", [(at / 1e9, float(g)) for g, at in rebalances["generations"]]
+    )
+    return (
+        f"<h2>Rebalances</h2><p>{rebalances['count']} rebalances after the first join.</p>"
+        + svg.chart("rebalances per second", "per s", [per_second], windows, duration_s, lines=True)
+        + svg.chart("group generation", "generation", [generation], windows, duration_s)
     )
 
 
