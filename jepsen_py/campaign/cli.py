@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from jepsen_py.campaign import nemesis, outputs, runner, workloads
+from jepsen_py.campaign import nemesis, outputs, runner, sim, workloads
 from jepsen_py.history import HistoryError, read_jsonl
 from model.config import Config, ConfigError
 
@@ -47,6 +47,19 @@ def _campaign_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=None, help="default: a random seed (printed)")
     parser.add_argument("--out", type=Path, default=Path("reports"))
     parser.add_argument("--quiet", action="store_true", help="no progress line")
+    parser.add_argument(
+        "--sim",
+        action="store_true",
+        help="run on the deterministic simulator: the same brokers and clients in one "
+        "process, simulated network, disks and clocks; --time-limit and every other time "
+        "is simulated, and the seed replays the run exactly",
+    )
+    parser.add_argument(
+        "--check-determinism",
+        action="store_true",
+        help="with --sim: run twice on the seed and compare the histories byte for byte "
+        "(exit 2 at the first differing line)",
+    )
     return parser
 
 
@@ -66,6 +79,7 @@ def _spec(args: argparse.Namespace) -> runner.CampaignSpec:
         out=args.out,
         nemesis_interval_s=args.nemesis_interval,
         nemesis_overlap=args.nemesis_overlap,
+        sim=args.sim,
     )
     spec.kafka_config()
     return spec
@@ -78,11 +92,38 @@ def campaign_main(argv: list[str]) -> int:
     except (ValueError, ConfigError) as error:
         print(f"replog campaign: {error}", file=sys.stderr)
         return EXIT_HARNESS
+    if args.check_determinism and not spec.sim:
+        print("replog campaign: --check-determinism needs --sim", file=sys.stderr)
+        return EXIT_HARNESS
     print(f"campaign seed {spec.seed}: replay with `{spec.command()}`", flush=True)
-    campaign = runner.run(spec, show_progress=not args.quiet)
+    if args.check_determinism:
+        return _check_determinism(spec, show_progress=not args.quiet)
+    campaign = (sim.run if spec.sim else runner.run)(spec, show_progress=not args.quiet)
     _summarize(campaign.results)
     print(f"report: {campaign.run_dir / outputs.REPORT_FILE}")
+    if spec.sim and campaign.exit_code != 0:
+        print(f"replay this run exactly: {spec.command()}")
     return campaign.exit_code
+
+
+def _check_determinism(spec: runner.CampaignSpec, show_progress: bool) -> int:
+    """Exit 2 when the two runs' histories differ, else the (shared) verdict's code."""
+    check = sim.check_determinism(spec, show_progress)
+    first = check.runs[0]
+    for campaign in check.runs:
+        print(f"run {campaign.run_dir}: history {campaign.run_dir / runner.HISTORY_FILE}")
+    if not check.identical:
+        print(f"NONDETERMINISTIC: the histories differ first at line {check.line}:")
+        print(f"  first:  {check.first}", end="")
+        print(f"  second: {check.second}", end="")
+        print(f"replay: {spec.command()} --check-determinism")
+        return EXIT_HARNESS
+    ops = first.results["stats"]["ops"]
+    print(f"deterministic: both runs recorded the same {ops} ops byte for byte")
+    _summarize(first.results)
+    if first.exit_code != 0:
+        print(f"replay this run exactly: {spec.command()}")
+    return first.exit_code
 
 
 def _summarize(results: dict) -> None:

@@ -42,6 +42,7 @@ def write(
         "exit_code": EXIT_CODES[valid],
         "workload": spec["workload"],
         "seed": spec["seed"],
+        "sim": spec.get("sim", False),
         "config": spec["effective_config"],
         "spec": spec,
         "versions": versions(),

@@ -1,7 +1,10 @@
 """The progress line while a campaign runs: time left, client outcomes, active faults.
 
 On a terminal it redraws one line every second; otherwise (CI logs) it prints a line
-every LOG_INTERVAL_S.
+every LOG_INTERVAL_S. A simulated campaign passes a fixed `interval_s` and the task
+wakes at it even when nothing is drawn: its wakeups are part of the schedule the seed
+replays, so they must not depend on --quiet or on whether stderr is a terminal. Times
+are trio's, so under the simulator the line shows simulated seconds left.
 """
 
 from __future__ import annotations
@@ -26,15 +29,18 @@ class Progress:
         faults: FaultState,
         time_limit_s: float,
         enabled: bool = True,
-        stream: TextIO = sys.stderr,
+        stream: TextIO | None = None,
+        interval_s: float | None = None,
     ) -> None:
         self.recorder = recorder
         self.faults = faults
         self.time_limit_s = time_limit_s
         self.enabled = enabled
-        self.stream = stream
+        # Looked up now, not at import: whoever replaced sys.stderr since gets the line.
+        self.stream = sys.stderr if stream is None else stream
         self.phase = "running"
-        self._tty = stream.isatty()
+        self._tty = self.stream.isatty()
+        self._fixed_interval_s = interval_s
         self._done = trio.Event()
         self._started_s = trio.current_time()
 
@@ -50,21 +56,23 @@ class Progress:
         return text[:WIDTH_MAX]
 
     async def run(self) -> None:
-        if not self.enabled:
+        if not self.enabled and self._fixed_interval_s is None:
             return
-        interval_s = TTY_INTERVAL_S if self._tty else LOG_INTERVAL_S
+        interval_s = self._fixed_interval_s or (TTY_INTERVAL_S if self._tty else LOG_INTERVAL_S)
         while not self._done.is_set():
             self._show()
             with trio.move_on_after(interval_s):
                 await self._done.wait()
         self._show()
-        if self._tty:
+        if self._tty and self.enabled:
             self.stream.write("\n")
 
     def stop(self) -> None:
         self._done.set()
 
     def _show(self) -> None:
+        if not self.enabled:
+            return
         if self._tty:
             self.stream.write("\r\x1b[2K" + self.line())
         else:

@@ -11,6 +11,10 @@
 
 A failure of the harness itself (the cluster never came up, a bug) ends the run with
 exit 2 and whatever history was recorded.
+
+The phases are the same on the simulator (jepsen_py.campaign.sim): a `Backend` makes the
+cluster and the runtimes, and `execute` takes the event loop (trio.run, or the
+simulator's guarded run); the wall clock is read, and the history checked, outside it.
 """
 
 from __future__ import annotations
@@ -19,10 +23,11 @@ import os
 import random
 import time
 import traceback
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
@@ -35,11 +40,12 @@ from impl.runtime.runtime import Runtime, real_runtime
 from jepsen_py.campaign import generator as g
 from jepsen_py.campaign import nemesis as nemeses
 from jepsen_py.campaign import outputs, workloads
-from jepsen_py.campaign.nemesis import Nemesis
+from jepsen_py.campaign.nemesis import Faults, Nemesis
 from jepsen_py.campaign.processes import ProcessCluster
 from jepsen_py.campaign.progress import Progress
 from jepsen_py.campaign.recorder import Recorder
 from jepsen_py.campaign.scheduler import Scheduler
+from jepsen_py.history import Op
 from model.config import Config
 
 TOPIC = "jepsen"
@@ -85,6 +91,7 @@ class CampaignSpec:
     out: Path = Path("reports")
     nemesis_interval_s: float = 5.0
     nemesis_overlap: bool = False
+    sim: bool = False
 
     def __post_init__(self) -> None:
         if self.workload not in workloads.WORKLOADS:
@@ -116,7 +123,8 @@ class CampaignSpec:
 
     def command(self) -> str:
         """The command line that replays this campaign (same seed, same settings)."""
-        words = ["replog", "campaign", "--workload", self.workload]
+        words = ["replog", "campaign", *(["--sim"] if self.sim else [])]
+        words += ["--workload", self.workload]
         words += ["--nemesis", ",".join(self.nemeses) or "none"]
         words += ["--time-limit", f"{self.time_limit_s:g}", "--rate", f"{self.rate_per_s:g}"]
         words += ["--concurrency", str(self.concurrency), "--brokers", str(self.brokers)]
@@ -140,10 +148,93 @@ class Campaign:
         return outputs.exit_code(self.results)
 
 
+class CampaignCluster(Faults, Protocol):
+    @property
+    def bootstrap(self) -> str: ...
+
+
+class Backend(Protocol):
+    """What a real and a simulated campaign do differently, made inside the event loop:
+    the cluster, the harness' runtime (`control`, never cut) and the clients' one, how
+    the cluster stops and what it reports."""
+
+    cluster: CampaignCluster
+    control: Runtime
+    # A fixed progress interval (simulated runs: the wakeups are part of the schedule).
+    progress_interval_s: float | None
+
+    async def start(self, nursery: trio.Nursery) -> None: ...
+
+    def client_runtime(self) -> Runtime: ...
+
+    async def stop(self, nemesis: Nemesis) -> dict[str, Any]:
+        """Stop the cluster: {"crashed": nodes that died unbidden, "exit_codes": ...}."""
+
+    def facts(self, run_dir: Path) -> dict[str, Any]:
+        """What results.json reports of the cluster: downtime, links, node logs."""
+
+
+class ProcessBackend:
+    """Broker processes on loopback behind per-link proxies (data under the run dir)."""
+
+    progress_interval_s = None
+
+    def __init__(self, spec: CampaignSpec, run_dir: Path) -> None:
+        self.cluster = ProcessCluster(run_dir / "cluster", spec.brokers, spec.assignments(), TOPIC)
+        self.control = real_runtime(spec.seed)
+        self.seed = spec.seed
+
+    async def start(self, nursery: trio.Nursery) -> None:
+        await self.cluster.start(nursery, self.control)
+
+    def client_runtime(self) -> Runtime:
+        return real_runtime(self.seed, self.cluster.client_link_map)
+
+    async def stop(self, nemesis: Nemesis) -> dict[str, Any]:
+        return await _stop(self.cluster, nemesis)
+
+    def facts(self, run_dir: Path) -> dict[str, Any]:
+        cluster = self.cluster
+        return {
+            "proxies": cluster.proxies.stats(),
+            "down_s": {str(n): round(s, 3) for n, s in cluster.down_s.items()},
+            "node_logs": {
+                str(n): str(p.relative_to(run_dir))
+                for n, p in cluster.node_logs().items()
+                if p.exists()
+            },
+        }
+
+
+BackendFactory = Callable[[CampaignSpec, Path], Backend]
+# loop(run_dir, async_fn, *args) -> async_fn's result: trio.run, or the simulator's.
+EventLoop = Callable[..., Any]
+
+
 def run(spec: CampaignSpec, show_progress: bool = True) -> Campaign:
+    """A campaign against real processes (jepsen_py.campaign.sim.run simulates one)."""
+    if spec.sim:
+        raise ValueError("a simulated campaign runs through jepsen_py.campaign.sim.run")
+    return execute(spec, ProcessBackend, _trio_loop, show_progress)
+
+
+def _trio_loop(_: Path, async_fn: Callable[..., Any], *args: Any) -> Any:
+    return trio.run(async_fn, *args)
+
+
+def execute(
+    spec: CampaignSpec, backend: BackendFactory, loop: EventLoop, show_progress: bool
+) -> Campaign:
+    """The phases under `loop` on the cluster `backend` makes; then, outside the loop,
+    the wall clock, the checkers and the report."""
     run_dir = _new_run_dir(spec)
+    started_at = time.time()
     with open(run_dir / HISTORY_FILE, "w", encoding="utf-8") as stream:
-        return trio.run(_campaign, spec, run_dir, stream, show_progress)
+        history, facts = loop(run_dir, _campaign, spec, backend, run_dir, stream, show_progress)
+    facts = {"started_at": started_at, **facts, "duration_s": time.time() - started_at}
+    results = outputs.write(run_dir, spec.to_json(), history, facts)
+    outputs.link_latest(spec.out, run_dir)
+    return Campaign(run_dir, results)
 
 
 def _new_run_dir(spec: CampaignSpec) -> Path:
@@ -158,50 +249,47 @@ def _new_run_dir(spec: CampaignSpec) -> Path:
 
 
 async def _campaign(
-    spec: CampaignSpec, run_dir: Path, stream: Any, show_progress: bool
-) -> Campaign:
+    spec: CampaignSpec,
+    make_backend: BackendFactory,
+    run_dir: Path,
+    stream: Any,
+    show_progress: bool,
+) -> tuple[list[Op], dict[str, Any]]:
     recorder = Recorder(stream)
-    cluster = ProcessCluster(run_dir / "cluster", spec.brokers, spec.assignments(), TOPIC)
+    backend = make_backend(spec, run_dir)
     rng = random.Random(spec.seed)
-    nemesis = Nemesis(cluster, random.Random(rng.random()))
-    facts: dict[str, Any] = {"started_at": time.time()}
+    nemesis = Nemesis(backend.cluster, random.Random(rng.random()))
+    facts: dict[str, Any] = {}
     try:
         async with trio.open_nursery() as nursery:
             try:
-                await _run_phases(spec, nursery, cluster, recorder, nemesis, rng, show_progress)
+                await _run_phases(spec, nursery, backend, recorder, nemesis, rng, show_progress)
             finally:
                 with trio.CancelScope(shield=True):
-                    facts["cluster"] = await _stop(cluster, nemesis)
+                    facts["cluster"] = await backend.stop(nemesis)
                 nursery.cancel_scope.cancel()
     # Any failure of the harness ends the run with exit 2 and its traceback in results.json.
     except Exception as error:
         facts["harness_error"] = _format_error(error)
     finally:
         recorder.close()
-    facts["duration_s"] = time.time() - facts["started_at"]
-    facts["proxies"] = cluster.proxies.stats()
-    facts["down_s"] = {str(n): round(s, 3) for n, s in cluster.down_s.items()}
-    facts["node_logs"] = {
-        str(n): str(p.relative_to(run_dir)) for n, p in cluster.node_logs().items() if p.exists()
-    }
-    results = outputs.write(run_dir, spec.to_json(), recorder.ops, facts)
-    outputs.link_latest(spec.out, run_dir)
-    return Campaign(run_dir, results)
+    facts.update(backend.facts(run_dir))
+    return recorder.ops, facts
 
 
 async def _run_phases(
     spec: CampaignSpec,
     nursery: trio.Nursery,
-    cluster: ProcessCluster,
+    backend: Backend,
     recorder: Recorder,
     nemesis: Nemesis,
     rng: random.Random,
     show_progress: bool,
 ) -> None:
-    control = real_runtime(spec.seed)
+    cluster, control = backend.cluster, backend.control
     config = spec.kafka_config()
     with trio.fail_after(SETUP_TIMEOUT_S):
-        await cluster.start(nursery, control)
+        await backend.start(nursery)
         # The controller refuses a topic with more replicas than registered brokers.
         await _wait_registered(control, cluster, config)
         replication = min(config.replication_factor, spec.brokers)
@@ -209,7 +297,7 @@ async def _run_phases(
         await create_topics(control, cluster.bootstrap, topics, config=config)
         await wait_for_leaders(control, cluster.bootstrap, [TOPIC], config=config)
     target = workloads.Target(
-        real_runtime(spec.seed, cluster.client_link_map),
+        backend.client_runtime(),
         cluster.bootstrap,
         config,
         TOPIC,
@@ -219,7 +307,13 @@ async def _run_phases(
         spec.concurrency, workloads.Clients(spec.workload, target), nemesis, recorder, rng
     )
     recorder.start_clock()
-    progress = Progress(recorder, nemesis.state, spec.time_limit_s, enabled=show_progress)
+    progress = Progress(
+        recorder,
+        nemesis.state,
+        spec.time_limit_s,
+        enabled=show_progress,
+        interval_s=backend.progress_interval_s,
+    )
     nursery.start_soon(progress.run)
     main = g.any_of(
         workloads.client_generator(spec.workload, spec.partitions, spec.rate_per_s),
@@ -236,7 +330,7 @@ async def _run_phases(
     progress.stop()
 
 
-async def _wait_registered(runtime: Runtime, cluster: ProcessCluster, config: Config) -> None:
+async def _wait_registered(runtime: Runtime, cluster: CampaignCluster, config: Config) -> None:
     async with ClusterSession(runtime, cluster.bootstrap, config, HARNESS_CLIENT_ID) as session:
         while True:
             with suppress(ClientError):
@@ -247,7 +341,7 @@ async def _wait_registered(runtime: Runtime, cluster: ProcessCluster, config: Co
 
 
 async def _wait_recovered(
-    runtime: Runtime, cluster: ProcessCluster, config: Config, partitions: int
+    runtime: Runtime, cluster: CampaignCluster, config: Config, partitions: int
 ) -> None:
     """Until every broker is registered, every partition led and the end offsets are
     still; gives up quietly after RECOVERY_TIMEOUT_S (the final reads then show what
