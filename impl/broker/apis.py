@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from impl.broker.group_coordinator import OFFSETS_TOPIC, OffsetToCommit
-from impl.broker.groups import JoinRequest
+from impl.broker.groups import GroupState, JoinRequest
 from impl.broker.partition import (
     LATEST_TIMESTAMP,
     Appended,
@@ -673,6 +673,66 @@ def _offset_fetch_group(broker: Broker, group_id: str, topics: list[Body] | None
     }
 
 
+async def describe_groups(broker: Broker, request: Request) -> Body:
+    return {"groups": [_describe_group(broker, g) for g in request.body["groups"]]}
+
+
+def _describe_group(broker: Broker, group_id: str) -> Body:
+    """Kafka's summary: an unknown group is Dead; members' protocol metadata and
+    assignments only while the group is Stable."""
+    coordinator = broker.coordinator
+    error = coordinator.status(group_id) if group_id else Errors.INVALID_GROUP_ID
+    group = coordinator.groups.get(group_id) if error == Errors.NONE else None
+    if group is None:
+        state = "Dead" if error == Errors.NONE else ""
+        return {
+            "error_code": error,
+            "group_id": group_id,
+            "group_state": state,
+            "protocol_type": "",
+            "protocol_data": "",
+            "members": [],
+        }
+    stable = group.state is GroupState.STABLE
+    members = [
+        {
+            "member_id": m.member_id,
+            "group_instance_id": m.group_instance_id,
+            "client_id": m.client_id,
+            "client_host": m.client_host,
+            "member_metadata": m.metadata(group.protocol) if stable and group.protocol else b"",
+            "member_assignment": m.assignment if stable else b"",
+        }
+        for m in group.members.values()
+    ]
+    return {
+        "error_code": Errors.NONE,
+        "group_id": group_id,
+        "group_state": group.state.value,
+        "protocol_type": group.protocol_type or "",
+        "protocol_data": group.protocol or "",
+        "members": members,
+    }
+
+
+async def list_groups(broker: Broker, request: Request) -> Body:
+    """The groups this broker coordinates (Kafka's answer is per broker too), filtered by
+    state (v4+) and type (v5+; every replog group is "classic")."""
+    states = {s.lower() for s in request.body.get("states_filter") or []}
+    types = {t.lower() for t in request.body.get("types_filter") or []}
+    groups = [
+        {
+            "group_id": g.group_id,
+            "protocol_type": g.protocol_type or "",
+            "group_state": g.state.value,
+            "group_type": "classic",
+        }
+        for g in broker.coordinator.groups.values()
+        if (not states or g.state.value.lower() in states) and (not types or "classic" in types)
+    ]
+    return {"error_code": Errors.NONE, "groups": groups}
+
+
 # ---- the controller quorum's own APIs (brokers and controllers only) ------------------
 
 
@@ -800,4 +860,6 @@ HANDLERS: dict[int, Handler] = {
     API_KEYS["LeaveGroup"]: leave_group,
     API_KEYS["OffsetCommit"]: offset_commit,
     API_KEYS["OffsetFetch"]: offset_fetch,
+    API_KEYS["DescribeGroups"]: describe_groups,
+    API_KEYS["ListGroups"]: list_groups,
 }

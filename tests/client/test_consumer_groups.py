@@ -5,8 +5,10 @@ max.poll.interval.ms, and the record of every auto.offset.reset."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
+import trio
 from client_support import SINGLE_BROKER_CONFIG, config, new_topic, run
 
 from impl.broker.process import BrokerProcess, start_broker
@@ -82,10 +84,10 @@ def test_two_members_share_the_partitions_and_resume_at_committed_offsets(
         async with Consumer(runtime, broker.bootstrap, settings, client_id="c1") as first:
             first.subscribe([topic], group)
             records = await _poll_until([first], lambda: len(first.assignment()) == PARTITIONS)
-            records += await _poll_until(
-                [first], lambda: len(records) >= PARTITIONS * PER_PARTITION
-            )
-            assert sorted(int(r.value) for r in records) == list(range(PARTITIONS * PER_PARTITION))
+            wanted = PARTITIONS * PER_PARTITION
+            while len(records) < wanted:
+                records += await _poll_until([first], lambda: True)
+            assert sorted(int(r.value) for r in records) == list(range(wanted))
             await first.commit()
             generation = first.generation
             async with Consumer(runtime, broker.bootstrap, settings, client_id="c2") as second:
@@ -151,3 +153,36 @@ def test_offset_resets_are_recorded_with_from_to_and_policy(broker: BrokerProces
         assert second.reason == "offset out of range"
 
     run(main)
+
+
+def test_stock_admin_lists_and_describes_the_native_group(broker: BrokerProcess) -> None:
+    admin_module = pytest.importorskip("kafka.admin")
+
+    async def main(runtime: Runtime) -> None:
+        topic = await _topic(runtime, broker.bootstrap)
+        async with Consumer(
+            runtime, broker.bootstrap, config(*GROUP_SETTINGS), client_id="n1"
+        ) as c:
+            c.subscribe([topic], "described")
+            await _poll_until([c], lambda: len(c.assignment()) == PARTITIONS)
+            described = await trio.to_thread.run_sync(_describe, broker.bootstrap, admin_module)
+            assert described["listed"]["described"] == "Stable"
+            group = described["group"]
+            assert group["group_state"] == "Stable" and group["protocol_data"] == "range"
+            (member,) = group["members"]
+            assert member["member_id"] == c.member_id and member["client_id"] == "n1"
+            assigned = member["member_assignment"]["assigned_partitions"]
+            assert assigned == [{"topic": topic, "partitions": list(range(PARTITIONS))}]
+            assert described["unknown"]["group_state"] == "Dead"
+
+    run(main)
+
+
+def _describe(bootstrap: str, admin_module: Any) -> dict[str, Any]:
+    client = admin_module.KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        listed = {g["group_id"]: g["group_state"] for g in client.list_groups()}
+        found = client.describe_groups(["described", "nobody"])
+        return {"listed": listed, "group": found["described"], "unknown": found["nobody"]}
+    finally:
+        client.close()
