@@ -27,6 +27,8 @@ with kafka-python 3.0.12 and confluent-kafka 2.16.1 (librdkafka 2.16.0).
 | Heartbeat | 12 | 0-4 | 4 | 4 | 3 | (last) |
 | LeaveGroup | 13 | 0-5 | 4 | 5 | 1 | (last) |
 | SyncGroup | 14 | 0-5 | 4 | 5 | 3 | (last) |
+| DescribeGroups | 15 | 0-6 | 5 | (not measured) | (not measured) | (last; group_apis.py) |
+| ListGroups | 16 | 0-5 | 3 | (not measured) | (not measured) | (last; group_apis.py) |
 | ApiVersions | 18 | 0-4 | 3 | 4 | 3 | (last) |
 | CreateTopics | 19 | 2-7 | 5 | 7 | 4 | (last) |
 | InitProducerId | 22 | 0-4 | 2 | 4 | 4 | v5: TRANSACTION_ABORTABLE (KIP-890) |
