@@ -20,6 +20,7 @@ from impl.broker.partition import (
     Diverging,
     FetchedData,
     Partition,
+    wait_for_any,
 )
 from impl.controller import controller as decide
 from impl.protocol import API_KEYS, SUPPORTED, Request
@@ -227,9 +228,11 @@ async def _await_replication(
     def pending() -> bool:
         return any(completion(p, o) == Errors.REQUEST_TIMED_OUT for _, _, p, o in outcomes)
 
+    # Only a change to a partition written to can complete the request.
+    written = [p.changes for _, _, p, o in outcomes if p is not None and isinstance(o, Appended)]
     with trio.move_on_after(timeout_ms / 1000):
         while pending():
-            await broker.changes.wait()
+            await wait_for_any(written)
     return [(t, i, p, completion(p, o)) for t, i, p, o in outcomes]
 
 
@@ -259,23 +262,26 @@ async def fetch(broker: Broker, request: Request) -> Body:
     body = request.body
     deadline = trio.current_time() + min(max(body["max_wait_ms"], 0), FETCH_WAIT_MS_MAX) / 1000
     while True:
-        responses, total_bytes = _fetch_once(broker, body)
+        responses, total_bytes, read = _fetch_once(broker, body)
         # Kafka answers at once when a partition has an error: waiting cannot fix it.
         failed = any(p["error_code"] != Errors.NONE for t in responses for p in t["partitions"])
         if failed or total_bytes >= body["min_bytes"] or trio.current_time() >= deadline:
             break
         with trio.move_on_at(deadline):
-            await broker.changes.wait()
+            await wait_for_any(p.changes for p in read)
     return {"error_code": Errors.NONE, "session_id": 0, "responses": responses}
 
 
-def _fetch_once(broker: Broker, body: Body) -> tuple[list[Body], int]:
+def _fetch_once(broker: Broker, body: Body) -> tuple[list[Body], int, list[Partition]]:
+    """The responses, their record bytes, and the partitions read (all of them exist:
+    a missing one is an error row, which answers the fetch at once)."""
     remaining = body.get("max_bytes", 0x7FFFFFFF)
     replica_id = _fetching_replica(body)
     # Kafka tracks follower catch-up on the wall clock, so a clock jump shrinks the ISR.
     now_ms = broker.clock.wall_ms()
     views = broker.topic_views()
     responses = []
+    read = []
     total_bytes = 0
     for topic in body["topics"]:
         name = _topic_name(views, topic, "topic")
@@ -287,6 +293,8 @@ def _fetch_once(broker: Broker, body: Body) -> tuple[list[Body], int]:
             if total_bytes:
                 limit = min(limit, remaining)
             row = _fetch_partition(broker, partition, entry, limit, replica_id, now_ms)
+            if partition is not None:
+                read.append(partition)
             size = len(row.get("records") or b"")
             total_bytes += size
             remaining -= size
@@ -294,7 +302,7 @@ def _fetch_once(broker: Broker, body: Body) -> tuple[list[Body], int]:
         responses.append(
             {"topic": name, "topic_id": topic.get("topic_id", _ZERO_UUID), "partitions": rows}
         )
-    return responses, total_bytes
+    return responses, total_bytes, read
 
 
 def _fetching_replica(body: Body) -> int:

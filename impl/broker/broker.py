@@ -103,8 +103,9 @@ class Broker:
         self.clock = runtime.clock
         self.cluster_id = cluster_id
         self.data_dir = data_dir
+        # Metadata image changes; each partition has its own signal.
         self.changes = ChangeSignal()
-        self.logs = LogManager(runtime.fs, data_dir, config, broker_id, self.changes)
+        self.logs = LogManager(runtime.fs, data_dir, config, broker_id)
         self.connections = 0
         self._producer_ids: range = range(0)
         self._producer_ids_used = 0

@@ -511,7 +511,7 @@ class GroupCoordinator:
                 verdict = partition.produce_completion(appended.last_offset)
                 if verdict is not None:
                     return _coordinator_error(verdict)
-                await self.broker.changes.wait()
+                await partition.changes.wait()
         return Errors.REQUEST_TIMED_OUT
 
 

@@ -13,7 +13,7 @@ import posixpath
 import re
 from dataclasses import dataclass, field
 
-from impl.broker.partition import ChangeSignal, Partition
+from impl.broker.partition import Partition
 from impl.runtime.fs import FileSystem
 from impl.storage.checkpoint import (
     RECOVERY_POINT_CHECKPOINT,
@@ -80,10 +80,8 @@ class LogManager:
         data_dir: str,
         config: Config,
         broker_id: int,
-        changes: ChangeSignal,
     ) -> None:
         self.fs = fs
-        self.changes = changes
         self.data_dir = data_dir
         self.config = config
         self.broker_id = broker_id
@@ -218,7 +216,7 @@ class LogManager:
         directory = self._path(partition_dir_name(topic, index))
         config = self.topic_config(overrides)
         log = PartitionLog.open(self.fs, directory, config, self._recovery_points.get(key))
-        partition = Partition(topic, index, log, self.broker_id, replicas, self.changes)
+        partition = Partition(topic, index, log, self.broker_id, replicas)
         # Kafka restores the HW from replication-offset-checkpoint: a follower that
         # restarts knows what was committed as of the last checkpoint, not more.
         partition.high_watermark = min(self._high_watermarks.get(key, 0), log.log_end_offset)

@@ -12,7 +12,7 @@ class owns the partition's state and the invariants that must hold over it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import Enum
 
@@ -41,23 +41,39 @@ class Phase(Enum):
 
 
 class ChangeSignal:
-    """Wakes every waiter (delayed fetches, acks=all produces) after any partition changed.
+    """Wakes the tasks waiting on one thing (a partition; the broker's metadata image).
 
-    One per broker: waiters re-check their own condition, which keeps the partitions
-    free of per-request bookkeeping at the cost of spurious wake-ups.
+    Kafka's delayed-operation purgatory is keyed by partition: a delayed fetch waits on
+    the partitions it reads, an acks=all produce on those it wrote, so a change to one
+    partition wakes only the requests that involve it. Waiters re-check their own
+    condition, which keeps the partitions free of per-request bookkeeping.
     """
 
     def __init__(self) -> None:
-        self._event = trio.Event()
+        self._waiters: dict[trio.Event, None] = {}
 
     def notify(self) -> None:
-        self._event.set()
-        self._event = trio.Event()
+        waiters, self._waiters = self._waiters, {}
+        for event in waiters:
+            event.set()
 
     async def wait(self) -> None:
-        # The event is taken before the first suspension, so a change made after the
-        # caller checked its condition cannot be missed.
-        await self._event.wait()
+        await wait_for_any((self,))
+
+
+async def wait_for_any(signals: Iterable[ChangeSignal]) -> None:
+    """Until one of `signals` is notified (with none, until cancelled)."""
+    # Registered before the first suspension, so a change made after the caller checked
+    # its condition cannot be missed.
+    event = trio.Event()
+    registered = list(signals)
+    for signal in registered:
+        signal._waiters[event] = None
+    try:
+        await event.wait()
+    finally:
+        for signal in registered:
+            signal._waiters.pop(event, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,14 +109,13 @@ class Partition:
         log: PartitionLog,
         broker_id: int,
         replicas: tuple[int, ...],
-        changes: ChangeSignal,
     ) -> None:
         self.topic = topic
         self.index = index
         self.log = log
         self.broker_id = broker_id
         self.replicas = replicas
-        self.changes = changes
+        self.changes = ChangeSignal()
         self.phase = Phase.OFFLINE
         self.leader_id = NO_LEADER
         self.leader_epoch = -1

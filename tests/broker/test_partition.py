@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from impl.broker.logs import DataDirError, LogManager
-from impl.broker.partition import Appended, ChangeSignal, Partition
+from impl.broker.partition import Appended, Partition
 from impl.runtime.fs import MemoryFileSystem
 from impl.storage.batch import Record, decode_records, encode_batch, iter_batches
 from impl.storage.log import PartitionLog
@@ -31,7 +31,7 @@ def partition(
     fs: MemoryFileSystem, replicas: tuple[int, ...] = (0,), config: Config = CONFIG
 ) -> Partition:
     log = PartitionLog.open(fs, "/data/t-0", config)
-    p = Partition("t", 0, log, 0, replicas, ChangeSignal())
+    p = Partition("t", 0, log, 0, replicas)
     p.become_leader(0, 0, replicas, frozenset(replicas), now_ms=0)
     return p
 
@@ -131,7 +131,7 @@ def test_read_outside_the_log_is_out_of_range():
 
 
 def manager(fs: MemoryFileSystem, broker_id: int = 0) -> LogManager:
-    logs = LogManager(fs, "/data", CONFIG, broker_id, ChangeSignal())
+    logs = LogManager(fs, "/data", CONFIG, broker_id)
     logs.open()
     return logs
 

@@ -4,7 +4,7 @@ the `fetch_round` helper."""
 
 from __future__ import annotations
 
-from impl.broker.partition import Appended, ChangeSignal, Diverging, FetchedData, Partition, Phase
+from impl.broker.partition import Appended, Diverging, FetchedData, Partition, Phase
 from impl.runtime.fs import MemoryFileSystem
 from impl.storage.batch import Record, encode_batch
 from impl.storage.log import PartitionLog
@@ -17,7 +17,7 @@ REPLICAS = (A, B, C)
 
 def replica(broker: int, config: Config) -> Partition:
     log = PartitionLog.open(MemoryFileSystem(), f"/data{broker}/t-0", config)
-    return Partition("t", 0, log, broker, REPLICAS, ChangeSignal())
+    return Partition("t", 0, log, broker, REPLICAS)
 
 
 def batch(*values: bytes) -> bytes:

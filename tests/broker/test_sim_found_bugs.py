@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from impl.broker.logs import HIGH_WATERMARK_CHECKPOINT, LogManager
-from impl.broker.partition import ChangeSignal
 from impl.client.errors import DefiniteFailure, OutcomeUnknown, produce_error
 from impl.runtime.fs import MemoryFileSystem
 from impl.storage.checkpoint import RECOVERY_POINT_CHECKPOINT, read_offset_checkpoint
@@ -30,13 +29,13 @@ def test_checkpoint_keeps_entries_of_partitions_not_opened_yet():
     """B3: a broker restarted while cut from the controller has opened no replica yet;
     its periodic checkpoint must not drop the HWs and recovery points it read."""
     fs = MemoryFileSystem()
-    logs = LogManager(fs, "/data", CONFIG, 1, ChangeSignal())
+    logs = LogManager(fs, "/data", CONFIG, 1)
     logs.open()
     logs.ensure_partition("t", 0, (0, 1), {})
     logs.ensure_partition("t", 1, (0, 1), {})
     logs.partitions[("t", 1)].high_watermark = 0
     logs.checkpoint()
-    restarted = LogManager(fs, "/data", CONFIG, 1, ChangeSignal())
+    restarted = LogManager(fs, "/data", CONFIG, 1)
     restarted.open()
     restarted.ensure_partition("t", 0, (0, 1), {})
     restarted.checkpoint()
