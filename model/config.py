@@ -52,6 +52,13 @@ def _retention(raw: str) -> int:
     return value
 
 
+def _percent(raw: str) -> int:
+    value = int(raw.strip())
+    if not 0 <= value <= 100:
+        raise ValueError("expected an integer percentage in [0, 100]")
+    return value
+
+
 def _choice(*allowed: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         value = raw.strip().lower()
@@ -131,6 +138,7 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
         _choice("after-processing", "before-processing"),
     ),
     "replog.consumer.processing.ms": ("consumer_processing_ms", _int_at_least(0)),
+    "replog.consumer.crash.percent": ("consumer_crash_percent", _percent),
 }
 
 _ATTRIBUTE_TO_KEY = {attribute: key for key, (attribute, _) in _KEYS.items()}
@@ -202,6 +210,8 @@ class Config:
     consumer_commit: str = "after-processing"
     # The consumer workload's simulated processing time per record.
     consumer_processing_ms: int = 0
+    # The share of the consumer workload's cycles in which the member crashes half-way.
+    consumer_crash_percent: int = 2
 
     def __post_init__(self) -> None:
         if self.min_insync_replicas > self.replication_factor:

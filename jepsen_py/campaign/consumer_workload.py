@@ -4,15 +4,16 @@ Threads: even ones are group members, odd ones produce, and thread 1 also takes
 `replog lag` snapshots (so `--concurrency` must be at least 2).
 
 - send    `[key, value]` -> ok `[offset, value]`: a unique integer to partition `key`.
-- consume `{"crash": bool}` -> one cycle of a member of group GROUP (`replog-consumers`)
-  subscribed to the
-  topic: poll (up to max.poll.records), then, by `replog.consumer.commit`,
-  after-processing (at-least-once): process, then commit; before-processing
-  (at-most-once): commit, then process only if the commit succeeded. Processing takes
-  `replog.consumer.processing.ms` per record. With `crash`, the member dies half-way
-  (after processing and before committing, or after committing and before processing):
-  the completion is `info`, and the process is abandoned without leaving the group, so
-  the coordinator waits out session.timeout.ms and then rebalances. The completion value
+- consume `None` -> one cycle of a member of group GROUP (`replog-consumers`)
+  subscribed to the topic: poll (up to max.poll.records), then, by
+  `replog.consumer.commit`, after-processing (at-least-once): process, then commit;
+  before-processing (at-most-once): commit, then process only if the commit
+  succeeded. Processing takes `replog.consumer.processing.ms` per record. In
+  `replog.consumer.crash.percent` of the cycles that polled records (drawn from the
+  runtime's seeded RNG) the member dies half-way (after processing and before committing, or after
+  committing and before processing): the completion is `info`, and the process is
+  abandoned without leaving the group, so the coordinator waits out session.timeout.ms
+  and then rebalances. The completion value
   is jepsen_py.consumer's (what was polled, processed, committed, and the group's
   assign / revoke / auto.offset.reset events since the last cycle). A poll refused
   under auto.offset.reset=none is `fail` with the error and the reset event.
@@ -54,7 +55,6 @@ GROUP = "replog-consumers"
 LAG_THREAD = 1
 POLL_MS = 200
 LAG_INTERVAL_S = 0.5
-CRASH_SHARE = 0.02
 RETENTION_CHECKED_MS_MIN = 3_600_000
 WRITES = frozenset({"send"})
 
@@ -81,7 +81,7 @@ class ConsumerClient(QueueClient):
 
     async def _invoke(self, f: str, value: Any) -> Completion:
         if f == "consume":
-            return await self._consume(bool(value and value.get("crash")))
+            return await self._consume()
         if f == "lag":
             return await self._lag()
         return await super()._invoke(f, value)
@@ -102,6 +102,11 @@ class ConsumerClient(QueueClient):
         )
         return self
 
+    def _crashes_now(self) -> bool:
+        """Whether this cycle (one that polled records) crashes: the share is
+        replog.consumer.crash.percent, drawn from the runtime's seeded RNG."""
+        return self.target.runtime.rng.random() * 100 < self.target.config.consumer_crash_percent
+
     def _joined(self) -> Consumer:
         assert self.member is not None, "the client is entered before it is used"
         if not self._subscribed:
@@ -109,7 +114,7 @@ class ConsumerClient(QueueClient):
             self._subscribed = True
         return self.member
 
-    async def _consume(self, crash: bool) -> Completion:
+    async def _consume(self) -> Completion:
         member = self._joined()
         discipline = self.target.config.consumer_commit
         cycle = _Cycle(discipline)
@@ -119,6 +124,7 @@ class ConsumerClient(QueueClient):
             return Completion("fail", self._report(member, cycle), _describe(error))
         cycle.identify(member)
         cycle.polled = records
+        crash = bool(records) and self._crashes_now()
         if discipline == consumer_checker.AT_MOST_ONCE:
             await cycle.commit(member)
             if crash:
@@ -260,16 +266,10 @@ class ConsumerClients:
 
 
 def client_generator(
-    keys: int,
-    sends_per_s: float,
-    crash_share: float = CRASH_SHARE,
-    lag_interval_s: float = LAG_INTERVAL_S,
+    keys: int, sends_per_s: float, lag_interval_s: float = LAG_INTERVAL_S
 ) -> g.Gen:
     """Members consume back to back, producers send at `sends_per_s` in total, thread 1
     also snapshots the group's lag every `lag_interval_s`."""
-
-    def consume(ctx: g.Context) -> dict[str, Any]:
-        return {"f": "consume", "value": {"crash": ctx.rng.random() < crash_share}}
 
     def send(n: int, ctx: g.Context) -> dict[str, Any]:
         return {"f": "send", "value": [ctx.rng.randrange(keys), n]}
@@ -277,11 +277,15 @@ def client_generator(
     lag = g.delay(lag_interval_s, g.FromFunction(lambda ctx: {"f": "lag", "value": None}))
     return g.clients(
         g.any_of(
-            g.OnThreads(is_member, g.each_thread(g.FromFunction(consume))),
+            g.OnThreads(is_member, g.each_thread(g.FromFunction(_consume))),
             g.OnThreads(is_producer, g.rate(sends_per_s, g.counter(send))),
             g.OnThreads(lambda t: t == LAG_THREAD, lag),
         )
     )
+
+
+def _consume(ctx: g.Context) -> dict[str, Any]:
+    return {"f": "consume", "value": None}
 
 
 # ---- checkers --------------------------------------------------------------------------------

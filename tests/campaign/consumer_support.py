@@ -43,6 +43,7 @@ SLOW_MEMBER = (
     "heartbeat.interval.ms=500",
     "request.timeout.ms=3000",
     "default.api.timeout.ms=3000",
+    "replog.consumer.crash.percent=0",
 )
 SENDS_PER_S = 100.0
 
@@ -92,7 +93,7 @@ async def run_consumers(
     clients = consumer_workload.ConsumerClients(target, group)
     scheduler = Scheduler(concurrency, clients, NoFaults(), recorder, random.Random(seed))
     recorder.start_clock()
-    gen = consumer_workload.client_generator(PARTITIONS, SENDS_PER_S, crash_share=0.0)
+    gen = consumer_workload.client_generator(PARTITIONS, SENDS_PER_S)
     await scheduler.run(g.time_limit(duration_s, gen), OP_TIMEOUT_S)
     assert trio.current_time() - recorder.origin_s < duration_s + 2 * OP_TIMEOUT_S
     return recorder.ops

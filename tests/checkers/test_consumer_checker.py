@@ -59,7 +59,7 @@ class History:
             "commit_error": None,
             "events": events or [],
         }
-        self._pair(process, "consume", {"crash": kind == "info"}, kind, value, error)
+        self._pair(process, "consume", None, kind, value, error)
 
     def lag(self, key: int, status: str) -> None:
         row = {"key": key, "committed": 0, "log_end": 9, "log_start": 0, "lag": 9, "status": status}

@@ -1,0 +1,62 @@
+"""`replog campaign --workload consumer` end to end on the simulator: members that crash
+without leaving the group are replaced after session.timeout.ms, the group rebalances,
+and the run is judged by the consumer, queue and durability checkers, with the
+rebalances drawn in the report."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from jepsen_py.campaign import runner, sim
+
+SEED = 8
+TIME_LIMIT_S = 10.0
+# A crashed member is expired after 2 s; a few crashes in the run.
+CONFIG = (
+    "replog.consumer.crash.percent=5",
+    "replog.consumer.processing.ms=5",
+    "session.timeout.ms=2000",
+    "heartbeat.interval.ms=400",
+    "group.min.session.timeout.ms=1000",
+)
+
+
+def _campaign(tmp_path, *extra: str) -> runner.Campaign:
+    spec = runner.CampaignSpec(
+        workload="consumer",
+        nemeses=(),
+        time_limit_s=TIME_LIMIT_S,
+        rate_per_s=60.0,
+        concurrency=4,
+        partitions=2,
+        seed=SEED,
+        out=tmp_path,
+        sim=True,
+        config=(*CONFIG, *extra),
+    )
+    return sim.run(spec, show_progress=False)
+
+
+def test_crashing_members_rebalance_and_the_run_is_judged(tmp_path):
+    campaign = _campaign(tmp_path)
+    results = campaign.results
+    why = f"seed {SEED}, run {campaign.run_dir}: {json.dumps(results['anomalies'])[:2000]}"
+    assert campaign.exit_code == 0, why
+    assert {"consumer", "queue", "durability", "perf"} <= set(results["checkers"]), why
+    stats = results["checkers"]["consumer"]["stats"]
+    assert stats["crashes"] >= 1 and stats["rebalances"]["count"] >= 1, stats
+    assert stats["duplicates_allowed"] >= 0 and stats["consumes"] > 20
+    assert results["checkers"]["queue"]["stats"]["final_reads_complete"] is True
+    report = (campaign.run_dir / "report.html").read_text()
+    assert "<h2>Rebalances</h2>" in report and "group generation" in report
+
+
+@pytest.mark.slow
+def test_at_most_once_members_lose_what_they_committed_and_never_process_twice(tmp_path):
+    campaign = _campaign(tmp_path, "replog.consumer.commit=before-processing")
+    stats = campaign.results["checkers"]["consumer"]["stats"]
+    assert campaign.exit_code == 0, f"seed {SEED}: {campaign.results['anomalies']}"
+    assert stats["crashes"] >= 1 and stats["lost_at_most_once"] > 0, stats
+    assert stats["duplicates_allowed"] == 0, stats
