@@ -5,15 +5,18 @@ leader of its `__consumer_offsets` partition) is killed with SIGKILL."""
 
 from __future__ import annotations
 
+import signal
 import time
 
 import confluent_kafka
+import pytest
 import trio
 from cluster_support import create_topic, leader_of, start_cluster, wait_for
 from kafka import KafkaConsumer, KafkaProducer
 
 from impl.broker.group_coordinator import OFFSETS_TOPIC, offsets_partition_for
 from impl.client.consumer import Consumer
+from impl.client.errors import ClientError
 from impl.client.metadata import TopicPartition
 from impl.cluster.launcher import Cluster
 from impl.runtime.runtime import real_runtime
@@ -212,3 +215,48 @@ async def _native_poll(consumer: Consumer, count: int) -> list[int]:
     while len(values) < count:
         values += [int(r.value) for r in await consumer.poll(200)]
     return values
+
+
+def test_a_commit_is_answered_only_once_replicated(tmp_path):
+    """acks=all on the offsets topic: with both followers of the group's offsets partition
+    stopped, a commit cannot succeed and the coordinator keeps serving the last
+    replicated offset; once they resume, commits succeed again."""
+    cluster = start_cluster(tmp_path, 3, 0, *GROUP_CONFIG)
+    try:
+        create_topic(cluster, TOPIC, PARTITIONS)
+        trio.run(_commit_only_when_replicated, cluster)
+    finally:
+        cluster.stop()
+
+
+async def _commit_only_when_replicated(cluster: Cluster) -> None:
+    tp = TopicPartition(TOPIC, 0)
+    settings = Config.parse(["request.timeout.ms=2000", "default.api.timeout.ms=4000"])
+    runtime = real_runtime(0)
+    with trio.fail_after(POLL_DEADLINE_S * 2):
+        async with Consumer(runtime, cluster.bootstrap, settings, group_id="durable") as c:
+            c.assign([tp])
+            await c.commit({tp: 1})
+            coordinator = leader_of(cluster, OFFSETS_TOPIC, offsets_partition_for("durable", 3))
+            followers = [n for n in (0, 1, 2) if n != coordinator]
+            for node in followers:
+                cluster.processes[node].signal(signal.SIGSTOP)
+            try:
+                with pytest.raises(ClientError):
+                    await c.commit({tp: 2})
+                assert (await c.committed([tp]))[tp].offset == 1
+            finally:
+                for node in followers:
+                    cluster.processes[node].signal(signal.SIGCONT)
+            await _commit_eventually(c, {tp: 3})
+            assert (await c.committed([tp]))[tp].offset == 3
+
+
+async def _commit_eventually(consumer: Consumer, offsets: dict[TopicPartition, int]) -> None:
+    """The followers rejoin the ISR within seconds of SIGCONT; until then commits fail."""
+    while True:
+        try:
+            await consumer.commit(offsets)
+            return
+        except ClientError:
+            await trio.sleep(0.2)
