@@ -47,7 +47,9 @@ ZOMBIE_TIME_LIMIT_S = 9
 REPLAY_TIMEOUT_S = 120
 
 
-def spec_of(tmp_path: Path, nemeses: tuple[str, ...], seed: int, **changes: Any):
+def spec_of(
+    tmp_path: Path, nemeses: tuple[str, ...], seed: int, **changes: Any
+) -> runner.CampaignSpec:
     settings: dict[str, Any] = {
         "time_limit_s": TIME_LIMIT_S,
         "nemesis_interval_s": INTERVAL_S,
@@ -60,7 +62,9 @@ def spec_of(tmp_path: Path, nemeses: tuple[str, ...], seed: int, **changes: Any)
     return runner.CampaignSpec(nemeses=nemeses, seed=seed, **{**settings, **changes})
 
 
-def campaign(tmp_path: Path, nemeses: tuple[str, ...], seed: int, **changes: Any):
+def campaign(
+    tmp_path: Path, nemeses: tuple[str, ...], seed: int, **changes: Any
+) -> runner.Campaign:
     return sim.run(spec_of(tmp_path, nemeses, seed, **changes), show_progress=False)
 
 
