@@ -13,9 +13,12 @@ land under `--out`, one directory per configuration.
 
 Why the rows use the faults they do (see README, Campaigns):
 - acks=1 loses what the leader acknowledged and no follower fetched yet when it dies.
-  Followers fetch within a millisecond or two on loopback, so a kill rarely finds
-  anything unreplicated: the row runs more clients at a higher rate and kills every
-  2 s (faster than broker.session.timeout.ms, 3 s) for more chances.
+  Followers fetch within a few milliseconds on loopback, so one kill rarely finds
+  anything unreplicated: the row runs more clients at a higher rate, kills every 1 s
+  of quiet for more chances, and kills the leader of the partition with the fewest
+  in-sync replicas (`kill:leader`): a leader elected after the last kill, whose
+  followers are still restarting or have not started fetching from it, holds the
+  most writes nobody else has.
 - min.insync.replicas=1 lets a leader acknowledge alone once its ISR is itself. Then
   only the leader's own disk holds those writes, and Kafka does not fsync them
   (flush.messages is unlimited): a power loss (`crash`) loses them, and the controller
@@ -56,7 +59,7 @@ class Row:
 
 INBOUND_THEN_CRASH = ("partition:inbound", "crash:leader")
 ROWS = (
-    Row("acks=1, kill", ("acks=1",), ("kill",), True, 2.0, rate_per_s=1000, concurrency=30),
+    Row("acks=1, kill", ("acks=1",), ("kill:leader",), True, 1.0, rate_per_s=1000, concurrency=30),
     Row("acks=1, partition", ("acks=1",), ("partition",), True),
     Row(
         "min.insync.replicas=1, partition+crash",
