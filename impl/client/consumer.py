@@ -55,7 +55,7 @@ from impl.client.errors import (
     RequestTimeout,
     kafka_error,
 )
-from impl.client.group import Committed, GroupMember, Listener, RebalanceEvent
+from impl.client.group import CommitFailed, Committed, GroupMember, Listener, RebalanceEvent
 from impl.client.metadata import Cluster, ClusterSession, TopicPartition
 from impl.client.offsets import (
     EARLIEST_TIMESTAMP,
@@ -295,9 +295,16 @@ class Consumer:
             }
         else:
             chosen = {tp: (offset, -1) for tp, offset in offsets.items()}
+        if self._group is not None and group.generation < 0:
+            # Out of the group (left, ejected, or not joined yet): committing as a
+            # standalone consumer would succeed whenever the group is empty, letting a
+            # zombie move offsets its successor owns. Kafka's consumer refuses it too.
+            raise CommitFailed(
+                Errors.UNKNOWN_MEMBER_ID,
+                f"commit refused: not a member of a generation of group {self.group_id}",
+            )
         if chosen:
-            simple = self._group is None or group.generation < 0
-            await group.commit(self._session.nursery, chosen, simple)
+            await group.commit(self._session.nursery, chosen, self._group is None)
 
     async def committed(
         self, partitions: Iterable[TopicPartition] | None = None

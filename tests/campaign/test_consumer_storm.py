@@ -9,6 +9,9 @@ import consumer_support as support
 import pytest
 import trio
 
+from impl.client.consumer import Consumer
+from impl.client.group import CommitFailed
+from impl.client.metadata import TopicPartition
 from impl.sim.cluster import SimCluster
 from impl.sim.guard import run
 from jepsen_py import consumer
@@ -70,3 +73,30 @@ def test_bounded_max_poll_records_settles(settled):
     print("seed", SEED, rebalances)
     assert rebalances["count"] <= 2 and _late(rebalances) == 0, rebalances
     assert settled.valid is True, settled.anomalies
+
+
+async def _ejected_commit() -> None:
+    async with trio.open_nursery() as nursery:
+        cluster = SimCluster(1, seed=SEED, config=support.BROKER_CONFIG, quorum_size=1)
+        await cluster.start(nursery)
+        await cluster.wait_for_brokers()
+        runtime = cluster.runtime()
+        config = support.client_config("auto.offset.reset=earliest", "max.poll.interval.ms=1000")
+        await support.prepare(runtime, cluster.bootstrap, config, None)
+        async with Consumer(runtime, cluster.bootstrap, config, group_id="alone") as member:
+            member.subscribe([support.TOPIC])
+            with trio.fail_after(30):
+                while not member.assignment():
+                    await member.poll(100)
+            await trio.sleep(3)  # past max.poll.interval.ms: it leaves, the group is empty
+            assert any("max.poll.interval.ms" in e.reason for e in member.rebalances)
+            with pytest.raises(CommitFailed):
+                await member.commit({TopicPartition(support.TOPIC, 0): 1})
+        await cluster.stop()
+
+
+def test_an_ejected_members_commit_is_refused_even_when_the_group_is_empty():
+    """Found by the storm: the member that left committed as a standalone consumer
+    (generation -1), which the coordinator accepts while the group is empty. Kafka's
+    consumer refuses the commit (CommitFailedException) once it is out of the group."""
+    run(_ejected_commit, seed=SEED)
