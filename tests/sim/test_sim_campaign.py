@@ -238,3 +238,35 @@ def test_check_determinism_needs_sim_and_a_real_run_refuses_a_sim_spec(tmp_path:
     assert not list(tmp_path.iterdir())
     with pytest.raises(ValueError, match="simulated"):
         runner.run(spec_of(tmp_path, (), 1))
+
+
+@pytest.mark.parametrize(
+    ("second", "line", "shown"),
+    [
+        (b'{"index":0}\n{"index":1,"time":6}\n', 2, '"time":6'),
+        (b'{"index":0}\n', 2, "<end of history>"),
+    ],
+)
+def test_check_determinism_exits_2_at_the_first_differing_line(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    second: bytes,
+    line: int,
+    shown: str,
+) -> None:
+    histories = iter([b'{"index":0}\n{"index":1,"time":5}\n', second])
+
+    def one_run(spec: runner.CampaignSpec, show_progress: bool = True) -> runner.Campaign:
+        run_dir = tmp_path / f"run-{len(list(tmp_path.iterdir()))}"
+        run_dir.mkdir()
+        (run_dir / runner.HISTORY_FILE).write_bytes(next(histories))
+        return runner.Campaign(run_dir, {"valid": True})
+
+    monkeypatch.setattr(sim, "run", one_run)
+    argv = ["--sim", "--check-determinism", "--seed", "4", "--quiet"]
+    assert cli.campaign_main(argv) == 2
+    out = capsys.readouterr().out
+    assert f"differ first at line {line}:" in out
+    assert '"time":5' in out and shown in out
+    assert "replay: replog campaign --sim " in out and "--seed 4" in out
