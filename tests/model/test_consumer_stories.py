@@ -9,7 +9,7 @@ from model import client, consumption
 from model.config import Config
 from model.errors import Errors
 from model.machine import Action, ReplicationModel, Scope
-from model.state import FAILED, MEMBER, STABLE, UNJOINED
+from model.state import FAILED, MEMBER, PREPARING_REBALANCE, STABLE, UNJOINED
 from specs.invariants import (
     at_least_once,
     at_most_once,
@@ -240,3 +240,18 @@ def test_none_without_a_committed_offset_fails_at_the_first_poll():
     assert (reset.from_offset, reset.to_offset, reset.policy) == (-1, -1, "none")
     result = client.poll(m, s, 0)[1]
     assert result.error == Errors.OFFSET_OUT_OF_RANGE and result.records == ()
+
+
+def test_a_consumer_that_closes_hands_its_partitions_over_at_the_next_generation():
+    m = story_model(partitions=2)
+    s = joined(m, 0)
+    s = run(m, s, act("join", 1), act("heartbeat", 0), act("join", 0))
+    s = run(m, s, act("sync", 0), act("sync", 1))
+    assert [c.owned for c in s.consumption.consumers] == [(0,), (1,)]
+    s = run(m, s, act("leave", 0))
+    assert not s.consumption.consumers[0].alive
+    assert s.consumption.group.state == PREPARING_REBALANCE
+    s = run(m, s, act("heartbeat", 1), act("join", 1), act("sync", 1))
+    live = s.consumption.consumers[1]
+    assert (live.generation, live.owned) == (3, (0, 1))
+    assert one_partition_one_owner(s) is None
