@@ -27,13 +27,14 @@ from impl.controller import controller as decide
 from impl.controller.quorum import QuorumNode
 from impl.protocol import (
     API_KEYS,
+    FrameReader,
     ProtocolError,
     RequestHeader,
     UnsupportedVersionError,
     decode_request,
     encode_response,
-    receive_frame,
 )
+from impl.protocol.frames import RECEIVE_CHUNK_BYTES
 from impl.runtime.runtime import Runtime
 from impl.storage.checkpoint import write_atomically
 from model.config import Config
@@ -346,29 +347,40 @@ class Broker:
             self.connections -= 1
 
     async def _answer_requests(self, stream: trio.abc.Stream) -> None:
+        # Every frame one receive brings is answered before the next receive: one receive
+        # per arrival, rather than one for the size prefix and another for the frame.
+        reader = FrameReader(self.config.socket_request_max_bytes)
         while True:
-            frame = await receive_frame(stream, self.config.socket_request_max_bytes)
-            if frame is None:
+            data = await stream.receive_some(RECEIVE_CHUNK_BYTES)
+            if not data:
+                if reader.buffered_bytes:
+                    raise ProtocolError(
+                        f"connection closed inside a frame ({reader.buffered_bytes} bytes in)"
+                    )
                 return
-            try:
-                request = decode_request(frame)
-            except UnsupportedVersionError as error:
-                if error.api_key != API_KEYS["ApiVersions"]:
-                    raise
-                # Kafka answers an ApiVersions it cannot parse in v0, listing what it has.
-                header = RequestHeader(error.api_key, 0, error.correlation_id, None)
-                body = {
-                    "error_code": Errors.UNSUPPORTED_VERSION,
-                    "api_keys": apis.supported_api_keys(),
-                }
-                await stream.send_all(encode_response(header, body))
-                continue
-            handler = apis.HANDLERS.get(request.header.api_key)
-            if handler is None:
-                raise ProtocolError(f"no handler for API key {request.header.api_key}")
-            response = await handler(self, request)
-            if response is not None:
-                await stream.send_all(encode_response(request.header, response))
+            for frame in reader.feed(data):
+                await self._answer(stream, frame)
+
+    async def _answer(self, stream: trio.abc.Stream, frame: bytes) -> None:
+        try:
+            request = decode_request(frame)
+        except UnsupportedVersionError as error:
+            if error.api_key != API_KEYS["ApiVersions"]:
+                raise
+            # Kafka answers an ApiVersions it cannot parse in v0, listing what it has.
+            header = RequestHeader(error.api_key, 0, error.correlation_id, None)
+            body = {
+                "error_code": Errors.UNSUPPORTED_VERSION,
+                "api_keys": apis.supported_api_keys(),
+            }
+            await stream.send_all(encode_response(header, body))
+            return
+        handler = apis.HANDLERS.get(request.header.api_key)
+        if handler is None:
+            raise ProtocolError(f"no handler for API key {request.header.api_key}")
+        response = await handler(self, request)
+        if response is not None:
+            await stream.send_all(encode_response(request.header, response))
 
     # ---- periodic tasks ----------------------------------------------------------------
 
