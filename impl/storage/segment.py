@@ -21,6 +21,9 @@ from impl.storage.index import INDEX_INTERVAL_BYTES, RELATIVE_OFFSET_MAX, Offset
 SCAN_CHUNK_BYTES = 1024 * 1024
 SEEK_CHUNK_BYTES = 4096
 NO_TIMESTAMP = -1
+# Read boundaries remembered per segment: followers and consumers each fetch from where
+# their last read ended, so a handful covers every tail reader of a partition.
+READ_POSITIONS_MAX = 16
 
 
 def segment_file_name(base_offset: int, suffix: str) -> str:
@@ -96,6 +99,10 @@ class Segment:
         self.rolling_timestamp_ms: int | None = None
         self._bytes_since_index_entry = 0
         self.epoch_starts: list[tuple[int, int]] = []
+        # offset -> position of the batch starting there, for offsets where reads began
+        # or ended (like the position Kafka's fetch offset metadata carries): a reader
+        # that resumes there skips the scan from the sparse index entry.
+        self._read_positions: dict[int, int] = {}
 
     @property
     def paths(self) -> tuple[str, str, str]:
@@ -194,6 +201,7 @@ class Segment:
         self.rolling_timestamp_ms = None
         self._bytes_since_index_entry = 0
         self.epoch_starts = []
+        self._read_positions = {}
 
     def load_trusted(self) -> None:
         """Open a segment below the recovery point: trust its indexes, read only the tail.
@@ -226,6 +234,9 @@ class Segment:
         """
         start, indexed_last_offset = self.offset_index.lookup(offset)
         expected = self.base_offset
+        remembered = self._read_positions.get(offset)
+        if remembered is not None and remembered > start:
+            start, indexed_last_offset, expected = remembered, None, offset
         for position, header in scan_batches(
             self.fs, self.log_path, start, verify_crc=False, chunk_bytes=SEEK_CHUNK_BYTES
         ):
@@ -265,8 +276,17 @@ class Segment:
                 f"file ends inside the {first.size_bytes}-byte batch"
             )
             raise error.located(self.log_path, position, offset)
+        self._remember_read_position(first.base_offset, position)
+        self._remember_read_position(next_offset, position + end)
         # A view, not a slice: copying a megabyte per fetch costs more than the read.
         return memoryview(chunk)[:end], next_offset
+
+    def _remember_read_position(self, offset: int, position: int) -> None:
+        positions = self._read_positions
+        positions.pop(offset, None)
+        positions[offset] = position
+        if len(positions) > READ_POSITIONS_MAX:
+            del positions[next(iter(positions))]
 
     def truncate_to(self, offset: int) -> None:
         """Remove every batch whose last offset is >= offset; durable before returning."""

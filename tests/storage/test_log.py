@@ -139,6 +139,27 @@ def test_read_from_any_offset_returns_the_batch_holding_it():
         assert result.next_offset == header.next_offset
 
 
+def test_tail_reads_resume_where_they_ended_and_truncation_forgets_those_positions():
+    _, log = _open()
+    expected: list[bytes | None] = []
+    offsets = {"a": 0, "b": 0}
+    for start in range(0, 90, 3):
+        records = _records(start, 3, size_bytes=50 + start)
+        expected += [r.value for r in records]
+        log.append_as_leader(records, leader_epoch=0)
+        for reader in offsets:  # two tail readers, as a leader's two followers
+            result = log.read(offsets[reader], 1 << 20)
+            offsets[reader] = result.next_offset
+    assert offsets == {"a": 90, "b": 90}
+    log.truncate_to(45)
+    # Different sizes: the remembered positions of offsets >= 45 now lie inside batches.
+    for start in range(45, 60):
+        log.append_as_leader(_records(start, 1, size_bytes=7), leader_epoch=1)
+    [(_, header)] = list(iter_batches(log.read(48, 1).data))
+    assert header.base_offset == 48
+    assert _values(log) == expected[:45] + [r.value for r in _records(45, 15, size_bytes=7)]
+
+
 def test_read_honours_max_bytes_but_returns_at_least_one_batch():
     _, log = _open()
     for start in range(0, 30, 3):
