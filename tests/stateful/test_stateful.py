@@ -193,9 +193,16 @@ class ClusterVersusModel(RuleBasedStateMachine):
     # ---- comparing -----------------------------------------------------------------------
 
     def _compare_replicas(self, seen: Observation) -> None:
+        assert self.world is not None
         alive = {b for b, broker in enumerate(self.state.brokers) if broker.alive}
-        if alive != set(seen.replicas):
-            raise Mismatch(f"live brokers: impl {sorted(seen.replicas)}, model {sorted(alive)}")
+        if alive != self.world.alive():
+            raise Mismatch(
+                f"live brokers: impl {sorted(self.world.alive())}, model {sorted(alive)}"
+            )
+        for b in sorted(alive - set(seen.replicas)):
+            # Restarted without reaching the controller: the replica is not open yet.
+            if self.state.brokers[b].views[0] is not None:
+                raise Mismatch(f"broker {b} has not opened its replica; the model's has a view")
         for b, replica in seen.replicas.items():
             mine = self.state.replicas[b][0]
             view = self.state.brokers[b].views[0]
