@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from jepsen_py import durability, edn, importers, lin_report, linearizable, perf, queue
+from jepsen_py import consumer, durability, edn, importers, lin_report, linearizable, perf, queue
 from jepsen_py.history import HistoryError, Op
 from jepsen_py.models import MODELS
 from jepsen_py.result import Result, Validity, combine
@@ -23,9 +23,10 @@ DEFAULT_MODEL = {
     "porcupine-kv": "kv",
     "knossos-edn": "cas-register",
 }
-CHECKERS = ("linearizable", "queue", "durability", "perf", "all")
+CHECKERS = ("linearizable", "queue", "durability", "consumer", "perf", "all")
 # "all" runs the linearizability checker when a model is known (--model or the format's),
-# and the queue and durability checkers when the history has send or poll ops.
+# the queue and durability checkers when the history has send or poll ops, and the
+# consumer-processing checker when it has consume ops.
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -75,6 +76,7 @@ def _run(
     if checker == "all":
         queue_ops = any(op.f in ("send", "poll") for op in history)
         chosen = ("linearizable", "perf", *(("queue", "durability") if queue_ops else ()))
+        chosen += ("consumer",) if any(op.f == "consume" for op in history) else ()
     else:
         chosen = (checker,)
     results = {}
@@ -85,6 +87,8 @@ def _run(
         results["queue"] = queue.check(history)
     if "durability" in chosen:
         results["durability"] = durability.check(history)
+    if "consumer" in chosen:
+        results["consumer"] = consumer.check(history)
     if "perf" in chosen:
         results["perf"] = perf.check(history)
     return results

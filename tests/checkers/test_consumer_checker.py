@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from jepsen_py import consumer
-from jepsen_py.history import HistoryError, Op
+from jepsen_py import analyze, consumer
+from jepsen_py.history import HistoryError, Op, write_jsonl
 
 ALO, AMO = consumer.AT_LEAST_ONCE, consumer.AT_MOST_ONCE
 
@@ -203,3 +203,16 @@ def test_a_malformed_consume_is_a_history_error():
     h._pair(0, "consume", None, "ok", {"records": {}})
     with pytest.raises(HistoryError, match="line 2"):
         consumer.check(h.ops)
+
+
+def test_replog_analyze_runs_the_consumer_checker_on_consume_ops(tmp_path, capsys):
+    h = History()
+    h.sends(0, 6)
+    h.consume(0, 0, range(0, 2))
+    h.consume(0, 0, range(4, 6))
+    path = tmp_path / "history.jsonl"
+    with open(path, "w", encoding="utf-8") as stream:
+        write_jsonl(h.ops, stream)
+    assert analyze.main([str(path)]) == 1
+    assert "silent-skip" in capsys.readouterr().out
+    assert analyze.main([str(path), "--checker", "consumer", "--json"]) == 1
