@@ -21,7 +21,7 @@ Running one:
             cluster.partition_state("t", 0)       # {node: ReplicaState}
             await cluster.stop()                  # cancels the nodes; nursery closes
 
-    run(main, seed=7)   # trio.run under MockClock(autojump_threshold=0) + the guard
+    run(main, seed=7)   # trio.run on the simulated clock (guard.SimulatedClock) + the guard
 
 Layout, as `replog cluster` and ProcessCluster configure a real cluster
 (impl.cluster.launcher.plan): `SimCluster(brokers, controllers=0, quorum_size=3)` is
