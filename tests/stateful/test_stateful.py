@@ -40,8 +40,16 @@ replayable test (with the `seed` of the simulation as the first step's argument)
 from __future__ import annotations
 
 import hypothesis.strategies as st
-from hypothesis import settings
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+import pytest
+from hypothesis import Phase, settings
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 from stateful_harness import (
     BROKERS,
     EARLIEST,
@@ -97,10 +105,15 @@ def _isr_mask(isr: tuple[int, ...]) -> int:
 
 
 class ClusterVersusModel(RuleBasedStateMachine):
+    # The brokers' settings on each side: equal, except in the test that shows a
+    # difference between impl and model is caught.
+    impl_config: tuple[str, ...] = BROKER_CONFIG
+    model_config: tuple[str, ...] = BROKER_CONFIG
+
     def __init__(self) -> None:
         super().__init__()
         self.world: SimWorld | None = None
-        self.models = _models(BROKER_CONFIG)
+        self.models = _models(self.model_config)
         self.model = self.models[-1]
         self.state: State = self.model.initial_state()
         self.next_value = 1
@@ -110,7 +123,7 @@ class ClusterVersusModel(RuleBasedStateMachine):
 
     @initialize(seed=st.integers(0, 2**16))
     def start(self, seed: int) -> None:
-        self.world = SimWorld(seed, BROKER_CONFIG)
+        self.world = SimWorld(seed, self.impl_config)
         self._check(self.world.observe())
 
     def teardown(self) -> None:
@@ -400,3 +413,24 @@ SIZES = {"ci": (10, 25), "dev": (10, 25), "campaign": (1_000, 100)}
 EXAMPLES, STEPS = SIZES.get(settings.get_current_profile_name(), SIZES["ci"])
 TestClusterVersusModel = ClusterVersusModel.TestCase
 TestClusterVersusModel.settings = settings(max_examples=EXAMPLES, stateful_step_count=STEPS)
+
+
+class ImplWithoutHwGuard(ClusterVersusModel):
+    """The impl runs replog.hw.min-isr-guard=false (KAFKA-15583 off), the model does not."""
+
+    impl_config = (*BROKER_CONFIG, "replog.hw.min-isr-guard=false")
+
+
+def test_the_correspondence_catches_an_impl_that_differs_from_the_model():
+    """Teeth for the comparison itself: an impl whose HW ignores min.insync.replicas is
+    told apart from the model within the CI budget (no shrinking: finding is the point)."""
+    with pytest.raises(Mismatch, match="HW"):
+        run_state_machine_as_test(
+            ImplWithoutHwGuard,
+            settings=settings(
+                max_examples=EXAMPLES * 3,
+                stateful_step_count=STEPS,
+                phases=[Phase.generate],
+                database=None,
+            ),
+        )

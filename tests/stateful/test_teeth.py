@@ -23,7 +23,7 @@ LOSSES = ("NoAcknowledgedWriteLost", "LogMatching")
 UNSAFE = [
     (("acks=1",), KILLS, 8),
     (("unclean.leader.election.enable=true",), KILLS, 12),
-    (("min.insync.replicas=1",), ONE_STOP, 30),
+    (("min.insync.replicas=1",), ONE_STOP, 24),
 ]
 PROTOCOL_VARIANTS = [
     "replog.truncation=high-watermark",
