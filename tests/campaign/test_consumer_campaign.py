@@ -60,3 +60,24 @@ def test_at_most_once_members_lose_what_they_committed_and_never_process_twice(t
     assert campaign.exit_code == 0, f"seed {SEED}: {campaign.results['anomalies']}"
     assert stats["crashes"] >= 1 and stats["lost_at_most_once"] > 0, stats
     assert stats["duplicates_allowed"] == 0, stats
+
+
+@pytest.mark.slow
+def test_real_processes_with_broker_kills_and_crashing_members(tmp_path):
+    spec = runner.CampaignSpec(
+        workload="consumer",
+        nemeses=("kill",),
+        time_limit_s=30.0,
+        rate_per_s=60.0,
+        concurrency=4,
+        partitions=2,
+        seed=SEED,
+        out=tmp_path,
+        config=CONFIG,
+    )
+    campaign = runner.run(spec, show_progress=False)
+    results = campaign.results
+    assert campaign.exit_code == 0, f"seed {SEED}: {json.dumps(results['anomalies'])[:2000]}"
+    stats = results["checkers"]["consumer"]["stats"]
+    assert stats["consumes"] > 20 and stats["rebalances"]["count"] >= 1, stats
+    assert {"queue", "durability"} <= set(results["checkers"])

@@ -83,9 +83,10 @@ def test_latest_skips_the_range_retention_took_after_lag_went_critical(histories
         reset = skip["reset"]
         assert reset["policy"] == "latest" and reset["reason"] == "offset out of range"
         assert reset["from"] <= skip["from_offset"] <= skip["to_offset"] < reset["to"]
-    first_skip = min(skip["reset"]["time"] for skip in skips)
-    critical = [t for t, status in result.stats["lag_statuses"] if status == "CRITICAL"]
-    assert critical and min(critical) < first_skip, result.stats["lag_statuses"]
+    # The lag monitor's last word on the partition before a skip was CRITICAL (lag is
+    # sampled every 0.5 s, and the group skips again each time it falls behind).
+    befores = [skip["lag_before"] for skip in skips]
+    assert any(b is not None and b["status"] == "CRITICAL" for b in befores), befores
 
 
 def test_none_fails_loudly_and_skips_nothing(histories):
