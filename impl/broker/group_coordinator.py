@@ -75,6 +75,9 @@ class CommittedOffset:
     leader_epoch: int
     metadata: str
     commit_timestamp_ms: int
+    # Where the commit's record sits in __consumer_offsets: the cache takes commits in
+    # log order, so a slow acks=all wait cannot put an older commit over a newer one.
+    record_offset: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +164,7 @@ class GroupCoordinator:
 
     def load_partition(self, index: int, partition: Partition) -> None:
         """Replay the partition: the latest record per key wins, a null value deletes."""
-        latest: dict[bytes, bytes | None] = {}
+        latest: dict[bytes, tuple[int, bytes | None]] = {}
         log_ = partition.log
         offset = log_.log_start_offset
         while offset < log_.log_end_offset:
@@ -171,14 +174,14 @@ class GroupCoordinator:
             for position, header in iter_batches(read.data):
                 batch = read.data[position : position + header.size_bytes]
                 if not header.is_control:
-                    for _, record in decode_records(batch):
+                    for record_offset, record in decode_records(batch):
                         if record.key is not None:
-                            latest[record.key] = record.value
+                            latest[record.key] = (record_offset, record.value)
             offset = read.next_offset
         now_ms = self.broker.clock.monotonic_ms()
-        for key, value in latest.items():
+        for key, (record_offset, value) in latest.items():
             try:
-                self._load_record(key, value, now_ms)
+                self._load_record(key, value, record_offset, now_ms)
             except ProtocolError as error:
                 log.warning(
                     "skipping an unreadable record in %s-%d: %s", OFFSETS_TOPIC, index, error
@@ -192,7 +195,9 @@ class GroupCoordinator:
             len(latest),
         )
 
-    def _load_record(self, key: bytes, value: bytes | None, now_ms: int) -> None:
+    def _load_record(
+        self, key: bytes, value: bytes | None, record_offset: int, now_ms: int
+    ) -> None:
         version = group_data.read_version(key)
         if version == group_data.GROUP_METADATA_KEY_VERSION:
             group_id = group_data.decode(group_data.GROUP_METADATA_KEY, key)[1]["group"]
@@ -209,7 +214,11 @@ class GroupCoordinator:
             return
         stored = group_data.decode(group_data.OFFSET_COMMIT_VALUE, value)[1]
         committed[tp] = CommittedOffset(
-            stored["offset"], stored["leader_epoch"], stored["metadata"], stored["commit_timestamp"]
+            stored["offset"],
+            stored["leader_epoch"],
+            stored["metadata"],
+            stored["commit_timestamp"],
+            record_offset,
         )
         self.groups.setdefault(body["group"], self._new_group(body["group"]))
 
@@ -346,7 +355,7 @@ class GroupCoordinator:
     async def _store_group(self, group: Group, generation: int) -> None:
         """Append the generation's membership and assignment; then answer the syncs."""
         record = self._group_record(group)
-        error = await self._append(group.group_id, [record])
+        error, _ = await self._append(group.group_id, [record])
         group.assignment_stored(generation, error)
         if error != Errors.NONE and group.state is GroupState.COMPLETING_REBALANCE:
             group.prepare_rebalance(self.broker.clock.monotonic_ms())
@@ -403,13 +412,16 @@ class GroupCoordinator:
         if not accepted:
             return errors
         records = [self._offset_record(group_id, o, now_wall_ms) for o in accepted]
-        stored = await self._append(group_id, records)
+        stored, first_offset = await self._append(group_id, records)
         if stored == Errors.NONE and self.status(group_id) == Errors.NONE:
             committed = self.offsets.setdefault(group_id, {})
-            for o in accepted:
-                committed[(o.topic, o.partition)] = CommittedOffset(
-                    o.offset, o.leader_epoch, o.metadata, now_wall_ms
+            for i, o in enumerate(accepted):
+                tp = (o.topic, o.partition)
+                entry = CommittedOffset(
+                    o.offset, o.leader_epoch, o.metadata, now_wall_ms, first_offset + i
                 )
+                if tp not in committed or committed[tp].record_offset < entry.record_offset:
+                    committed[tp] = entry
         return [stored if e == Errors.NONE else e for e in errors]
 
     def _check_commit(self, group_id: str, member_id: str, generation: int) -> Errors:
@@ -489,30 +501,30 @@ class GroupCoordinator:
         )
         return Record(value, key, timestamp_ms=now_ms)
 
-    async def _append(self, group_id: str, records: list[Record]) -> Errors:
+    async def _append(self, group_id: str, records: list[Record]) -> tuple[Errors, int]:
         """Append as the offsets partition's leader and wait for the HW (acks=all), with
-        Kafka's error mapping for coordinator writes."""
+        Kafka's error mapping for coordinator writes; (error, offset of the first record)."""
         partition = self._offsets_partition(self.partition_for(group_id))
         if partition is None or not partition.is_leader:
-            return Errors.NOT_COORDINATOR
+            return Errors.NOT_COORDINATOR, -1
         if partition.check_min_isr(-1) != Errors.NONE:
-            return Errors.COORDINATOR_NOT_AVAILABLE
+            return Errors.COORDINATOR_NOT_AVAILABLE, -1
         batch = encode_batch(records)
         if len(batch) > partition.config.message_max_bytes:
-            return Errors.INVALID_COMMIT_OFFSET_SIZE
+            return Errors.INVALID_COMMIT_OFFSET_SIZE, -1
         appended = partition.append_as_leader(batch, self.broker.clock.wall_ms())
         if not isinstance(appended, Appended):
-            return _coordinator_error(appended)
+            return _coordinator_error(appended), -1
         epoch = partition.leader_epoch
         with trio.move_on_after(self.config.offsets_commit_timeout_ms / 1000):
             while True:
                 if not partition.is_leader or partition.leader_epoch != epoch:
-                    return Errors.NOT_COORDINATOR
+                    return Errors.NOT_COORDINATOR, -1
                 verdict = partition.produce_completion(appended.last_offset)
                 if verdict is not None:
-                    return _coordinator_error(verdict)
+                    return _coordinator_error(verdict), appended.first_offset
                 await partition.changes.wait()
-        return Errors.REQUEST_TIMED_OUT
+        return Errors.REQUEST_TIMED_OUT, -1
 
 
 def _coordinator_error(error: Errors) -> Errors:
