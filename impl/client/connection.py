@@ -238,7 +238,8 @@ class Connection:
         return PendingRequest(api_key, version, correlation_id, frame)
 
     async def _write(self, pending: PendingRequest, expect_response: bool) -> None:
-        async with self._send_lock:
+        await self._acquire_send_lock()
+        try:
             self._check_alive()
             if expect_response:
                 self._pending.append(pending)
@@ -252,7 +253,19 @@ class Connection:
                 if isinstance(error, (trio.BrokenResourceError, trio.ClosedResourceError)):
                     raise ConnectionLost(f"write to {self.address} failed: {error}") from error
                 raise
+        finally:
+            self._send_lock.release()
         pending.frame = b""
+
+    async def _acquire_send_lock(self) -> None:
+        """`async with lock` without its scheduling pass when nobody holds it: send_all,
+        right after, yields anyway. A cancelled caller still stops here, before anything
+        counts as written."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            self._send_lock.acquire_nowait()
+        except trio.WouldBlock:
+            await self._send_lock.acquire()
 
     async def _read_loop(self) -> None:
         reason = "closed by the broker"

@@ -116,6 +116,12 @@ class Cluster:
         raise NotSent("no broker reachable: " + "; ".join(dict.fromkeys(failures)))
 
     async def _connect(self, address: tuple[str, int]) -> Connection:
+        connection = self._connections.get(address)
+        if connection is not None and connection.alive:
+            # Only opening a connection needs the lock (and its scheduling pass): every
+            # request asks for one, and the request's own send yields anyway.
+            await trio.lowlevel.checkpoint_if_cancelled()
+            return connection
         lock = self._connect_locks.setdefault(address, trio.Lock())
         async with lock:
             connection = self._connections.get(address)
