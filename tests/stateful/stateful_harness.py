@@ -25,6 +25,8 @@ specs/invariants.py that an observation can decide:
 - NoAcknowledgedWriteLost: every acknowledged write (acks=all, or any acks where the
   setting under test promises nothing) is at its offset in the log of every live leader
   whose epoch is at least the write's.
+- LeaderCompleteness: every record seen below a live leader's HW (committed) is in the
+  log of every live leader of that or a later epoch.
 - LeaderInIsr: the controller's leader is in the ISR it records.
 """
 
@@ -128,6 +130,8 @@ class Ack:
 class History:
     acked: list[Ack] = field(default_factory=list)
     leader_hw: dict[tuple[int, int], int] = field(default_factory=dict)  # (broker, epoch)
+    # offset -> (value, leader epoch) of every record seen below a live leader's HW
+    committed: dict[int, tuple[int, int]] = field(default_factory=dict)
 
 
 def _error_name(error: ClientError) -> str:
@@ -436,10 +440,12 @@ def impl_violations(
     *,
     log_matching: bool = True,
     acked_acks: tuple[int, ...] = (-1,),
+    completeness: bool = True,
 ) -> list[str]:
     """Every impl-side invariant the observation breaks (see the module docstring);
     updates the per-epoch HW record in `history`. `acked_acks` lists the acks levels
-    whose acknowledged writes must survive."""
+    whose acknowledged writes must survive; `completeness=False` skips
+    LeaderCompleteness (for runs beyond what any setting promises)."""
     found = []
     leaders: dict[int, int] = {}
     for b, replica in sorted(observation.replicas.items()):
@@ -468,10 +474,39 @@ def impl_violations(
                     f"{ack.leader_epoch}, acks={ack.acks}) is missing from leader {b} "
                     f"(epoch {replica.epoch})"
                 )
+    if completeness:
+        found.extend(_leader_completeness(history, observation))
     if observation.leader >= 0 and observation.leader not in observation.isr:
         found.append(f"LeaderInIsr: leader {observation.leader} not in ISR {observation.isr}")
     if log_matching:
         found.extend(_log_matching(observation))
+    return found
+
+
+def _leader_completeness(history: History, observation: Observation) -> list[str]:
+    """LeaderCompleteness: a live leader holds every record committed (seen below a
+    leader's HW) in its or an earlier epoch; recording what is committed as it goes."""
+    found = []
+    leaders = [(b, r) for b, r in sorted(observation.replicas.items()) if r.is_leader]
+    for b, replica in leaders:
+        for offset, _, value in replica.records:
+            if offset >= replica.hw:
+                break
+            seen = history.committed.setdefault(offset, (value, replica.epoch))
+            if seen[0] != value and seen[1] <= replica.epoch:
+                found.append(
+                    f"LeaderCompleteness: offset {offset} was committed as v{seen[0]} "
+                    f"(epoch {seen[1]}), leader {b} (epoch {replica.epoch}) committed v{value}"
+                )
+    for b, replica in leaders:
+        log = {o: v for o, _, v in replica.records}
+        for offset, (value, epoch) in sorted(history.committed.items()):
+            if epoch <= replica.epoch and log.get(offset) != value:
+                found.append(
+                    f"LeaderCompleteness: leader {b} (epoch {replica.epoch}) lacks committed "
+                    f"v{value} at offset {offset}"
+                )
+                break
     return found
 
 

@@ -18,7 +18,7 @@ import pytest
 from fault_search import KILLS, ONE_STOP, search
 
 SEED = 1000
-LOSSES = ("NoAcknowledgedWriteLost", "LogMatching")
+LOSSES = ("NoAcknowledgedWriteLost", "LeaderCompleteness", "LogMatching")
 # (config, vocabulary, trials): the trial that found it with SEED is well inside.
 UNSAFE = [
     (("acks=1",), KILLS, 8),
