@@ -96,6 +96,7 @@ def check(history: list[Op]) -> Result:
     found: dict[str, list[dict[str, Any]]] = defaultdict(list)
     counts = _judge_offsets(seen, found)
     _judge_owners(seen, found)
+    assert set(found) <= set(ANOMALIES), f"unnamed anomaly kinds {set(found) - set(ANOMALIES)}"
     bad = sorted(kind for kind, cases in found.items() if cases)
     stats = {
         "consumes": seen.consumes,
@@ -183,7 +184,7 @@ def _observe_event(seen: _Seen, completion: Op, event: Any, position: int) -> No
             seen.resets.append(reset)
         return
     generation = int(event["generation"])
-    seen.generations.setdefault(generation, at_ns)
+    seen.generations[generation] = min(at_ns, seen.generations.get(generation, at_ns))
     if event["event"] == "assign":
         for key in event.get("keys") or []:
             owners = seen.owners.setdefault((str(key), generation), {})
@@ -224,9 +225,10 @@ def _judge_offsets(seen: _Seen, found: dict[str, list[dict[str, Any]]]) -> dict[
             unprocessed += len(acked)
             continue
         start, end = _consumed_range(key, done, seen.resets)
-        unprocessed += sum(1 for offset in acked if offset >= end)
+        ordered = sorted(acked)
+        unprocessed += len(ordered) - bisect.bisect_left(ordered, end)
         for low, high in _gaps(sorted(done), start, end):
-            inside = [o for o in acked if low <= o < high]
+            inside = ordered[bisect.bisect_left(ordered, low) : bisect.bisect_left(ordered, high)]
             allowed = seen.unprocessed_polls.get(key, set())
             lost = [o for o in inside if o not in allowed]
             lost_at_most_once += len(inside) - len(lost)
