@@ -82,3 +82,38 @@ def test_real_processes_with_broker_kills_and_crashing_members(tmp_path):
     stats = results["checkers"]["consumer"]["stats"]
     assert stats["consumes"] > 20 and stats["rebalances"]["count"] >= 1, stats
     assert {"queue", "durability"} <= set(results["checkers"])
+
+
+def test_the_motivating_failure_through_replog_campaign_sim(tmp_path):
+    spec = runner.CampaignSpec(
+        workload="consumer",
+        nemeses=(),
+        time_limit_s=8.0,
+        rate_per_s=100.0,
+        concurrency=2,
+        partitions=2,
+        seed=1,
+        out=tmp_path,
+        sim=True,
+        config=(
+            "retention.ms=1000",
+            "segment.ms=200",
+            "segment.bytes=4096",
+            "log.retention.check.interval.ms=100",
+            "max.poll.records=5",
+            "replog.consumer.processing.ms=40",
+            "replog.consumer.crash.percent=0",
+        ),
+    )
+    campaign = sim.run(spec, show_progress=False)
+    results = campaign.results
+    assert campaign.exit_code == 1, results["anomalies"]
+    skips = results["anomalies"]["consumer/skipped-by-reset"]
+    assert skips["count"] >= 1
+    for skip in skips["examples"]:
+        assert skip["reset"]["policy"] == "latest" and skip["records"] > 0, skip
+    befores = [skip["lag_before"] or {} for skip in skips["examples"]]
+    assert any(before.get("status") == "CRITICAL" for before in befores), skips
+    # Retention deleted records on purpose: final reads cannot judge durability here.
+    assert "queue" not in results["checkers"] and "durability" not in results["checkers"]
+    assert "skipped-by-reset" in (campaign.run_dir / "report.html").read_text()
