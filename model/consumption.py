@@ -204,7 +204,7 @@ def sync(state: State, c: int, config: Config, partitions: int) -> tuple[State, 
         state.now_ms,
     )
     if result.error != Errors.NONE:
-        consumer = _after_group_error(consumer, result.error, config)
+        consumer = _after_group_error(consumer, result.error)
     elif not result.waiting:
         revoked = groups.revoked_partitions(consumer.owned, result.assignment)
         consumer = _lose_partitions(consumer, result.assignment)
@@ -212,7 +212,7 @@ def sync(state: State, c: int, config: Config, partitions: int) -> tuple[State, 
     return _with(state, _set_consumer(world._replace(group=group), c, consumer)), result.error
 
 
-def _after_group_error(consumer: Consumer, error: Errors, config: Config) -> Consumer:
+def _after_group_error(consumer: Consumer, error: Errors) -> Consumer:
     """REBALANCE_IN_PROGRESS: rejoin (eager revokes on rejoining). A fenced or removed
     member has lost its partitions (onPartitionsLost); a removed one needs a new id."""
     if error == Errors.REBALANCE_IN_PROGRESS:
@@ -227,19 +227,19 @@ def _after_group_error(consumer: Consumer, error: Errors, config: Config) -> Con
     return consumer
 
 
-def heartbeat(state: State, c: int, config: Config) -> tuple[State, Errors]:
+def heartbeat(state: State, c: int) -> tuple[State, Errors]:
     world = state.consumption
     consumer = world.consumers[c]
     group, error = groups.heartbeat(
         world.group, consumer.member_id, consumer.generation, state.now_ms
     )
-    consumer = _after_group_error(consumer, error, config)
+    consumer = _after_group_error(consumer, error)
     return _with(state, _set_consumer(world._replace(group=group), c, consumer)), error
 
 
-def heartbeat_changes(state: State, c: int, config: Config) -> bool:
+def heartbeat_changes(state: State, c: int) -> bool:
     """Whether a heartbeat now would change anything (the explorer skips the rest)."""
-    after, _ = heartbeat(state, c, config)
+    after, _ = heartbeat(state, c)
     return after.consumption != state.consumption
 
 
@@ -436,5 +436,5 @@ def commit(state: State, c: int, config: Config) -> tuple[State, Errors]:
     if error != Errors.NONE:
         if config.consumer_commit == "before-processing":
             consumer = consumer._replace(buffer=())
-        consumer = _after_group_error(consumer, error, config)
+        consumer = _after_group_error(consumer, error)
     return _with(state, _set_consumer(world._replace(group=group), c, consumer)), error

@@ -973,7 +973,7 @@ class ReplicationModel:
             ):
                 out.append(Action("sync", arg=c))
             # The client heartbeats once it has a generation (not while joining).
-            if phase in (SYNCING, MEMBER) and consumption.heartbeat_changes(state, c, config):
+            if phase in (SYNCING, MEMBER) and consumption.heartbeat_changes(state, c):
                 out.append(Action("heartbeat", arg=c))
             if (
                 phase == MEMBER
@@ -1035,7 +1035,7 @@ class ReplicationModel:
         return consumption.sync(state, action.arg, self.config, self.scope.partitions)[0]
 
     def _do_heartbeat(self, state: State, action: Action) -> State:
-        return consumption.heartbeat(state, action.arg, self.config)[0]
+        return consumption.heartbeat(state, action.arg)[0]
 
     def _do_poll(self, state: State, action: Action) -> State:
         return consumption.poll(state, action.arg, self.config)[0]
