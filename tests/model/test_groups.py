@@ -4,7 +4,7 @@ client-level calls of model/client.py where a whole protocol exchange is tested.
 import pytest
 
 from model import client, groups
-from model.config import Config
+from model.config import Config, ConfigError
 from model.errors import Errors
 from model.machine import ReplicationModel, Scope
 from model.state import (
@@ -210,3 +210,13 @@ def test_timers():
     assert groups.session_expired(member, 1100, config)
     assert not groups.poll_interval_expired(1000, 1499, config)
     assert groups.poll_interval_expired(1000, 1500, config)
+
+
+def test_the_commit_discipline_and_strategy_keys_are_validated():
+    config = Config.parse(["replog.consumer.commit=before-processing"])
+    assert config.consumer_commit == "before-processing"
+    assert Config().consumer_commit == "after-processing"
+    with pytest.raises(ConfigError, match=r"bad value 'later' for replog\.consumer\.commit"):
+        Config.parse(["replog.consumer.commit=later"])
+    with pytest.raises(ConfigError, match=r"partition\.assignment\.strategy"):
+        Config.parse(["partition.assignment.strategy=sticky"])
