@@ -13,8 +13,9 @@ simulated time stands still while Hypothesis thinks, and a run is a pure functio
 
 Under `MockClock(autojump_threshold=0)` the run never has to wait for I/O with a
 timeout (the autojumper is always either runnable or waiting for idle with a zero
-cushion), so guest mode never starts its I/O thread; if it ever tried, the guard's
-thread ban would fail the call loudly rather than let real time in.
+cushion), so guest mode never hands an I/O wait to its thread; if it ever did, the
+call fails loudly rather than let real time in (the guard refuses a new thread, and a
+host queue that runs dry raises BridgeError).
 """
 
 from __future__ import annotations
