@@ -8,7 +8,9 @@ ONE_STOP (one kill -9 or power loss per trial: the impl's controller counts a ki
 as an unclean shutdown, so a kill and a power loss together make two "unclean"
 replicas, beyond what the safe defaults promise, see test_stateful_findings B5);
 restarts; isolating a broker; cutting one from the controller (a leader change without
-a crash: the controller fences it and elects another); healing. Each step is followed
+a crash: the controller fences it and elects another); with KILLS also cutting one from
+the other brokers only (a leader keeps its clients and the controller, loses its
+followers: the ISR shrinks to it); healing. Each step is followed
 by a pause drawn from PAUSES_S, so faults land both mid-replication and after the
 cluster settled. Targets are the leader half the time. The weights follow the shapes of
 the model's shortest counterexamples (`replog check --config X`): a write
@@ -29,7 +31,7 @@ from dataclasses import dataclass
 
 from stateful_harness import BROKERS, SimWorld, impl_violations
 
-KILLS = "kills"  # any number of kill -9s, no power loss
+KILLS = "kills"  # any number of kill -9s and cuts of a broker from the others, no power loss
 ONE_STOP = "one-stop"  # one kill -9 or power loss per trial
 VOCABULARIES = (KILLS, ONE_STOP)
 STEPS_PER_TRIAL = 16
@@ -41,6 +43,7 @@ WEIGHTS = {
     "restart": 2.5,
     "isolate": 1.5,
     "cut_controller": 1.5,
+    "cut_followers": 1.0,
     "heal": 1.0,
 }
 
@@ -91,6 +94,8 @@ class Trial:
         if len(alive) < len(BROKERS):
             out.append("restart")
         out += ["isolate", "cut_controller"]
+        if self.vocabulary == KILLS:
+            out.append("cut_followers")
         return out
 
     def _target(self, rng: random.Random) -> int:
@@ -122,6 +127,8 @@ class Trial:
             world.crash(broker)
         elif action == "isolate":
             world.isolate(broker)
+        elif action == "cut_followers":
+            world.cut_from_brokers(broker)
         else:
             world.cut_from_controller(broker)
         return broker
@@ -189,6 +196,7 @@ def replay(
         "restart": world.restart,
         "isolate": world.isolate,
         "cut_controller": world.cut_from_controller,
+        "cut_followers": world.cut_from_brokers,
     }
     found: list[str] = []
     try:

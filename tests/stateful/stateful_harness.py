@@ -195,6 +195,11 @@ class SimWorld:
         links = {(node, n) for n in others if n != "clients"} | {(n, node) for n in others}
         self._cut(links)
 
+    def cut_from_brokers(self, node: int) -> None:
+        """Cut `node` off from the other brokers only (clients and controller still reach it)."""
+        others = [n for n in BROKERS if n != node]
+        self._cut({(node, n) for n in others} | {(n, node) for n in others})
+
     def cut_from_controller(self, node: int) -> None:
         self._cut({(node, CONTROLLER), (CONTROLLER, node)})
 

@@ -7,7 +7,8 @@ vocabulary)` and the first trial that breaks an invariant is the finding (printe
 its seed and steps; `fault_search.run_trial(config, seed, trial, vocabulary)` replays
 it). The budgets are what the search needed with SEED, with room to spare.
 
-Found with SEED (trial index): acks=1 (4) and unclean election (4) under KILLS;
+Found with SEED (trial index): acks=1 (4), unclean election (4) and
+replog.hw.min-isr-guard=false (5) under KILLS;
 min.insync.replicas=1 (19), replog.truncation=high-watermark (20) and replog.elr=false
 (19) under ONE_STOP. The other replog.* variants need the model's 10-12-step races (two
 leader changes racing a follower's epoch lookup, an ISR expansion or an HW update); the
@@ -26,6 +27,7 @@ LOSSES = ("NoAcknowledgedWriteLost", "LeaderCompleteness", "LogMatching")
 UNSAFE = [
     (("acks=1",), KILLS, 8),
     (("unclean.leader.election.enable=true",), KILLS, 12),
+    (("replog.hw.min-isr-guard=false",), KILLS, 12),
     (("min.insync.replicas=1",), ONE_STOP, 24),
     (("replog.truncation=high-watermark",), ONE_STOP, 24),
     (("replog.elr=false",), ONE_STOP, 24),
@@ -35,7 +37,6 @@ PROTOCOL_VARIANTS = [
     "replog.truncation=kip-101",
     "replog.isr.expand=hw-only",
     "replog.fetch.epoch-fencing=false",
-    "replog.hw.min-isr-guard=false",
 ]
 PROTOCOL_TRIALS = 300
 
