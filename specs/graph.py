@@ -42,11 +42,24 @@ from specs.check import write_counterexample
 from specs.explorer import Violation, replay
 from specs.trace import state_details, state_text
 
-# The environment: faults (a crash, a network fault, the clock passing the lag limit
-# so followers fall out of the ISR) and their repairs (restart, heal).
-ENVIRONMENT_KINDS = frozenset({"crash", "restart", "isolate", "cut_controller", "heal", "tick"})
+# The environment: faults (a broker or consumer crash, a network fault, the clock
+# passing the lag limit or a group timer) and their repairs (restart, heal).
+ENVIRONMENT_KINDS = frozenset(
+    {
+        "crash",
+        "restart",
+        "isolate",
+        "cut_controller",
+        "heal",
+        "tick",
+        "consumer_crash",
+        "consumer_restart",
+        "advance",
+    }
+)
 # The system: clients, replication, the controller's reactions (fencing a broker whose
-# session lapsed, registration, elections) and fsync.
+# session lapsed, registration, elections), fsync, and the consumer group (consumers,
+# the coordinator's timers, retention passes).
 SYSTEM_KINDS = frozenset(
     {
         "produce",
@@ -60,6 +73,17 @@ SYSTEM_KINDS = frozenset(
         "register",
         "elect",
         "flush",
+        "join",
+        "sync",
+        "heartbeat",
+        "poll",
+        "process",
+        "commit",
+        "leave",
+        "poll_timeout",
+        "session_expire",
+        "rebalance_timeout",
+        "retention",
     }
 )
 DEFAULT_MAX_NODES = 200_000
