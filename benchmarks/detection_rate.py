@@ -59,7 +59,7 @@ class Row:
 
 INBOUND_THEN_CRASH = ("partition:inbound", "crash:leader")
 ROWS = (
-    Row("acks=1, kill", ("acks=1",), ("kill:leader",), True, 1.0, rate_per_s=1000, concurrency=30),
+    Row("acks=1, kill", ("acks=1",), ("kill:leader",), True, 1.0, rate_per_s=1000, concurrency=60),
     Row("acks=1, partition", ("acks=1",), ("partition",), True),
     Row(
         "min.insync.replicas=1, partition+crash",
