@@ -221,12 +221,15 @@ class SimWorld:
     def alive(self) -> set[int]:
         return {n for n in BROKERS if self.cluster.brokers[n] is not None}
 
-    def recovery_point(self, node: int) -> tuple[int, int]:
-        """(recovery point, log end offset) of `node`'s replica: what a power loss keeps."""
+    def recovery_point(self, node: int) -> tuple[int, int] | None:
+        """(recovery point, log end offset) of `node`'s replica: what a power loss keeps;
+        None while the broker has not opened it (restarted without metadata)."""
         broker = self.cluster.brokers[node]
         assert broker is not None, f"broker {node} is down"
-        log = broker.logs.partitions[(TOPIC, 0)].log
-        return log.recovery_point, log.log_end_offset
+        partition = broker.logs.partitions.get((TOPIC, 0))
+        if partition is None:
+            return None
+        return partition.log.recovery_point, partition.log.log_end_offset
 
     # ---- clients ---------------------------------------------------------------------------
 
