@@ -350,7 +350,6 @@ class ClusterVersusModel(RuleBasedStateMachine):
             self.power_losses += 1
         else:
             self.world.kill(broker)
-        self.paused.discard(broker)
         self._step(Action("crash", broker, -1, POWER if power_loss else KILL))
         self._settle_and_check()
 
