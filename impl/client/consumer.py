@@ -55,7 +55,14 @@ from impl.client.errors import (
     RequestTimeout,
     kafka_error,
 )
-from impl.client.group import CommitFailed, Committed, GroupMember, Listener, RebalanceEvent
+from impl.client.group import (
+    CommitFailed,
+    Committed,
+    CoordinatorUnavailable,
+    GroupMember,
+    Listener,
+    RebalanceEvent,
+)
 from impl.client.metadata import Cluster, ClusterSession, TopicPartition
 from impl.client.offsets import (
     EARLIEST_TIMESTAMP,
@@ -263,14 +270,23 @@ class Consumer:
 
     async def _assigned(self, partitions: list[TopicPartition], generation: int) -> None:
         assert self._group is not None
-        self._assign([*self._states, *partitions])
+        # Committed offsets first, then the partitions: a poll or position() running while
+        # the fetch is out must not see a new partition without its position and reset
+        # it by auto.offset.reset (Kafka's consumer does not fetch a partition before its
+        # committed offset is known either).
+        committed: dict[TopicPartition, Committed | None] = {}
         if partitions:
-            committed = await self._group.fetch_committed(self._session.nursery, partitions)
-            for tp, found in committed.items():
-                state = self._states.get(tp)
-                if state is not None and found is not None:
-                    state.move_to(found.offset)
-                    state.position_epoch = found.leader_epoch
+            try:
+                committed = await self._group.fetch_committed(self._session.nursery, partitions)
+            except (NotSent, OutcomeUnknown, CoordinatorUnavailable):
+                self._group.give_back(partitions, "committed offsets not fetched")
+                raise
+        self._assign([*self._states, *partitions])
+        for tp, found in committed.items():
+            if found is not None:
+                state = self._states[tp]
+                state.move_to(found.offset)
+                state.position_epoch = found.leader_epoch
         if self._on_assigned is not None:
             await self._on_assigned(partitions, generation)
 

@@ -322,6 +322,14 @@ class GroupMember:
         if not self.needs_join:
             self._stable.set()
 
+    def give_back(self, partitions: list[TopicPartition], reason: str) -> None:
+        """The consumer could not start on these just-assigned partitions (it never took
+        them, so no revocation listener runs): stop owning them and rejoin, so that a
+        later generation hands them out again."""
+        self.owned -= set(partitions)
+        self._record(set(), set(partitions), reason)
+        self.needs_join = True
+
     async def _revoke(self, partitions: set[TopicPartition], reason: str) -> None:
         self.owned -= partitions
         self._record(set(), partitions, reason)
