@@ -43,12 +43,12 @@ from typing import NoReturn
 
 import trio
 
-from impl.broker.group_coordinator import OFFSETS_TOPIC
 from impl.client.consumer import Consumer
 from impl.client.errors import ClientError, OffsetOutOfRange
 from impl.client.metadata import TopicPartition, parse_bootstrap
 from impl.protocol import group_data
 from impl.protocol.errors import ProtocolError
+from impl.protocol.group_data import OFFSETS_TOPIC
 from impl.runtime.runtime import Runtime, real_runtime
 from model.config import Config, ConfigError
 

@@ -35,6 +35,7 @@ from impl.broker.groups import WAIT, Group, GroupState, JoinRequest, JoinResult,
 from impl.broker.partition import Appended, ChangeSignal, Partition
 from impl.protocol import group_data
 from impl.protocol.errors import ProtocolError
+from impl.protocol.group_data import OFFSETS_TOPIC
 from impl.storage.batch import Record, decode_records, encode_batch, iter_batches
 from model.errors import Errors
 
@@ -43,7 +44,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("replog.broker")
 
-OFFSETS_TOPIC = "__consumer_offsets"
 OFFSETS_SEGMENT_BYTES = 104_857_600
 GROUP_TICK_MS = 100
 OFFSET_METADATA_BYTES_MAX = 4096

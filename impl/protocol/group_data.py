@@ -25,6 +25,8 @@ from impl.protocol.errors import ProtocolError
 from impl.protocol.schema_types import Field, Message, parse_versions
 
 _VERSION = struct.Struct(">h")
+# The internal topic whose records these are (brokers write it, tools read its name).
+OFFSETS_TOPIC = "__consumer_offsets"
 
 CONSUMER_PROTOCOL_SUBSCRIPTION = Message(
     "ConsumerProtocolSubscription",
