@@ -8,9 +8,12 @@ and on the model (`ReplicationModel` state, model/client.py's client calls).
 
 Correspondence, step by step:
 1. The rule's own action goes to both: produce -> `client.produce` on the broker the
-   model's clients would reach (`leader_of`); a crash -> the model's `crash` (power:
-   after a `flush` exactly when the impl's replica had fsynced its whole log, the only
-   two cases a power loss can leave with flush.ms unset); isolate / cut_controller /
+   model's clients would reach (`leader_of`); a power loss -> the model's power `crash`
+   (the model `flush`es wherever the impl fsynced a replica whole, e.g. log recovery on
+   restart, so both keep the same prefix); a kill -9 -> `flush` then a power `crash`:
+   the impl's controller counts a kill as an unclean shutdown (KIP-966 drops the replica
+   from ISR and ELR) while the page cache keeps everything, and the model's own `kill`
+   is a clean one; isolate / cut_controller /
    restart -> the same model actions; pause -> `isolate` (from outside, a stopped process
    and a cut-off one are the same); heal -> `heal` (and resume every paused broker).
    Clock bumps and time advances are no model action: nothing the model observes may
