@@ -173,12 +173,19 @@ def run_trial(
 
 
 def search(
-    config: tuple[str, ...], trials_max: int, seed: int, vocabulary: str = KILLS
+    config: tuple[str, ...],
+    trials_max: int,
+    seed: int,
+    vocabulary: str = KILLS,
+    wanted: tuple[str, ...] = (),
 ) -> Finding | None:
-    """The first finding of up to `trials_max` trials with seeds seed, seed+1, ..."""
+    """The first finding of up to `trials_max` trials with seeds seed, seed+1, ...;
+    with `wanted` (invariant names), only a finding that breaks one of them counts."""
     for trial in range(trials_max):
         found = run_trial(config, seed + trial, trial, vocabulary)
-        if found is not None:
+        if found is not None and (
+            not wanted or any(v.startswith(wanted) for v in found.violations)
+        ):
             return found
     return None
 
