@@ -49,7 +49,8 @@ def nemesis_invokes(history: list[Op]) -> list[Op]:
 
 def assert_history_and_windows(run: runner.Campaign, history: list[Op]) -> list[Op]:
     """Valid; the history is complete, ends with a heal of everything, every fault ended,
-    and the perf checker saw one window per fault; results.json has its fields.
+    the perf checker saw one window per fault, no broker logged an ERROR; results.json
+    has its fields.
     Returns the nemesis' invocations."""
     assert run.results["valid"] is True and run.exit_code == 0, why(run)
     assert len(history) == run.results["stats"]["ops"], why(run)
@@ -60,6 +61,9 @@ def assert_history_and_windows(run: runner.Campaign, history: list[Op]) -> list[
     assert set(run.results) >= RESULTS_FIELDS, sorted(RESULTS_FIELDS - set(run.results))
     windows = run.results["checkers"]["perf"]["stats"]["nemesis_windows"]
     assert len(windows) == sum(op.f in FAULT_ENDS for op in nemesis), why(run)
+    # A broker's internal error is a finding even when the history checks out.
+    errors = run.results["facts"]["broker_errors"]
+    assert errors["count"] == 0, f"brokers logged errors: {errors['first']}; {why(run)}"
     return nemesis
 
 

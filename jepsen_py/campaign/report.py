@@ -82,6 +82,14 @@ def _header(results: dict[str, Any]) -> str:
     ]
     if error:
         parts.append(f"<h2>The harness failed</h2><pre>{_e(error)}</pre>")
+    errors = results["facts"].get("broker_errors") or {"count": 0}
+    if errors["count"]:
+        shown = "\n".join(errors["first"])
+        parts.append(
+            '<h2><span class="badge invalid">'
+            f"Brokers logged {errors['count']} ERROR lines</span></h2>"
+            f"<p>Not part of the verdict: read the node logs.</p><pre>{_e(shown)}</pre>"
+        )
     return "".join(parts)
 
 

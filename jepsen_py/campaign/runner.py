@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import time
 import traceback
 from collections.abc import Callable
@@ -74,6 +75,13 @@ RECOVERY_TIMEOUT_S = 60.0
 RECOVERY_POLL_S = 1.0
 HARNESS_CLIENT_ID = "replog-harness"
 CLIENTS_MAX = 1_000
+BROKER_ERRORS_SHOWN = 5
+# The level field of a broker process' log line ("<date> <time> broker <id> LEVEL ...",
+# impl/broker/main.py) or of sim.log's ("<simulated seconds> LEVEL ...", sim.py), so
+# that a message quoting an error name is not taken for one.
+_ERROR_LINE = re.compile(
+    r"^(?:\d{4}-\d\d-\d\d [\d:,]+ broker \d+|\s*(?:\d+\.\d+|nan)) (?:ERROR|CRITICAL) "
+)
 PARTITIONS_MAX = 1_000
 
 
@@ -274,7 +282,25 @@ async def _campaign(
     finally:
         recorder.close()
     facts.update(backend.facts(run_dir))
+    facts["broker_errors"] = broker_errors(run_dir, facts.get("node_logs", {}))
     return recorder.ops, facts
+
+
+def broker_errors(run_dir: Path, node_logs: dict[str, str]) -> dict[str, Any]:
+    """ERROR-level lines of the brokers' logs (an exception in a request handler, say):
+    a count and the first BROKER_ERRORS_SHOWN of them, each prefixed with its log's name.
+    CRITICAL lines count too."""
+    count = 0
+    first: list[str] = []
+    for name, relative in sorted(node_logs.items()):
+        with open(run_dir / relative, encoding="utf-8", errors="replace") as lines:
+            for line in lines:
+                if not _ERROR_LINE.match(line):
+                    continue
+                count += 1
+                if len(first) < BROKER_ERRORS_SHOWN:
+                    first.append(f"{name}: {line.strip()}")
+    return {"count": count, "first": first}
 
 
 async def _run_phases(

@@ -23,7 +23,7 @@ import campaign_checks as checks
 import pytest
 from campaign_checks import FAULT_ENDS, nemesis_ops, why
 
-from jepsen_py.campaign import cli, runner, sim
+from jepsen_py.campaign import cli, report, runner, sim
 from jepsen_py.history import Op, read_jsonl
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -228,3 +228,35 @@ def test_check_determinism_exits_2_at_the_first_differing_line(
     assert f"differ first at line {line}:" in out
     assert '"time":5' in out and shown in out
     assert "replay: replog campaign --sim " in out and "--seed 4" in out
+
+
+def test_broker_error_lines_are_counted_and_shown_in_the_report(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "sim.log").write_text(
+        "    1.250000 INFO answered with error NOT_LEADER_OR_FOLLOWER ERROR \n"
+        "    2.500000 ERROR closing a connection after an internal error\n"
+        "Traceback (most recent call last):\n"
+    )
+    (logs / "node-1.log").write_text(
+        "2026-12-04 02:00:06,552 broker 1 ERROR closing a connection\n"
+        "2026-12-04 02:00:07,001 broker 1 CRITICAL storage gone\n"
+        "2026-12-04 02:00:07,002 broker 1 WARNING a message that says ERROR \n"
+    )
+    found = runner.broker_errors(logs, {"all": "sim.log", "1": "node-1.log"})
+    assert found == {
+        "count": 3,
+        "first": [
+            "1: 2026-12-04 02:00:06,552 broker 1 ERROR closing a connection",
+            "1: 2026-12-04 02:00:07,001 broker 1 CRITICAL storage gone",
+            "all: 2.500000 ERROR closing a connection after an internal error",
+        ],
+    }
+    run = campaign(tmp_path, (), seed=106, workload="log", time_limit_s=2.0)
+    results = run.results
+    assert results["facts"]["broker_errors"] == {"count": 0, "first": []}, why(run)
+    assert "ERROR lines" not in (run.run_dir / "report.html").read_text()
+    results["facts"]["broker_errors"] = found
+    page = report.render(results, read_jsonl(run.run_dir / "history.jsonl"))
+    assert "Brokers logged 3 ERROR lines" in page and "storage gone" in page
+    assert results["valid"] is True, "the errors warn; they do not change the verdict"
