@@ -36,7 +36,7 @@ from impl.client.errors import ClientError, NoOffsetForPartition, OffsetOutOfRan
 from impl.client.group import RebalanceEvent
 from impl.client.metadata import TopicPartition
 from jepsen_py import consumer as consumer_checker
-from jepsen_py import durability, perf, queue
+from jepsen_py import perf
 from jepsen_py.campaign import generator as g
 from jepsen_py.campaign.scheduler import Completion
 from jepsen_py.campaign.workloads import (
@@ -44,7 +44,7 @@ from jepsen_py.campaign.workloads import (
     Target,
     _by_key,
     _describe,
-    final_reads_complete,
+    queue_checks,
 )
 from jepsen_py.history import Op
 from jepsen_py.lag import describe_group, overall_status
@@ -300,11 +300,6 @@ def retention_unlimited(config: Config) -> bool:
 def check(history: list[Op], config: Config) -> dict[str, Result]:
     results = {"consumer": consumer_checker.check(history)}
     if retention_unlimited(config):
-        complete = final_reads_complete(history)
-        allowed = queue.JEPSEN_ALLOWED | (set() if complete else {"unseen"})
-        results["queue"] = queue.check(history, allowed)
-        results["queue"].stats["final_reads_complete"] = complete
-        acks = "all" if config.acks == -1 else str(config.acks)
-        results["durability"] = durability.check(history, acks)
+        results.update(queue_checks(history, config))
     results["perf"] = perf.check(history)
     return results

@@ -289,19 +289,25 @@ def final_reads_complete(history: list[Op]) -> bool:
     )
 
 
+def queue_checks(history: list[Op], config: Config) -> dict[str, Result]:
+    """The queue and durability checkers of a history of sends and final reads."""
+    complete = final_reads_complete(history)
+    # Without complete final reads, a write nobody read may just be unread, not lost.
+    allowed = queue.JEPSEN_ALLOWED | (set() if complete else {"unseen"})
+    results = {"queue": queue.check(history, allowed)}
+    results["queue"].stats["final_reads_complete"] = complete
+    acks = "all" if config.acks == -1 else str(config.acks)
+    results["durability"] = durability.check(history, acks)
+    return results
+
+
 def check(workload: str, history: list[Op], config: Config) -> dict[str, Result]:
     """Every checker the workload's history is judged by, by name."""
     if workload == "consumer":
         return _consumer().check(history, config)
     results: dict[str, Result] = {}
     if workload == "queue":
-        complete = final_reads_complete(history)
-        # Without complete final reads, a write nobody read may just be unread, not lost.
-        allowed = queue.JEPSEN_ALLOWED | (set() if complete else {"unseen"})
-        results["queue"] = queue.check(history, allowed)
-        results["queue"].stats["final_reads_complete"] = complete
-        acks = "all" if config.acks == -1 else str(config.acks)
-        results["durability"] = durability.check(history, acks)
+        results.update(queue_checks(history, config))
     else:
         results["linearizable"] = linearizable.check(
             history, AppendLog(), LINEARIZABLE_TIME_LIMIT_S
