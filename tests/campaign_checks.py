@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
 
 from jepsen_py.campaign import runner
 from jepsen_py.history import Op, pair_positions
@@ -22,6 +24,20 @@ FAULT_ENDS = {
     "clock-bump": "clock-reset",
     "clock-strobe": "clock-reset",
 }
+
+
+def campaign_spec(
+    tmp_path: Path, nemeses: tuple[str, ...], seed: int, **changes: Any
+) -> runner.CampaignSpec:
+    """A short campaign's spec: 100 ops/s by 4 clients on 2 partitions, reports under
+    tmp_path; `changes` set the time limit, the nemesis interval, `sim` and the rest."""
+    settings: dict[str, Any] = {
+        "rate_per_s": 100.0,
+        "concurrency": 4,
+        "partitions": 2,
+        "out": tmp_path / "reports",
+    }
+    return runner.CampaignSpec(nemeses=nemeses, seed=seed, **{**settings, **changes})
 
 
 def why(run: runner.Campaign) -> str:

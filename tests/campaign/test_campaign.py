@@ -19,6 +19,7 @@ from campaign_checks import (
     assert_history_and_windows,
     assert_report_files,
     assert_sends_progress_through_faults,
+    campaign_spec,
     nemesis_ops,
     why,
 )
@@ -34,16 +35,8 @@ CHROMIUM_TIMEOUT_S = 60
 def campaign(
     tmp_path: Path, nemeses: tuple[str, ...], seed: int, **changes: Any
 ) -> runner.Campaign:
-    settings: dict[str, Any] = {
-        "time_limit_s": TIME_LIMIT_S,
-        "nemesis_interval_s": INTERVAL_S,
-        "rate_per_s": 100.0,
-        "concurrency": 4,
-        "partitions": 2,
-        "out": tmp_path / "reports",
-    }
-    spec = runner.CampaignSpec(nemeses=nemeses, seed=seed, **{**settings, **changes})
-    return runner.run(spec, show_progress=False)
+    settings = {"time_limit_s": TIME_LIMIT_S, "nemesis_interval_s": INTERVAL_S, **changes}
+    return runner.run(campaign_spec(tmp_path, nemeses, seed, **settings), show_progress=False)
 
 
 def assert_complete(run: runner.Campaign) -> list[Op]:

@@ -39,16 +39,8 @@ REPLAY_TIMEOUT_S = 120
 def spec_of(
     tmp_path: Path, nemeses: tuple[str, ...], seed: int, **changes: Any
 ) -> runner.CampaignSpec:
-    settings: dict[str, Any] = {
-        "time_limit_s": TIME_LIMIT_S,
-        "nemesis_interval_s": INTERVAL_S,
-        "rate_per_s": 100.0,
-        "concurrency": 4,
-        "partitions": 2,
-        "out": tmp_path / "reports",
-        "sim": True,
-    }
-    return runner.CampaignSpec(nemeses=nemeses, seed=seed, **{**settings, **changes})
+    settings = {"time_limit_s": TIME_LIMIT_S, "nemesis_interval_s": INTERVAL_S, "sim": True}
+    return checks.campaign_spec(tmp_path, nemeses, seed, **{**settings, **changes})
 
 
 def campaign(
