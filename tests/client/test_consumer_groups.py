@@ -13,7 +13,7 @@ from client_support import SINGLE_BROKER_CONFIG, config, new_topic, run
 
 from impl.broker.process import BrokerProcess, start_broker
 from impl.client.consumer import Consumer, ConsumerRecord
-from impl.client.group import CommitFailed
+from impl.client.group import CommitFailed, CoordinatorUnavailable, GroupMember
 from impl.client.metadata import TopicPartition
 from impl.client.producer import Producer
 from impl.runtime.runtime import Runtime
@@ -128,6 +128,42 @@ def test_a_member_that_stops_polling_is_ejected_and_its_commit_refused(
             assert any("max.poll.interval.ms" in e.reason for e in slow.rebalances)
             with pytest.raises(CommitFailed):
                 await slow.commit({TopicPartition(topic, 0): 1})
+
+    run(main)
+
+
+def test_partitions_whose_commits_could_not_be_fetched_are_given_back_not_reset(
+    broker: BrokerProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failed: list[list[TopicPartition]] = []
+    fetch_committed = GroupMember.fetch_committed
+
+    async def fails_once(
+        self: GroupMember, nursery: trio.Nursery, partitions: list[TopicPartition] | None
+    ) -> Any:
+        if partitions and not failed:
+            failed.append(partitions)
+            raise CoordinatorUnavailable("injected: no coordinator answered")
+        return await fetch_committed(self, nursery, partitions)
+
+    async def main(runtime: Runtime) -> None:
+        topic = await _topic(runtime, broker.bootstrap)
+        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        settings = config(*GROUP_SETTINGS)
+        async with Consumer(runtime, broker.bootstrap, settings, group_id="give-back") as first:
+            first.assign(tps)
+            await first.commit({tp: 2 for tp in tps})
+        monkeypatch.setattr(GroupMember, "fetch_committed", fails_once)
+        async with Consumer(runtime, broker.bootstrap, settings, client_id="g1") as member:
+            member.subscribe([topic], "give-back")
+            records = await _poll_until([member], lambda: len(member.assignment()) == PARTITIONS)
+            while len(records) < PARTITIONS * (PER_PARTITION - 2):
+                records += await _poll_until([member], lambda: True)
+            assert sorted(failed[0]) == tps
+            assert any(e.reason == "committed offsets not fetched" for e in member.rebalances)
+            # The rejoin fetched the commits: nothing before them, no auto.offset.reset.
+            assert min(r.offset for r in records) == 2 and not member.resets
+            assert len(records) == PARTITIONS * (PER_PARTITION - 2)
 
     run(main)
 
