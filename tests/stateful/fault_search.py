@@ -10,16 +10,21 @@ replicas, beyond what the safe defaults promise, see test_stateful_findings B5);
 restarts; isolating a broker; cutting one from the controller (a leader change without
 a crash: the controller fences it and elects another); with KILLS also cutting one from
 the other brokers only (a leader keeps its clients and the controller, loses its
-followers: the ISR shrinks to it); healing. Each step is followed
-by a pause drawn from PAUSES_S, so faults land both mid-replication and after the
-cluster settled. Targets are the leader half the time. The weights follow the shapes of
+followers: the ISR shrinks to it); healing. A third vocabulary, RACES, stops nothing:
+it pauses and resumes brokers (a paused leader's held fetch answers arrive late, after
+the controller moved on), isolates and cuts them, heals, and produces with acks=1 half
+the time under acks=all (recorded as PRODUCE_ACKS1; only acks=all writes must
+survive), with the shorter waits of RACE_PAUSES_S. Each step is followed
+by a pause drawn from PAUSES_S (RACE_PAUSES_S), so faults land both mid-replication and
+after the cluster settled. Targets are the leader half the time. The weights follow the shapes of
 the model's shortest counterexamples (`replog check --config X`): a write
 acknowledged, a replica losing its tail or never getting it, a leader change before the
 tail is repaired.
 
 After every step, and after a final heal + restart-everyone + settle, the impl-side
-invariants (stateful_harness.impl_violations) are checked. The first violation ends the
-search: `Finding` names the trial's seed and its steps; `run_trial(config, seed, trial,
+invariants (stateful_harness.impl_violations) are checked; a run that a broker ended
+because its log refused a fetched batch of a lower leader epoch (LogAppendError) is a
+DivergentAppend finding. The first violation ends the search: `Finding` names the trial's seed and its steps; `run_trial(config, seed, trial,
 vocabulary)` replays it (everything in a trial derives from its seed) and `replay`
 runs a given step list.
 """
@@ -31,9 +36,17 @@ from dataclasses import dataclass
 
 from stateful_harness import BROKERS, SimWorld, impl_violations
 
+from impl.storage.log import LogAppendError
+
 KILLS = "kills"  # any number of kill -9s and cuts of a broker from the others, no power loss
 ONE_STOP = "one-stop"  # one kill -9 or power loss per trial
-VOCABULARIES = (KILLS, ONE_STOP)
+# No stops: pauses (a held fetch answer arrives late), cuts, heals and leader changes,
+# produces with acks=1 or all (an acks=1 record need not reach a follower before the
+# leader moves on), short waits around the 2 s lag and session timers.
+RACES = "races"
+DIVERGENT_APPEND = "DivergentAppend"
+PRODUCE_ACKS1 = "produce_acks1"  # a RACES produce with acks=1 under acks=all
+VOCABULARIES = (KILLS, ONE_STOP, RACES)
 STEPS_PER_TRIAL = 16
 PAUSES_S = (0.0, 0.0, 0.02, 0.1, 0.5, 2.5)
 WEIGHTS = {
@@ -45,7 +58,10 @@ WEIGHTS = {
     "cut_controller": 1.5,
     "cut_followers": 1.0,
     "heal": 1.0,
+    "pause": 2.0,
+    "resume": 2.0,
 }
+RACE_PAUSES_S = (0.0, 0.0, 0.01, 0.05, 0.2, 0.5, 1.0, 2.5)
 
 
 @dataclass(frozen=True)
@@ -82,11 +98,18 @@ class Trial:
         self.world = SimWorld(seed, self.config, tear_last_write=False)
         self.unclean_stops = 0
         self.next_value = 1
+        self.paused: set[int] = set()
         self.steps: list[tuple[str, int, float]] = []
 
     def choices(self) -> list[str]:
         alive = self.world.alive()
         out = ["produce", "heal"]
+        if self.vocabulary == RACES:
+            if len(self.paused) < len(BROKERS) - 1:
+                out.append("pause")
+            if self.paused:
+                out.append("resume")
+            return [*out, "isolate", "cut_controller", "cut_followers"]
         if len(alive) > 1 and self.vocabulary == KILLS:
             out.append("kill")
         elif len(alive) > 1 and self.unclean_stops == 0:
@@ -98,19 +121,30 @@ class Trial:
             out.append("cut_followers")
         return out
 
+    def pauses_s(self) -> tuple[float, ...]:
+        return RACE_PAUSES_S if self.vocabulary == RACES else PAUSES_S
+
     def _target(self, rng: random.Random) -> int:
-        alive = sorted(self.world.alive())
+        alive = sorted(self.world.alive() - self.paused)
         leader = self.world.observe().believed_leader()
         if leader in alive and rng.random() < 0.5:
             return leader
         return rng.choice(alive)
 
-    def apply(self, action: str, rng: random.Random) -> int:
+    def apply(self, action: str, rng: random.Random) -> tuple[str, int]:
+        """Run `action`; the step as recorded (action, broker or value)."""
         world = self.world
         if action == "produce":
             value, self.next_value = self.next_value, self.next_value + 1
+            if self.vocabulary == RACES and self.acks == -1 and rng.random() < 0.5:
+                world.produce(value, 1)
+                return PRODUCE_ACKS1, value
             world.produce(value, self.acks)
-            return value
+            return action, value
+        return action, self._apply_fault(action, rng)
+
+    def _apply_fault(self, action: str, rng: random.Random) -> int:
+        world = self.world
         if action == "restart":
             broker = rng.choice(sorted(set(BROKERS) - world.alive()))
             world.restart(broker)
@@ -118,7 +152,16 @@ class Trial:
         if action == "heal":
             world.heal()
             return -1
+        if action == "resume":
+            broker = rng.choice(sorted(self.paused))
+            self.paused.discard(broker)
+            world.resume(broker)
+            return broker
         broker = self._target(rng)
+        if action == "pause":
+            self.paused.add(broker)
+            world.pause(broker)
+            return broker
         if action == "kill":
             self.unclean_stops += 1
             world.kill(broker)
@@ -139,8 +182,11 @@ class Trial:
         )
 
     def finish(self) -> list[str]:
-        """Heal, restart every broker, let replication settle, then check."""
+        """Heal, resume and restart every broker, let replication settle, then check."""
         self.world.heal()
+        for broker in sorted(self.paused):
+            self.world.resume(broker)
+        self.paused.clear()
         for broker in sorted(set(BROKERS) - self.world.alive()):
             self.world.restart(broker)
         self.world.settle()
@@ -153,23 +199,52 @@ def run_trial(
     rng = random.Random(seed)
     state = Trial(config, seed, vocabulary)
     try:
-        for _ in range(STEPS_PER_TRIAL):
-            options = state.choices()
-            action = rng.choices(options, [WEIGHTS[o] for o in options])[0]
-            arg = state.apply(action, rng)
-            pause = rng.choice(PAUSES_S)
-            if pause:
-                state.world.advance(pause)
-            state.steps.append((action, arg, pause))
-            found = state.violations()
-            if found:
-                return Finding(seed, trial, tuple(state.steps), tuple(found))
-        found = state.finish()
+        found = _run_steps(state, rng)
+    except BaseException:
+        refused = _close(state.world)
+        if not refused:
+            raise
+        return Finding(seed, trial, tuple(state.steps), tuple(refused))
+    found += _close(state.world)
+    return Finding(seed, trial, tuple(state.steps), tuple(found)) if found else None
+
+
+def _run_steps(state: Trial, rng: random.Random) -> list[str]:
+    for _ in range(STEPS_PER_TRIAL):
+        options = state.choices()
+        action = rng.choices(options, [WEIGHTS[o] for o in options])[0]
+        step = state.apply(action, rng)
+        pause = rng.choice(state.pauses_s())
+        if pause:
+            state.world.advance(pause)
+        state.steps.append((*step, pause))
+        found = state.violations()
         if found:
-            return Finding(seed, trial, tuple(state.steps), tuple(found))
-        return None
-    finally:
-        state.world.close()
+            return found
+    return state.finish()
+
+
+def _close(world: SimWorld) -> list[str]:
+    """End the world's run; a DivergentAppend for each broker it ended on because the
+    broker's log refused a fetched batch whose leader epoch is below one already in the
+    log (LogAppendError): a leader's log never holds that, so the follower was handed
+    records that diverge from its current leader's log. Any other failure propagates."""
+    try:
+        world.close()
+    except BaseExceptionGroup as group:
+        refused, rest = group.split(LogAppendError)
+        if refused is None or rest is not None:
+            raise
+        return [f"{DIVERGENT_APPEND}: {error}" for error in _leaves(refused)]
+    return []
+
+
+def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
+    return [
+        leaf
+        for error in group.exceptions
+        for leaf in (_leaves(error) if isinstance(error, BaseExceptionGroup) else [error])
+    ]
 
 
 def search(
@@ -198,6 +273,8 @@ def replay(
     state = Trial(config, seed, ONE_STOP)
     world = state.world
     calls = {
+        "pause": lambda broker: (state.paused.add(broker), world.pause(broker)),
+        "resume": lambda broker: (state.paused.discard(broker), world.resume(broker)),
         "kill": world.kill,
         "power": world.crash,
         "restart": world.restart,
@@ -210,6 +287,8 @@ def replay(
         for action, arg, pause in steps:
             if action == "produce":
                 world.produce(arg, state.acks)
+            elif action == PRODUCE_ACKS1:
+                world.produce(arg, 1)
             elif action == "heal":
                 world.heal()
             else:

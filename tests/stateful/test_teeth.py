@@ -10,16 +10,22 @@ it). The budgets are what the search needed with SEED, with room to spare.
 Found with SEED (trial index): acks=1 (4), unclean election (4) and
 replog.hw.min-isr-guard=false (5) under KILLS;
 min.insync.replicas=1 (19), replog.truncation=high-watermark (20) and replog.elr=false
-(19) under ONE_STOP. The other replog.* variants need the model's 10-12-step races (two
-leader changes racing a follower's epoch lookup, an ISR expansion or an HW update); the
-search did not find them within 24-40 trials per vocabulary, so their tests are `slow`
-with a larger budget, and whether that budget suffices is not established.
+(19) under ONE_STOP; replog.fetch.epoch-fencing=false (36) under RACES, as a
+DivergentAppend: a fetch answer of the deposed epoch-1 leader reached a follower of the
+epoch-2 leader (fencing would have dropped it) and its log refused the epoch-1 batch
+after its epoch-2 ones. The HighWatermarkMonotonic breaks that variant shows earlier
+(RACES trial 23) do not end the search: an HW going back is neither a lost write nor
+diverged logs. kip-101 and isr.expand=hw-only need the model's 10-12-step races (two
+leader changes racing a follower's epoch lookup, an ISR expansion racing a fetch
+answer); no vocabulary found them (RACES: none in 150 trials for hw-only; for kip-101
+only DivergentAppends from an impl bug, test_stateful_findings), so their tests are
+`slow` with a larger budget, and whether that budget suffices is not established.
 """
 
 from __future__ import annotations
 
 import pytest
-from fault_search import KILLS, ONE_STOP, search
+from fault_search import DIVERGENT_APPEND, KILLS, ONE_STOP, RACES, search
 
 SEED = 1000
 LOSSES = ("NoAcknowledgedWriteLost", "LeaderCompleteness", "LogMatching")
@@ -32,24 +38,28 @@ UNSAFE = [
     (("replog.truncation=high-watermark",), ONE_STOP, 24),
     (("replog.elr=false",), ONE_STOP, 24),
 ]
-# Not found within 24-40 trials of either vocabulary.
+# A follower refusing a batch that breaks its log's epoch order counts as diverged logs
+# only here: under kip-101 the impl bug of test_stateful_findings makes the same refusal.
+STALE_FETCH = (("replog.fetch.epoch-fencing=false",), RACES, 48)
+# Not found within 24-40 trials of KILLS or ONE_STOP, nor 150 (hw-only) of RACES.
 PROTOCOL_VARIANTS = [
     "replog.truncation=kip-101",
     "replog.isr.expand=hw-only",
-    "replog.fetch.epoch-fencing=false",
 ]
 PROTOCOL_TRIALS = 300
 
 
 def _trials_for(vocabulary: str) -> int:
-    return max(trials for _, v, trials in UNSAFE if v == vocabulary)
+    return max(trials for _, v, trials in (*UNSAFE, STALE_FETCH) if v == vocabulary)
 
 
-def _assert_found(config: tuple[str, ...], trials: int, vocabulary: str) -> None:
-    found = search(config, trials, SEED, vocabulary, wanted=LOSSES)
-    assert found is not None, f"{config}: no loss found in {trials} trials ({vocabulary})"
+def _assert_found(
+    config: tuple[str, ...], trials: int, vocabulary: str, wanted: tuple[str, ...] = LOSSES
+) -> None:
+    found = search(config, trials, SEED, vocabulary, wanted=wanted)
+    assert found is not None, f"{config}: nothing of {wanted} in {trials} trials ({vocabulary})"
     print(found.describe())
-    assert any(v.startswith(LOSSES) for v in found.violations), found.describe()
+    assert any(v.startswith(wanted) for v in found.violations), found.describe()
 
 
 @pytest.mark.parametrize(("config", "vocabulary", "trials"), UNSAFE, ids=lambda x: str(x))
@@ -57,7 +67,12 @@ def test_the_search_finds_what_an_unsafe_setting_costs(config, vocabulary, trial
     _assert_found(config, trials, vocabulary)
 
 
-@pytest.mark.parametrize("vocabulary", [KILLS, ONE_STOP])
+def test_the_search_finds_a_stale_fetch_answer_without_epoch_fencing():
+    config, vocabulary, trials = STALE_FETCH
+    _assert_found(config, trials, vocabulary, (*LOSSES, DIVERGENT_APPEND))
+
+
+@pytest.mark.parametrize("vocabulary", [KILLS, ONE_STOP, RACES])
 def test_the_defaults_survive_the_same_search(vocabulary):
     trials = _trials_for(vocabulary)
     found = search((), trials, SEED, vocabulary)
@@ -66,6 +81,6 @@ def test_the_defaults_survive_the_same_search(vocabulary):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("variant", PROTOCOL_VARIANTS)
-@pytest.mark.parametrize("vocabulary", [KILLS, ONE_STOP])
+@pytest.mark.parametrize("vocabulary", [KILLS, ONE_STOP, RACES])
 def test_the_search_finds_what_a_protocol_variant_costs(variant, vocabulary):
     _assert_found((variant,), PROTOCOL_TRIALS, vocabulary)
