@@ -14,19 +14,20 @@ followers: the ISR shrinks to it); healing. A third vocabulary, RACES, stops not
 it pauses and resumes brokers (a paused leader's held fetch answers arrive late, after
 the controller moved on), isolates and cuts them, heals, and produces with acks=1 half
 the time under acks=all (recorded as PRODUCE_ACKS1; only acks=all writes must
-survive), with the shorter waits of RACE_PAUSES_S. Each step is followed
-by a pause drawn from PAUSES_S (RACE_PAUSES_S), so faults land both mid-replication and
-after the cluster settled. Targets are the leader half the time. The weights follow the shapes of
-the model's shortest counterexamples (`replog check --config X`): a write
+survive), with the shorter waits of RACE_PAUSES_S; LEADER_MOVES is RACES with rare
+heals and frequent cuts (LEADER_MOVE_WEIGHTS). Each step is followed by a pause drawn
+from PAUSES_S (RACE_PAUSES_S), so faults land both mid-replication and after the
+cluster settled. Targets are the leader half the time. The weights follow the shapes
+of the model's shortest counterexamples (`replog check --config X`): a write
 acknowledged, a replica losing its tail or never getting it, a leader change before the
 tail is repaired.
 
 After every step, and after a final heal + restart-everyone + settle, the impl-side
 invariants (stateful_harness.impl_violations) are checked; a run that a broker ended
 because its log refused a fetched batch of a lower leader epoch (LogAppendError) is a
-DivergentAppend finding. The first violation ends the search: `Finding` names the trial's seed and its steps; `run_trial(config, seed, trial,
-vocabulary)` replays it (everything in a trial derives from its seed) and `replay`
-runs a given step list.
+DivergentAppend finding. The first violation ends the search: `Finding` names the
+trial's seed and its steps; `run_trial(config, seed, trial, vocabulary)` replays it
+(everything in a trial derives from its seed) and `replay` runs a given step list.
 """
 
 from __future__ import annotations
@@ -44,9 +45,13 @@ ONE_STOP = "one-stop"  # one kill -9 or power loss per trial
 # produces with acks=1 or all (an acks=1 record need not reach a follower before the
 # leader moves on), short waits around the 2 s lag and session timers.
 RACES = "races"
+# RACES' steps, heals rare and cuts frequent, so a leader change can follow a cut
+# follower's missed records before anything repairs them (the model's kip-101 story).
+LEADER_MOVES = "leader-moves"
+STOPLESS = (RACES, LEADER_MOVES)
 DIVERGENT_APPEND = "DivergentAppend"
 PRODUCE_ACKS1 = "produce_acks1"  # a RACES produce with acks=1 under acks=all
-VOCABULARIES = (KILLS, ONE_STOP, RACES)
+VOCABULARIES = (KILLS, ONE_STOP, *STOPLESS)
 STEPS_PER_TRIAL = 16
 PAUSES_S = (0.0, 0.0, 0.02, 0.1, 0.5, 2.5)
 WEIGHTS = {
@@ -58,8 +63,16 @@ WEIGHTS = {
     "cut_controller": 1.5,
     "cut_followers": 1.0,
     "heal": 1.0,
-    "pause": 2.0,
-    "resume": 2.0,
+}
+RACE_WEIGHTS = {**WEIGHTS, "pause": 2.0, "resume": 2.0}
+LEADER_MOVE_WEIGHTS = {
+    "produce": 5.0,
+    "heal": 0.4,
+    "isolate": 2.0,
+    "cut_controller": 2.0,
+    "cut_followers": 2.0,
+    "pause": 1.0,
+    "resume": 1.0,
 }
 RACE_PAUSES_S = (0.0, 0.0, 0.01, 0.05, 0.2, 0.5, 1.0, 2.5)
 
@@ -104,7 +117,7 @@ class Trial:
     def choices(self) -> list[str]:
         alive = self.world.alive()
         out = ["produce", "heal"]
-        if self.vocabulary == RACES:
+        if self.vocabulary in STOPLESS:
             if len(self.paused) < len(BROKERS) - 1:
                 out.append("pause")
             if self.paused:
@@ -121,8 +134,13 @@ class Trial:
             out.append("cut_followers")
         return out
 
+    def weights(self) -> dict[str, float]:
+        return {RACES: RACE_WEIGHTS, LEADER_MOVES: LEADER_MOVE_WEIGHTS}.get(
+            self.vocabulary, WEIGHTS
+        )
+
     def pauses_s(self) -> tuple[float, ...]:
-        return RACE_PAUSES_S if self.vocabulary == RACES else PAUSES_S
+        return RACE_PAUSES_S if self.vocabulary in STOPLESS else PAUSES_S
 
     def _target(self, rng: random.Random) -> int:
         alive = sorted(self.world.alive() - self.paused)
@@ -136,7 +154,7 @@ class Trial:
         world = self.world
         if action == "produce":
             value, self.next_value = self.next_value, self.next_value + 1
-            if self.vocabulary == RACES and self.acks == -1 and rng.random() < 0.5:
+            if self.vocabulary in STOPLESS and self.acks == -1 and rng.random() < 0.5:
                 world.produce(value, 1)
                 return PRODUCE_ACKS1, value
             world.produce(value, self.acks)
@@ -212,7 +230,8 @@ def run_trial(
 def _run_steps(state: Trial, rng: random.Random) -> list[str]:
     for _ in range(STEPS_PER_TRIAL):
         options = state.choices()
-        action = rng.choices(options, [WEIGHTS[o] for o in options])[0]
+        weights = state.weights()
+        action = rng.choices(options, [weights[o] for o in options])[0]
         step = state.apply(action, rng)
         pause = rng.choice(state.pauses_s())
         if pause:

@@ -15,17 +15,19 @@ DivergentAppend: a fetch answer of the deposed epoch-1 leader reached a follower
 epoch-2 leader (fencing would have dropped it) and its log refused the epoch-1 batch
 after its epoch-2 ones. The HighWatermarkMonotonic breaks that variant shows earlier
 (RACES trial 23) do not end the search: an HW going back is neither a lost write nor
-diverged logs. kip-101 and isr.expand=hw-only need the model's 10-12-step races (two
-leader changes racing a follower's epoch lookup, an ISR expansion racing a fetch
-answer); no vocabulary found them (RACES: none in 150 trials for hw-only; for kip-101
-only DivergentAppends from an impl bug, test_stateful_findings), so their tests are
-`slow` with a larger budget, and whether that budget suffices is not established.
+diverged logs. replog.truncation=kip-101 (56) under LEADER_MOVES, as LogMatching: a
+follower that led an epoch kept its own records after the next leader's answer for
+that epoch. isr.expand=hw-only needs the model's 12-step race (a follower added back to
+the ISR at the HW but below the leader's epoch start, then elected before it fetched
+the rest); no vocabulary found it (none in 150 trials of RACES, 200 of LEADER_MOVES),
+so its test is `slow` with a larger budget, and whether that suffices is not
+established.
 """
 
 from __future__ import annotations
 
 import pytest
-from fault_search import DIVERGENT_APPEND, KILLS, ONE_STOP, RACES, search
+from fault_search import DIVERGENT_APPEND, KILLS, LEADER_MOVES, ONE_STOP, RACES, search
 
 SEED = 1000
 LOSSES = ("NoAcknowledgedWriteLost", "LeaderCompleteness", "LogMatching")
@@ -37,15 +39,14 @@ UNSAFE = [
     (("min.insync.replicas=1",), ONE_STOP, 24),
     (("replog.truncation=high-watermark",), ONE_STOP, 24),
     (("replog.elr=false",), ONE_STOP, 24),
+    (("replog.truncation=kip-101",), LEADER_MOVES, 72),
 ]
 # A follower refusing a batch that breaks its log's epoch order counts as diverged logs
 # only here: under kip-101 the impl bug of test_stateful_findings makes the same refusal.
 STALE_FETCH = (("replog.fetch.epoch-fencing=false",), RACES, 48)
-# Not found within 24-40 trials of KILLS or ONE_STOP, nor 150 (hw-only) of RACES.
-PROTOCOL_VARIANTS = [
-    "replog.truncation=kip-101",
-    "replog.isr.expand=hw-only",
-]
+# Not found within 24-40 trials of KILLS or ONE_STOP, 150 of RACES, 200 of LEADER_MOVES.
+PROTOCOL_VARIANTS = ["replog.isr.expand=hw-only"]
+ALL_VOCABULARIES = [KILLS, ONE_STOP, RACES, LEADER_MOVES]
 PROTOCOL_TRIALS = 300
 
 
@@ -72,7 +73,7 @@ def test_the_search_finds_a_stale_fetch_answer_without_epoch_fencing():
     _assert_found(config, trials, vocabulary, (*LOSSES, DIVERGENT_APPEND))
 
 
-@pytest.mark.parametrize("vocabulary", [KILLS, ONE_STOP, RACES])
+@pytest.mark.parametrize("vocabulary", ALL_VOCABULARIES)
 def test_the_defaults_survive_the_same_search(vocabulary):
     trials = _trials_for(vocabulary)
     found = search((), trials, SEED, vocabulary)
@@ -81,6 +82,6 @@ def test_the_defaults_survive_the_same_search(vocabulary):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("variant", PROTOCOL_VARIANTS)
-@pytest.mark.parametrize("vocabulary", [KILLS, ONE_STOP, RACES])
+@pytest.mark.parametrize("vocabulary", ALL_VOCABULARIES)
 def test_the_search_finds_what_a_protocol_variant_costs(variant, vocabulary):
     _assert_found((variant,), PROTOCOL_TRIALS, vocabulary)
