@@ -443,9 +443,11 @@ class Partition:
             self.log.delete_segments_below(leader_log_start)
 
     def _truncate(self, end: int) -> None:
+        # At or past the log end no batch goes, but the log still cuts its epoch cache
+        # there (B1): a stale entry of an empty epoch must not outlive the truncation.
+        self.log.truncate_to(end)
         if end >= self.log.log_end_offset:
             return
-        self.log.truncate_to(end)
         self.high_watermark = min(self.high_watermark, self.log.log_end_offset)
         self._rebuild_producer_state()
         self.changes.notify()

@@ -6,7 +6,8 @@ one `random.Random(seed + trial)`: produces with the client's acks; abrupt stops
 leader or a follower by one of two vocabularies, KILLS (any number of kill -9s) or
 ONE_STOP (one kill -9 or power loss per trial: the impl's controller counts a kill -9
 as an unclean shutdown, so a kill and a power loss together make two "unclean"
-replicas, beyond what the safe defaults promise, see test_stateful_findings B5);
+replicas, beyond what the safe defaults promise: see test_stateful_findings'
+last-known-leader loss);
 restarts; isolating a broker; cutting one from the controller (a leader change without
 a crash: the controller fences it and elects another); with KILLS also cutting one from
 the other brokers only (a leader keeps its clients and the controller, loses its
