@@ -71,12 +71,15 @@ class Figures:
         )
 
 
-async def _producer(cluster: SimCluster, figures: Figures, writer: int, rate: float) -> None:
+async def _producer(
+    cluster: SimCluster, figures: Figures, writer: int, rate: float, writes_max: int
+) -> None:
     """One write every 1/rate simulated s, each awaited; after a stall (a fault held the
-    acknowledgement) it resumes at the rate rather than catching up in a burst."""
+    acknowledgement) it resumes at the rate rather than catching up in a burst. The phase
+    cancels it; `writes_max` (what the phase can hold at the rate) bounds it regardless."""
     next_at = trio.current_time()
     async with Producer(cluster.runtime(), cluster.bootstrap, CLIENT_CONFIG) as producer:
-        for i in range(10**9):
+        for i in range(writes_max):
             delivery = await producer.send(TOPIC, f"w{writer}-{i}".encode())
             try:
                 await delivery.wait()
@@ -140,7 +143,8 @@ async def _measure(args: argparse.Namespace, idle: Figures, load: Figures) -> No
         await _phase(idle, counter, args.idle_seconds, None)
         async with trio.open_nursery() as clients:
             for writer in range(args.producers):
-                clients.start_soon(_producer, cluster, load, writer, args.rate)
+                writes_max = int(args.rate * args.seconds) + 1
+                clients.start_soon(_producer, cluster, load, writer, args.rate, writes_max)
             clients.start_soon(_consumer, cluster, load)
             clients.start_soon(_faults, cluster, args.seed, args.fault_interval)
             profile = cProfile.Profile() if args.profile else None
