@@ -199,6 +199,13 @@ class Connection:
         timeout_ms = self.request_timeout_ms if timeout_ms is None else timeout_ms
         return trio.current_time() + timeout_ms / 1000
 
+    async def wait_for_responses(self) -> None:
+        """Until every request written so far is answered or failed. Responses come in
+        order, so the last one's settling settles all before it; a request written
+        meanwhile is waited for too."""
+        while self._pending:
+            await self._pending[-1].done.wait()
+
     async def aclose(self) -> None:
         await self._break("closed by the client")
 

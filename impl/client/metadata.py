@@ -139,6 +139,15 @@ class Cluster:
             self._connections[address] = connection
             return connection
 
+    async def wait_for_responses(self, timeout_ms: int) -> None:
+        """Wait up to `timeout_ms` for every connection's written requests to settle.
+        Closing a connection while a response is on its way makes the broker's write of
+        it fail and end the connection before it reads what was pipelined behind (an
+        acks=0 Produce, which has no answer)."""
+        with trio.move_on_after(timeout_ms / 1000):
+            for connection in list(self._connections.values()):
+                await connection.wait_for_responses()
+
     async def aclose(self) -> None:
         connections = list(self._connections.values())
         self._connections.clear()

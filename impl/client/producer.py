@@ -160,10 +160,14 @@ class Producer:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        """Flush on a normal exit; on an exception, settle what is left and close."""
+        """Flush on a normal exit and wait for the requests still in flight (Kafka's
+        close() does both; an acks=0 record counts as sent once written, so only the
+        wait keeps a Metadata answer ahead of it from meeting a closed socket); on an
+        exception, settle what is left and close."""
         try:
             if exc is None:
                 await self.flush()
+                await self._session.cluster.wait_for_responses(self.config.request_timeout_ms)
         finally:
             self._closed = True
             try:

@@ -63,7 +63,6 @@ CLIENT_TIMEOUT_MS = 4000
 FETCH = API_KEYS["Fetch"]
 LIST_OFFSETS = API_KEYS["ListOffsets"]
 EARLIEST, LATEST = -2, -1
-ACKS0_LINGER_S = 0.5
 
 
 def value_bytes(value: int) -> bytes:
@@ -267,11 +266,6 @@ class SimWorld:
             async with Producer(runtime, f"node-{bootstrap}.sim:{PORT}", config) as producer:
                 delivery = await producer.send(TOPIC, value_bytes(value), partition=0)
                 meta = await delivery.wait()
-                if acks == 0:
-                    # Closing at once can drop an acks=0 record the broker has read but not
-                    # appended (test_acks0_record_survives_the_producer_closing, xfail):
-                    # give it the time a real producer's linger would.
-                    await trio.sleep(ACKS0_LINGER_S)
         except OutcomeUnknown as error:
             return Outcome("unknown", error=_error_name(error))
         except ClientError as error:
