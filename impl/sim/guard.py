@@ -22,6 +22,7 @@
 
 from __future__ import annotations
 
+import heapq
 import math
 import os
 import random
@@ -115,12 +116,40 @@ class SimulatedClock(trio.abc.Clock):
     the jump happens. Nothing simulated waits for real I/O that a zero-length poll
     could miss. Tasks in `wait_all_tasks_blocked` wake before time moves, as with
     MockClock; with no deadline at all, nothing can ever run again and trio sleeps.
+
+    `wake_at(when, task, token)` is a timer without a cancel scope, for the simulated
+    network's parked readers: the clock counts it as a deadline and, when it jumps to it,
+    reschedules the task if the token says it still sleeps in the same park (it may have
+    been woken otherwise, or cancelled, meanwhile). A cancel scope's expiry costs a
+    Cancelled raised through the sleeping task; this costs a heap entry.
     """
 
     IDLE_SLEEP_S = 3600.0
 
     def __init__(self) -> None:
         self._now = 0.0
+        self._seq = 0
+        self._wakeups: list[tuple[float, int, trio.lowlevel.Task, WakeToken, int]] = []
+
+    def wake_at(self, when: float, task: trio.lowlevel.Task, token: WakeToken) -> None:
+        """Reschedule `task` at simulated time `when` unless `token` moved on by then."""
+        assert when > self._now, "a wakeup due now is a direct reschedule"
+        self._seq += 1
+        heapq.heappush(self._wakeups, (when, self._seq, task, token, token.park))
+
+    def _next_wakeup(self) -> float:
+        wakeups = self._wakeups
+        while wakeups and not wakeups[0][3].parked_as(wakeups[0][4]):
+            heapq.heappop(wakeups)
+        return wakeups[0][0] if wakeups else math.inf
+
+    def _fire_due(self) -> None:
+        wakeups = self._wakeups
+        while wakeups and wakeups[0][0] <= self._now:
+            _, _, task, token, park = heapq.heappop(wakeups)
+            if token.parked_as(park):
+                token.woken()
+                trio.lowlevel.reschedule(task)
 
     def start_clock(self) -> None:
         pass
@@ -129,14 +158,39 @@ class SimulatedClock(trio.abc.Clock):
         return self._now
 
     def deadline_to_sleep_time(self, deadline: float) -> float:
+        deadline = min(deadline, self._next_wakeup())
         if deadline == math.inf:
             return self.IDLE_SLEEP_S
         if deadline <= self._now:
+            self._fire_due()
             return 0.0
         if _tasks_wait_for_idle():
             return deadline - self._now
         self._now = deadline
+        self._fire_due()
         return 0.0
+
+
+class WakeToken:
+    """Which park of one sleeper a `SimulatedClock.wake_at` entry is for: each park gets
+    a new number, and a wakeup for an earlier one (or after the sleeper left) is void."""
+
+    __slots__ = ("park", "sleeping")
+
+    def __init__(self) -> None:
+        self.park = 0
+        self.sleeping = False
+
+    def parking(self) -> int:
+        self.park += 1
+        self.sleeping = True
+        return self.park
+
+    def parked_as(self, park: int) -> bool:
+        return self.sleeping and self.park == park
+
+    def woken(self) -> None:
+        self.sleeping = False
 
 
 def _tasks_wait_for_idle() -> bool:

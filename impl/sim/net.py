@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import trio
 
 from impl.runtime.net import Address, Handler, NetworkError
+from impl.sim.guard import SimulatedClock, WakeToken
 
 PIPE_BYTES_MAX = 1 << 20
 LATENCY_MS_MIN = 0.1
@@ -40,9 +41,11 @@ Endpoint = int | str
 class _Pipe:
     """One direction of a connection: chunks with delivery times, then maybe EOF.
 
-    The reader parks in a cancel scope whose deadline is the head chunk's delivery
-    time, which a writer lowers when it adds the first chunk: one wakeup per delivery,
-    none for the write itself (the simulator's steps are its cost).
+    The reader parks until the head chunk's delivery time, which a writer sets when it
+    adds the first chunk: one wakeup per delivery (of every chunk due by then), none
+    for the write itself (the simulator's steps are its cost). On a SimulatedClock the
+    clock itself reschedules the reader (`SimulatedClock.wake_at`); on any other clock
+    (MockClock in guest mode) the park is a cancel scope with that deadline.
     """
 
     def __init__(self, fabric: SimNetwork, link: tuple[Endpoint, Endpoint], latency_s: float):
@@ -54,12 +57,23 @@ class _Pipe:
         self.eof_at: float | None = None
         self.reader_closed = False
         self.space = trio.Event()
+        self._token = WakeToken()
+        self._reader: trio.lowlevel.Task | None = None
+        self._clock: SimulatedClock | None = None
         self._reader_scope: trio.CancelScope | None = None
 
     def wake_reader(self, at: float) -> None:
-        scope = self._reader_scope
-        if scope is not None and at < scope.deadline:
-            scope.deadline = at
+        """The parked reader (if any) has something to look at from `at` on."""
+        if not self._token.sleeping:
+            return
+        assert self._reader is not None
+        if at <= trio.current_time():
+            self._token.woken()
+            trio.lowlevel.reschedule(self._reader)
+        elif self._clock is not None:
+            self._clock.wake_at(at, self._reader, self._token)
+        elif self._reader_scope is not None and at < self._reader_scope.deadline:
+            self._reader_scope.deadline = at
 
     def _deliver_at(self) -> float:
         last = self.chunks[-1][0] if self.chunks else 0.0
@@ -108,35 +122,63 @@ class _Pipe:
             held = self.fabric.holds(self.link)
             now = trio.current_time()
             if not held and self.chunks and self.chunks[0][0] <= now:
-                data = self._take(max_bytes)
+                data = self._take(max_bytes, now)
                 break
             if not held and not self.chunks and self.eof_at is not None and self.eof_at <= now:
                 data = b""
                 break
-            with trio.CancelScope(deadline=self._wake_at(held)) as scope:
-                self._reader_scope = scope
-                if held:
-                    self.fabric.held_readers[self] = None
-                try:
-                    await trio.sleep_forever()
-                finally:
-                    self._reader_scope = None
-                    self.fabric.held_readers.pop(self, None)
+            if held:
+                self.fabric.held_readers[self] = None
+            try:
+                await self._park(self._wake_at(held))
+            finally:
+                self.fabric.held_readers.pop(self, None)
             blocked = True
         if not blocked:
-            await trio.lowlevel.checkpoint()
+            await trio.lowlevel.checkpoint_if_cancelled()
         return data
 
-    def _take(self, max_bytes: int) -> bytes:
-        due, data = self.chunks.popleft()
-        if len(data) > max_bytes:
-            self.chunks.appendleft((due, data[max_bytes:]))
-            data = data[:max_bytes]
+    async def _park(self, due: float) -> None:
+        """Sleep until `due` or an earlier `wake_reader`; a cancellation ends it too."""
+        task = trio.lowlevel.current_task()
+        clock = trio.lowlevel.current_clock()
+        self._reader = task
+        self._token.parking()
+        if isinstance(clock, SimulatedClock):
+            self._clock = clock
+            if due < math.inf:
+                clock.wake_at(due, task, self._token)
+            await trio.lowlevel.wait_task_rescheduled(self._abort)
+            return
+        self._clock = None
+        with trio.CancelScope(deadline=due) as scope:
+            self._reader_scope = scope
+            try:
+                await trio.lowlevel.wait_task_rescheduled(self._abort)
+            finally:
+                self._reader_scope = None
+
+    def _abort(self, _: object) -> trio.lowlevel.Abort:
+        self._token.woken()
+        return trio.lowlevel.Abort.SUCCEEDED
+
+    def _take(self, max_bytes: int, now: float) -> bytes:
+        """Every chunk due by `now`, up to `max_bytes`: one wakeup for all that arrived."""
+        parts = []
+        taken = 0
+        while self.chunks and self.chunks[0][0] <= now and taken < max_bytes:
+            due, data = self.chunks.popleft()
+            if taken + len(data) > max_bytes:
+                keep = max_bytes - taken
+                self.chunks.appendleft((due, data[keep:]))
+                data = data[:keep]
+            parts.append(data)
+            taken += len(data)
         was_full = self.buffered_bytes >= PIPE_BYTES_MAX
-        self.buffered_bytes -= len(data)
+        self.buffered_bytes -= taken
         if was_full and self.buffered_bytes < PIPE_BYTES_MAX:
             self._free_space()
-        return data
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 class SimStream(trio.abc.HalfCloseableStream):
@@ -156,7 +198,7 @@ class SimStream(trio.abc.HalfCloseableStream):
             raise trio.BusyResourceError("another task is sending on this stream")
         self._sending = True
         try:
-            await trio.lowlevel.checkpoint()
+            await trio.lowlevel.checkpoint_if_cancelled()
             if data:
                 await self._out.write(bytes(data))
         finally:
