@@ -7,9 +7,10 @@ import random
 
 import pytest
 import trio
+import trio.testing
 
 from impl.runtime.net import NetworkError
-from impl.sim.guard import run
+from impl.sim.guard import deterministic, run
 from impl.sim.net import PIPE_BYTES_MAX, SimNetwork
 
 ADDRESS = ("b.sim", 1)
@@ -28,7 +29,14 @@ async def _pair(nursery: trio.Nursery, fabric: SimNetwork):
     return client, await receive.receive()
 
 
-def _simulate(fn):
+@pytest.fixture(params=["simulated", "mock"])
+def clock(request):
+    """Parked readers are woken by the SimulatedClock itself; on any other clock (the
+    stateful tests' MockClock) by a cancel scope's deadline: both must behave alike."""
+    return request.param
+
+
+def _simulate(fn, clock="simulated"):
     async def main():
         fabric = SimNetwork(random.Random(1))
         async with trio.open_nursery() as nursery:
@@ -37,7 +45,10 @@ def _simulate(fn):
             nursery.cancel_scope.cancel()
         return result
 
-    return run(main, seed=1)
+    if clock == "simulated":
+        return run(main, seed=1)
+    with deterministic(1):
+        return trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
 
 
 async def _receive_exactly(stream, size: int) -> bytes:
@@ -49,7 +60,7 @@ async def _receive_exactly(stream, size: int) -> bytes:
     return data
 
 
-def test_bytes_arrive_in_order_after_the_link_latency():
+def test_bytes_arrive_in_order_after_the_link_latency(clock):
     async def check(fabric, client, server):
         started = trio.current_time()
         for i in range(50):
@@ -57,12 +68,12 @@ def test_bytes_arrive_in_order_after_the_link_latency():
         data = await _receive_exactly(server, 150)
         return data, trio.current_time() - started, fabric.latency_s[("a", "b")]
 
-    data, elapsed, latency = _simulate(check)
+    data, elapsed, latency = _simulate(check, clock)
     assert data == b"".join(b"%03d" % i for i in range(50))
     assert elapsed == pytest.approx(latency)
 
 
-def test_a_cut_holds_bytes_both_ways_and_heal_delivers_them():
+def test_a_cut_holds_bytes_both_ways_and_heal_delivers_them(clock):
     async def check(fabric, client, server):
         fabric.cut({("a", "b")})
         await client.send_all(b"ping")
@@ -72,11 +83,11 @@ def test_a_cut_holds_bytes_both_ways_and_heal_delivers_them():
         fabric.heal()
         return held.cancelled_caught, await server.receive_some(), await client.receive_some()
 
-    held, ping, pong = _simulate(check)
+    held, ping, pong = _simulate(check, clock)
     assert held and ping == b"ping" and pong == b"pong"
 
 
-def test_a_full_buffer_blocks_the_sender_until_the_reader_drains():
+def test_a_full_buffer_blocks_the_sender_until_the_reader_drains(clock):
     async def check(fabric, client, server):
         fabric.cut({("a", "b")})
         await client.send_all(b"x" * PIPE_BYTES_MAX)
@@ -87,11 +98,11 @@ def test_a_full_buffer_blocks_the_sender_until_the_reader_drains():
         await client.send_all(b"z")
         return blocked.cancelled_caught, await server.receive_some()
 
-    blocked, last = _simulate(check)
+    blocked, last = _simulate(check, clock)
     assert blocked and last == b"z"
 
 
-def test_close_is_eof_then_reset_and_streams_are_forgotten():
+def test_close_is_eof_then_reset_and_streams_are_forgotten(clock):
     async def check(fabric, client, server):
         await client.aclose()
         eof = await server.receive_some()
@@ -104,6 +115,22 @@ def test_close_is_eof_then_reset_and_streams_are_forgotten():
             await fabric.view("a").connect("nobody.sim", 1)
         return eof, {k: len(v) for k, v in fabric.streams.items()}
 
-    eof, open_streams = _simulate(check)
+    eof, open_streams = _simulate(check, clock)
     assert eof == b""
     assert open_streams == {"a": 0, "b": 0}
+
+
+def test_a_reader_cancelled_before_the_delivery_still_gets_the_bytes_later(clock):
+    async def check(fabric, client, server):
+        latency = fabric.latency_s[("a", "b")]
+        await client.send_all(b"one")
+        with trio.move_on_after(latency / 2) as early:
+            await server.receive_some()
+        await trio.sleep(latency)
+        await client.send_all(b"two")
+        first = await server.receive_some()
+        second = await server.receive_some()
+        return early.cancelled_caught, first, second
+
+    early, first, second = _simulate(check, clock)
+    assert early and first == b"one" and second == b"two"
