@@ -59,6 +59,21 @@ def _percent(raw: str) -> int:
     return value
 
 
+def _ratio(raw: str) -> float:
+    value = float(raw.strip())
+    if not 0.0 <= value <= 1.0:
+        raise ValueError("expected a number in [0, 1]")
+    return value
+
+
+def _cleanup_policy(raw: str) -> str:
+    """`delete`, `compact` or both (Kafka's list, in either order), as `compact,delete`."""
+    parts = {p.strip().lower() for p in raw.split(",")}
+    if not parts <= {"delete", "compact"}:
+        raise ValueError("expected delete, compact or compact,delete")
+    return ",".join(sorted(parts))
+
+
 def _choice(*allowed: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         value = raw.strip().lower()
@@ -79,6 +94,11 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "replica.lag.time.max.ms": ("replica_lag_time_max_ms", _int_at_least(1)),
     "retention.ms": ("retention_ms", _retention),
     "retention.bytes": ("retention_bytes", _retention),
+    "cleanup.policy": ("cleanup_policy", _cleanup_policy),
+    "delete.retention.ms": ("delete_retention_ms", _int_at_least(0)),
+    "min.cleanable.dirty.ratio": ("min_cleanable_dirty_ratio", _ratio),
+    "log.cleaner.backoff.ms": ("log_cleaner_backoff_ms", _int_at_least(1)),
+    "replog.cleaner.pass.bytes.max": ("cleaner_pass_bytes_max", _int_at_least(1)),
     "segment.bytes": ("segment_bytes", _int_at_least(14)),
     "segment.ms": ("segment_ms", _int_at_least(1)),
     "flush.messages": ("flush_messages", _int_at_least(1)),
@@ -119,6 +139,7 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "default.api.timeout.ms": ("default_api_timeout_ms", _int_at_least(0)),
     "offsets.topic.num.partitions": ("offsets_topic_num_partitions", _int_at_least(1)),
     "offsets.topic.replication.factor": ("offsets_topic_replication_factor", _int_at_least(1)),
+    "offsets.topic.segment.bytes": ("offsets_topic_segment_bytes", _int_at_least(14)),
     "offsets.commit.timeout.ms": ("offsets_commit_timeout_ms", _int_at_least(1)),
     "group.initial.rebalance.delay.ms": ("group_initial_rebalance_delay_ms", _int_at_least(0)),
     "group.min.session.timeout.ms": ("group_min_session_timeout_ms", _int_at_least(1)),
@@ -155,6 +176,12 @@ class Config:
     replica_lag_time_max_ms: int = 30_000
     retention_ms: int = 604_800_000
     retention_bytes: int = -1
+    cleanup_policy: str = "delete"
+    delete_retention_ms: int = 86_400_000
+    min_cleanable_dirty_ratio: float = 0.5
+    log_cleaner_backoff_ms: int = 15_000
+    # Kafka bounds a pass by its dedupe buffer; replog by the dirty bytes a pass maps.
+    cleaner_pass_bytes_max: int = 4_194_304
     segment_bytes: int = 1_073_741_824
     segment_ms: int = 604_800_000
     flush_messages: int = 9_223_372_036_854_775_807
@@ -194,6 +221,7 @@ class Config:
     default_api_timeout_ms: int = 60_000
     offsets_topic_num_partitions: int = 50
     offsets_topic_replication_factor: int = 3
+    offsets_topic_segment_bytes: int = 104_857_600
     offsets_commit_timeout_ms: int = 5_000
     group_initial_rebalance_delay_ms: int = 3_000
     group_min_session_timeout_ms: int = 6_000

@@ -17,6 +17,7 @@ outside the CRC, so a leader assigns offsets and its epoch without recomputing i
 
 from __future__ import annotations
 
+import itertools
 import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -257,15 +258,62 @@ def encode_batch(
     """A complete v2 batch with CreateTime timestamps and offsets base_offset, +1, ..."""
     if not records:
         raise ValueError("a record batch needs at least one record")
+    attributes = int(codec) | (_TRANSACTIONAL_MASK if is_transactional else 0)
+    return _assemble(
+        list(enumerate(records)),
+        base_offset=base_offset,
+        last_offset_delta=len(records) - 1,
+        partition_leader_epoch=partition_leader_epoch,
+        attributes=attributes,
+        producer_id=producer_id,
+        producer_epoch=producer_epoch,
+        base_sequence=base_sequence,
+    )
+
+
+def encode_retained(header: BatchHeader, retained: Sequence[tuple[int, Record]]) -> bytes:
+    """The batch `header` describes with only the `retained` (offset, record) pairs, as
+    Kafka's log cleaner rewrites one: same baseOffset, lastOffsetDelta, leader epoch,
+    attributes (codec included) and producer fields, records keeping their offsets, so
+    offsets may now skip inside the batch and recordCount < lastOffsetDelta + 1."""
+    if not retained:
+        raise ValueError("a rewritten batch keeps at least one record")
+    deltas = [offset - header.base_offset for offset, _ in retained]
+    assert all(a < b for a, b in itertools.pairwise(deltas)), "offsets increase"
+    assert deltas[0] >= 0 and deltas[-1] <= header.last_offset_delta, "offsets within the batch"
+    return _assemble(
+        [(delta, record) for delta, (_, record) in zip(deltas, retained, strict=True)],
+        base_offset=header.base_offset,
+        last_offset_delta=header.last_offset_delta,
+        partition_leader_epoch=header.partition_leader_epoch,
+        attributes=header.attributes,
+        producer_id=header.producer_id,
+        producer_epoch=header.producer_epoch,
+        base_sequence=header.base_sequence,
+    )
+
+
+def _assemble(
+    records: Sequence[tuple[int, Record]],
+    *,
+    base_offset: int,
+    last_offset_delta: int,
+    partition_leader_epoch: int,
+    attributes: int,
+    producer_id: int,
+    producer_epoch: int,
+    base_sequence: int,
+) -> bytes:
+    """A v2 batch of (offset delta, record) pairs with CreateTime timestamps."""
+    codec = attributes & _CODEC_MASK
     if codec not in SUPPORTED_CODECS:
         raise UnsupportedCodecError(codec, base_offset)
-    base_timestamp_ms = records[0].timestamp_ms
+    base_timestamp_ms = records[0][1].timestamp_ms
     body = b"".join(
-        _encode_record(i, r.timestamp_ms - base_timestamp_ms, r) for i, r in enumerate(records)
+        _encode_record(delta, r.timestamp_ms - base_timestamp_ms, r) for delta, r in records
     )
     if codec == Codec.LZ4:
         body = compress_lz4(body)
-    attributes = int(codec) | (_TRANSACTIONAL_MASK if is_transactional else 0)
     size_bytes = HEADER_SIZE_BYTES + len(body)
     if size_bytes > BATCH_SIZE_BYTES_MAX:
         raise ValueError(f"batch of {size_bytes} bytes exceeds {BATCH_SIZE_BYTES_MAX}")
@@ -277,9 +325,9 @@ def encode_batch(
             MAGIC,
             0,
             attributes,
-            len(records) - 1,
+            last_offset_delta,
             base_timestamp_ms,
-            max(r.timestamp_ms for r in records),
+            max(r.timestamp_ms for _, r in records),
             producer_id,
             producer_epoch,
             base_sequence,
@@ -358,11 +406,12 @@ _PREFIX = struct.Struct(">qiiBIhi")
 
 
 def verified_prefix(
-    buf: bytes | memoryview, first_offset: int
+    buf: bytes | memoryview, first_offset: int, gaps: bool = False
 ) -> tuple[int, int, CorruptBatchError | None]:
     """How far `buf` holds whole, CRC-valid batches with consecutive offsets from
-    `first_offset`: (end position, next offset after them, the error at `end` or None
-    when it stopped at a partial batch or the end).
+    `first_offset` (with `gaps`, a compacted log's, increasing offsets): (end position,
+    next offset after them, the error at `end` or None when it stopped at a partial
+    batch or the end).
 
     The read path's fast check: only the fields that locate and protect a batch.
     """
@@ -378,8 +427,9 @@ def verified_prefix(
             return end, next_offset, CorruptBatchError(reason, position=end)
         if end + size_bytes > limit:
             break
-        if base_offset != next_offset:
-            reason = f"baseOffset {base_offset}, expected {next_offset}"
+        if base_offset < next_offset if gaps else base_offset != next_offset:
+            expected = f"at least {next_offset}" if gaps else str(next_offset)
+            reason = f"baseOffset {base_offset}, expected {expected}"
             return end, next_offset, CorruptBatchError(reason, position=end)
         actual = crc32c.crc32c(view[end + CRC_START : end + size_bytes])
         if actual != crc:

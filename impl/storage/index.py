@@ -63,6 +63,11 @@ class OffsetIndex:
     def path(self) -> str:
         return self._file.path
 
+    @path.setter
+    def path(self, path: str) -> None:
+        """The file was renamed (the cleaner's swap)."""
+        self._file.path = path
+
     def load(self, log_size_bytes: int) -> bool:
         """Adopt the file's entries if they are sane for a log of this size."""
         entries = self._file.load()
@@ -118,6 +123,11 @@ class TimeIndex:
     @property
     def path(self) -> str:
         return self._file.path
+
+    @path.setter
+    def path(self, path: str) -> None:
+        """The file was renamed (the cleaner's swap)."""
+        self._file.path = path
 
     def load(self) -> bool:
         entries = self._file.load()

@@ -16,11 +16,17 @@ Durability contract (what `MemoryFileSystem.crash()` tests hold us to):
 - Reads check the CRC of every batch they return. A bad batch in a trusted segment
   raises CorruptBatchError naming the file, position and offset; the broker answers by
   truncating to that offset and fetching again from the leader.
+- A log with `cleanup.policy=compact` may have gaps (the cleaner in
+  `impl.storage.cleaner` removed records): reads at an offset in a gap return the next
+  batch, followers accept batches whose offsets jump, recovery checks that offsets
+  increase. Every other log must stay contiguous, and recovery holds it to that. A
+  cleaning interrupted by a crash is rolled back or completed when the log opens.
 """
 
 from __future__ import annotations
 
 import bisect
+import itertools
 import posixpath
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,6 +47,7 @@ from impl.storage.batch import (
     validate_batch_at,
     with_base_offset_and_epoch,
 )
+from impl.storage.cleaner import finish_interrupted_cleaning, is_compacted, swap_in
 from impl.storage.epoch_cache import LeaderEpochCache
 from impl.storage.segment import Segment, Truncation
 from model.config import Config
@@ -115,6 +122,11 @@ class PartitionLog:
         self.fs = fs
         self.directory = directory
         self.config = config
+        self.compacted = is_compacted(config)
+        # Offsets below this were cleaned by this process (Kafka keeps it in the log
+        # dir's cleaner-offset-checkpoint; replog starts over at the log start, which
+        # costs one more pass, not correctness).
+        self.first_dirty_offset = segments[0].base_offset
         self._segments = segments
         self._epochs = epochs
         self.truncations = truncations
@@ -134,9 +146,12 @@ class PartitionLog:
     ) -> PartitionLog:
         """Open (creating if needed) and recover a partition directory."""
         mkdir_durably(fs, directory)
+        config = config or Config()
+        gaps = is_compacted(config)
+        finish_interrupted_cleaning(fs, directory, gaps)
         bases = cls._clean_directory(fs, directory)
         segments, truncations, first_recovered = cls._load_segments(
-            fs, directory, bases, recovery_point
+            fs, directory, bases, recovery_point, gaps
         )
         epochs = LeaderEpochCache.load(fs, posixpath.join(directory, LEADER_EPOCH_CHECKPOINT))
         epochs.truncate_from_end(segments[-1].next_offset)
@@ -145,7 +160,7 @@ class PartitionLog:
             for epoch, start_offset in segment.epoch_starts:
                 epochs.assign(epoch, start_offset)
             segment.flush()
-        return cls(fs, directory, config or Config(), segments, epochs, truncations)
+        return cls(fs, directory, config, segments, epochs, truncations)
 
     @staticmethod
     def _clean_directory(fs: FileSystem, directory: str) -> list[int]:
@@ -166,19 +181,19 @@ class PartitionLog:
 
     @staticmethod
     def _load_segments(
-        fs: FileSystem, directory: str, bases: list[int], recovery_point: int | None
+        fs: FileSystem, directory: str, bases: list[int], recovery_point: int | None, gaps: bool
     ) -> tuple[list[Segment], list[Truncation], int]:
         """The segments, what recovery cut, and the index of the first recovered segment
         (those before it were trusted: below the recovery point, loaded not rescanned)."""
         if not bases:
-            segment = Segment.create(fs, directory, 0)
+            segment = Segment.create(fs, directory, 0, gaps=gaps)
             fs.fsync_dir(directory)
             return [segment], [], 0
         trusted_below = -1 if recovery_point is None else recovery_point
         segments: list[Segment] = []
         first_recovered = len(bases)
         for i, base in enumerate(bases):
-            segment = Segment(fs, directory, base)
+            segment = Segment(fs, directory, base, gaps=gaps)
             segments.append(segment)
             next_base = bases[i + 1] if i + 1 < len(bases) else None
             if (
@@ -255,6 +270,8 @@ class PartitionLog:
         now_ms: int | None = None,
     ) -> AppendInfo:
         """Encode records into one batch at the log end offset and append it."""
+        if self.compacted and any(r.key is None for r in records):
+            raise LogAppendError("a compacted topic accepts only records with a key")
         batch = encode_batch(
             records,
             base_offset=self.log_end_offset,
@@ -282,6 +299,10 @@ class PartitionLog:
                 f"recordCount {header.record_count} does not match "
                 f"lastOffsetDelta {header.last_offset_delta}"
             )
+        if self.compacted and any(r.key is None for _, r in decode_records(batch)):
+            # Kafka's LogValidator: the cleaner keeps the latest record per key, and a
+            # record without one has none.
+            raise LogAppendError("a compacted topic accepts only records with a key")
         patched = with_base_offset_and_epoch(batch, self.log_end_offset, leader_epoch)
         return self._append_leader_batch(patched, leader_epoch, now_ms)
 
@@ -301,9 +322,11 @@ class PartitionLog:
         """Append batches fetched from the leader, offsets as given. All or nothing.
 
         The first batch must start at the log end offset and each next one where the
-        previous ended: replog does no compaction, so a gap means a fetch went wrong.
-        Leader epochs must not go down either: recovery reads a lower epoch after a
-        higher one as a damaged header and would cut the log there, fsynced or not.
+        previous ended; in a compacted log at or above it (the leader's cleaner removed
+        what lay between, and Kafka's followers take the jump). Any other gap means a
+        fetch went wrong. Leader epochs must not go down either: recovery reads a lower
+        epoch after a higher one as a damaged header and would cut the log there,
+        fsynced or not.
         """
         batches = []
         expected = self.log_end_offset
@@ -311,10 +334,11 @@ class PartitionLog:
         position = 0
         while position < len(data):
             header = self._check_incoming(data, position)
-            if header.base_offset != expected:
+            jumped = header.base_offset > expected and self.compacted
+            if header.base_offset != expected and not jumped:
                 raise LogAppendError(
                     f"batch at offset {header.base_offset}, the log expects {expected} "
-                    "(replog logs have no gaps)"
+                    + ("or later" if self.compacted else "(only compacted logs have gaps)")
                 )
             if header.partition_leader_epoch < latest_epoch:
                 raise LogAppendError(
@@ -344,7 +368,7 @@ class PartitionLog:
 
     def _append(self, batch: bytes, header: BatchHeader, now_ms: int | None) -> None:
         if self._should_roll(header):
-            self.roll()
+            self.roll(header)
         self._segments[-1].append(batch, header)
         self._unflushed_messages += header.record_count
         if self._unflushed_messages >= self.config.flush_messages:
@@ -355,7 +379,7 @@ class PartitionLog:
     def _should_roll(self, header: BatchHeader) -> bool:
         active = self._segments[-1]
         if active.size_bytes == 0:
-            return False
+            return not active.fits(header)
         full = active.size_bytes + header.size_bytes > self.config.segment_bytes
         rolling_ms = active.rolling_timestamp_ms
         old = (
@@ -365,13 +389,22 @@ class PartitionLog:
 
     # ---- roll, flush, retention, truncation -------------------------------------------
 
-    def roll(self) -> None:
-        """Close the active segment (fsynced) and start a new one at the log end offset."""
+    def roll(self, next_batch: BatchHeader | None = None) -> None:
+        """Close the active segment (fsynced) and start a new one at the log end offset,
+        or at the next batch's offset when its offsets do not fit the active segment's
+        index (only a compacted log's follower jumps that far; an empty active segment is
+        then replaced, as Kafka rolls at the batch's first offset)."""
         active = self._segments[-1]
-        if active.size_bytes == 0:
+        base = self.log_end_offset
+        if next_batch is not None and not active.fits(next_batch):
+            base = next_batch.base_offset
+        if active.size_bytes == 0 and base == active.base_offset:
             return
-        active.close()
-        self._segments.append(Segment.create(self.fs, self.directory, self.log_end_offset))
+        if active.size_bytes == 0:
+            self._segments.pop().delete()
+        else:
+            active.close()
+        self._segments.append(Segment.create(self.fs, self.directory, base, gaps=self.compacted))
         self.fs.fsync_dir(self.directory)
         self._recovery_point = self.log_end_offset
         self._unflushed_messages = 0
@@ -397,6 +430,8 @@ class PartitionLog:
         """Delete the oldest closed segments past retention.ms or retention.bytes; the count.
         With `below_offset` (the HW), only segments wholly below it, as Kafka: retention
         never removes what followers may not have copied yet."""
+        if "delete" not in self.config.cleanup_policy.split(","):
+            return 0
         total_bytes = self.size_bytes
         deleted = 0
         while len(self._segments) > 1:
@@ -437,7 +472,8 @@ class PartitionLog:
         assert offset >= 0, "a log starts at a non-negative offset"
         for segment in reversed(self._segments):
             segment.delete()
-        self._segments = [Segment.create(self.fs, self.directory, offset)]
+        self._segments = [Segment.create(self.fs, self.directory, offset, gaps=self.compacted)]
+        self.first_dirty_offset = offset
         self.fs.fsync_dir(self.directory)
         # No epoch entry describes an empty log (Kafka clears the cache here too).
         self._epochs.truncate_from_end(-1)
@@ -452,6 +488,7 @@ class PartitionLog:
         self.fs.fsync_dir(self.directory)
         self._epochs.truncate_from_start(self.log_start_offset)
         self._recovery_point = max(self._recovery_point, self.log_start_offset)
+        self.first_dirty_offset = max(self.first_dirty_offset, self.log_start_offset)
 
     def truncate_to(self, offset: int) -> None:
         """Remove every batch whose last offset is >= offset (a follower's truncation).
@@ -476,6 +513,32 @@ class PartitionLog:
         self._segments[-1].truncate_to(offset)
         self._epochs.truncate_from_end(self.log_end_offset)
         self._recovery_point = min(self._recovery_point, self.log_end_offset)
+        # What the leader sends in place of the cut records was never mapped: a tombstone
+        # among them must not look cleaned, or its key's older records could outlive it.
+        self.first_dirty_offset = min(self.first_dirty_offset, self._segments[-1].base_offset)
+
+    # ---- compaction (impl.storage.cleaner drives it) ------------------------------------
+
+    def cleanable_segments(self, below_offset: int) -> list[Segment]:
+        """The closed segments wholly below `below_offset` (the HW), oldest first."""
+        cleanable = []
+        for segment, following in itertools.pairwise(self._segments):
+            if following.base_offset > below_offset:
+                break
+            cleanable.append(segment)
+        return cleanable
+
+    def segment_after(self, segment: Segment) -> Segment:
+        """The segment following a closed one."""
+        return self._segments[self._segments.index(segment) + 1]
+
+    def replace_segments(self, old: list[Segment], cleaned: Segment) -> None:
+        """Swap a cleaned segment in for consecutive closed segments (crash-safe)."""
+        start = self._segments.index(old[0])
+        assert self._segments[start : start + len(old)] == old, "consecutive segments"
+        assert start + len(old) < len(self._segments), "the active segment is never cleaned"
+        swap_in(self.fs, self.directory, old, cleaned)
+        self._segments[start : start + len(old)] = [cleaned]
 
     # ---- reads -----------------------------------------------------------------------
 

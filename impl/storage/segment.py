@@ -80,18 +80,32 @@ def scan_batches(
 
 
 class Segment:
-    """A run of batches starting at `base_offset`, with its indexes and running totals."""
+    """A run of batches starting at `base_offset`, with its indexes and running totals.
 
-    def __init__(self, fs: FileSystem, directory: str, base_offset: int) -> None:
+    With `gaps` (a compacted log's segment) offsets must increase from batch to batch but
+    may skip, since the cleaner removed records; otherwise each batch starts where the
+    previous one ended, which also catches a damaged baseOffset (it lies outside the
+    CRC). `suffix` follows each file name: the cleaner writes `.cleaned` files, renames
+    them to `.swap`, then to the plain names (see `impl.storage.cleaner`).
+    """
+
+    def __init__(
+        self,
+        fs: FileSystem,
+        directory: str,
+        base_offset: int,
+        *,
+        gaps: bool = False,
+        suffix: str = "",
+    ) -> None:
         self.fs = fs
+        self.directory = directory
         self.base_offset = base_offset
-        self.log_path = posixpath.join(directory, segment_file_name(base_offset, ".log"))
-        self.offset_index = OffsetIndex(
-            fs, posixpath.join(directory, segment_file_name(base_offset, ".index")), base_offset
-        )
-        self.time_index = TimeIndex(
-            fs, posixpath.join(directory, segment_file_name(base_offset, ".timeindex")), base_offset
-        )
+        self.gaps = gaps
+        self.suffix = suffix
+        self.log_path = self._path(".log")
+        self.offset_index = OffsetIndex(fs, self._path(".index"), base_offset)
+        self.time_index = TimeIndex(fs, self._path(".timeindex"), base_offset)
         self.size_bytes = 0
         self.next_offset = base_offset
         self.max_timestamp_ms = NO_TIMESTAMP
@@ -104,14 +118,26 @@ class Segment:
         # that resumes there skips the scan from the sparse index entry.
         self._read_positions: dict[int, int] = {}
 
+    def _path(self, kind: str) -> str:
+        name = segment_file_name(self.base_offset, kind) + self.suffix
+        return posixpath.join(self.directory, name)
+
     @property
     def paths(self) -> tuple[str, str, str]:
         return self.log_path, self.offset_index.path, self.time_index.path
 
     @classmethod
-    def create(cls, fs: FileSystem, directory: str, base_offset: int) -> Segment:
+    def create(
+        cls,
+        fs: FileSystem,
+        directory: str,
+        base_offset: int,
+        *,
+        gaps: bool = False,
+        suffix: str = "",
+    ) -> Segment:
         """Empty files for a new segment (the caller fsyncs the directory)."""
-        segment = cls(fs, directory, base_offset)
+        segment = cls(fs, directory, base_offset, gaps=gaps, suffix=suffix)
         for path in segment.paths:
             fs.append(path, b"")
             fs.truncate(path, 0)
@@ -169,10 +195,10 @@ class Segment:
 
     def _check_sequence(self, header: BatchHeader) -> None:
         """Offsets and epochs sit outside the CRC; a flipped bit there shows as a break in
-        the sequence (replog logs have no gaps: no compaction)."""
-        if header.base_offset != self.next_offset:
+        the sequence: any change without gaps, a step back with them."""
+        if not self._offset_follows(header.base_offset, self.next_offset):
             raise CorruptBatchError(
-                f"baseOffset {header.base_offset}, expected {self.next_offset}",
+                f"baseOffset {header.base_offset}, expected {self._expected(self.next_offset)}",
                 position=self.size_bytes,
             )
         if self.epoch_starts and header.partition_leader_epoch < self.epoch_starts[-1][0]:
@@ -183,6 +209,12 @@ class Segment:
             )
         if not self.fits(header):
             raise CorruptBatchError(f"lastOffset {header.last_offset} does not fit the index")
+
+    def _offset_follows(self, base_offset: int, expected: int) -> bool:
+        return base_offset >= expected if self.gaps else base_offset == expected
+
+    def _expected(self, offset: int) -> str:
+        return f"at least {offset}" if self.gaps else str(offset)
 
     def _note_epoch(self, header: BatchHeader) -> None:
         epoch = header.partition_leader_epoch
@@ -246,8 +278,8 @@ class Segment:
                         f"lastOffset {header.last_offset}, the index says {indexed_last_offset}"
                     )
                     raise CorruptBatchError(reason, self.log_path, position, offset)
-            elif header.base_offset != expected:
-                reason = f"baseOffset {header.base_offset}, expected {expected}"
+            elif not self._offset_follows(header.base_offset, expected):
+                reason = f"baseOffset {header.base_offset}, expected {self._expected(expected)}"
                 raise CorruptBatchError(reason, self.log_path, position, expected)
             if header.last_offset >= offset:
                 return position, header
@@ -270,7 +302,7 @@ class Segment:
             position,
             min(max(max_bytes, first.size_bytes), self.size_bytes - position),
         )
-        end, next_offset, error = verified_prefix(chunk, first.base_offset)
+        end, next_offset, error = verified_prefix(chunk, first.base_offset, self.gaps)
         if end == 0:
             error = error or CorruptBatchError(
                 f"file ends inside the {first.size_bytes}-byte batch"
@@ -315,3 +347,20 @@ class Segment:
         for path in self.paths:
             if self.fs.exists(path):
                 self.fs.remove(path)
+
+    def rename_to(self, suffix: str) -> None:
+        """Give the files another suffix, the indexes first and the log last: the log's
+        name is what recovery goes by, and it must not find an index of another kind.
+        The caller fsyncs the directory."""
+        log_path, index_path, time_index_path = self.paths
+        self.suffix = suffix
+        for old, new in (
+            (index_path, self._path(".index")),
+            (time_index_path, self._path(".timeindex")),
+            (log_path, self._path(".log")),
+        ):
+            if self.fs.exists(old):
+                self.fs.rename(old, new)
+        self.log_path = self._path(".log")
+        self.offset_index.path = self._path(".index")
+        self.time_index.path = self._path(".timeindex")

@@ -1,0 +1,295 @@
+"""Log compaction for `cleanup.policy=compact` logs (Kafka's LogCleaner), one bounded pass
+at a time.
+
+A pass over one log (`clean_pass`):
+1. Cleanable: the closed segments wholly below the HW; the active segment and whatever
+   followers may not have copied yet are never touched. The dirty part starts at the
+   log's `first_dirty_offset` (everything below it was cleaned by an earlier pass).
+2. Map: key -> offset of its newest record, over whole dirty segments in offset order
+   until `replog.cleaner.pass.bytes.max` bytes were read (always at least one segment):
+   the bound on a pass, like Kafka's dedupe buffer.
+3. Rewrite every segment from the log start to the end of the mapped part, in groups of
+   consecutive segments whose sizes add up to at most `segment.bytes`, each into one new
+   segment at the group's first base offset. A record stays unless a newer record of its
+   key is mapped; a tombstone (null value) that is the newest of its key also goes once
+   its batch is older than `delete.retention.ms`. Batches keep their baseOffset and
+   lastOffsetDelta, records their offsets, so offsets skip where records went; a batch
+   that loses every record goes; one that loses none is copied byte for byte. Kept
+   whole: control and transactional batches (replog cleans no transaction state),
+   records without a key, and each producer id's last batch in the range (followers and
+   restarts rebuild producer state from the log; Kafka keeps that batch too, emptied).
+4. Swap, crash-safe: the group's new segment is written as `<base>.log.cleaned` (with
+   `.index.cleaned`, `.timeindex.cleaned`) and fsynced, renamed to `.swap` (indexes
+   first, the log last) and the directory fsynced: the commit point. Then the replaced
+   segments' files are removed, the `.swap` files renamed to the plain names and the
+   directory fsynced. When a log opens, `finish_interrupted_cleaning` removes
+   `.cleaned` files and `.swap` indexes without a `.swap` log (the old segments are
+   intact), and completes a `.swap` log: it removes the plain segments with base offsets
+   in [its base, its next offset), rebuilds its indexes and renames it. A crash thus
+   leaves the old segments or the new one, never neither; an old segment of the group
+   lying wholly above the new one's last offset may survive such a crash, which only
+   keeps records a newer one already supersedes (Kafka's recovery has the same rule).
+
+Kafka's rule for tombstones holds here too: a consumer (or an out-of-sync follower) that
+reads a key's older record and then falls more than `delete.retention.ms` behind may
+miss its tombstone.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from impl.runtime.fs import FileSystem
+from impl.storage.batch import BatchHeader, decode_records, encode_retained, parse_header
+from impl.storage.index import RELATIVE_OFFSET_MAX
+from impl.storage.segment import Segment
+from model.config import Config
+
+if TYPE_CHECKING:
+    from impl.storage.log import PartitionLog
+
+CLEANED_SUFFIX = ".cleaned"
+SWAP_SUFFIX = ".swap"
+READ_BYTES = 1024 * 1024
+_BASE_OFFSET_DIGITS = 20
+
+
+def is_compacted(config: Config) -> bool:
+    return "compact" in config.cleanup_policy.split(",")
+
+
+@dataclass(frozen=True, slots=True)
+class CleaningResult:
+    """What one pass did to one log."""
+
+    segments_before: int
+    segments_after: int
+    size_bytes_before: int
+    size_bytes_after: int
+    mapped_bytes: int
+    records_removed: int
+    tombstones_removed: int
+    first_dirty_offset: int
+
+
+@dataclass(slots=True)
+class _Counts:
+    records_removed: int = 0
+    tombstones_removed: int = 0
+
+
+def dirty_ratio(log: PartitionLog, below_offset: int) -> float:
+    """Dirty bytes over cleanable bytes (Kafka's cleanableRatio); 0 when nothing is dirty."""
+    cleanable = log.cleanable_segments(below_offset)
+    total = sum(s.size_bytes for s in cleanable)
+    dirty = sum(s.size_bytes for s in cleanable if s.base_offset >= log.first_dirty_offset)
+    return dirty / total if dirty else 0.0
+
+
+def clean_pass(log: PartitionLog, now_ms: int, below_offset: int) -> CleaningResult | None:
+    """One pass over a compacted log (see the module docstring); None if nothing is dirty.
+
+    Raises CorruptBatchError if a batch it reads is damaged; segments already swapped in
+    stay (each one is complete), the dirty offset does not move.
+    """
+    assert log.compacted, "only compacted logs are cleaned"
+    cleanable = log.cleanable_segments(below_offset)
+    dirty = [s for s in cleanable if s.base_offset >= log.first_dirty_offset]
+    if not dirty:
+        return None
+    offset_map, mapped_bytes, mapped_count = _build_map(dirty, log.config.cleaner_pass_bytes_max)
+    rewrite = cleanable[: len(cleanable) - len(dirty) + mapped_count]
+    after_mapped = log.segment_after(rewrite[-1])
+    last_batches = _producers_last_batches(log.fs, rewrite)
+    size_before = sum(s.size_bytes for s in rewrite)
+    counts = _Counts()
+    cleaned_segments = []
+    for group in _groups(rewrite, log.config.segment_bytes):
+        cleaned = _clean_group(log, group, offset_map, last_batches, now_ms, counts)
+        log.replace_segments(group, cleaned)
+        cleaned_segments.append(cleaned)
+    log.first_dirty_offset = after_mapped.base_offset
+    return CleaningResult(
+        segments_before=len(rewrite),
+        segments_after=len(cleaned_segments),
+        size_bytes_before=size_before,
+        size_bytes_after=sum(s.size_bytes for s in cleaned_segments),
+        mapped_bytes=mapped_bytes,
+        records_removed=counts.records_removed,
+        tombstones_removed=counts.tombstones_removed,
+        first_dirty_offset=log.first_dirty_offset,
+    )
+
+
+def _batches(segment: Segment) -> Iterator[tuple[BatchHeader, memoryview]]:
+    """Every batch of a segment, each CRC-checked by the segment's read."""
+    offset = segment.base_offset
+    while offset < segment.next_offset:
+        data, next_offset = segment.read(offset, READ_BYTES)
+        if not data:
+            return
+        position = 0
+        while position < len(data):
+            header = parse_header(data, position)
+            yield header, data[position : position + header.size_bytes]
+            position += header.size_bytes
+        offset = next_offset
+
+
+def _build_map(dirty: list[Segment], bytes_max: int) -> tuple[dict[bytes, int], int, int]:
+    """(key -> newest offset, bytes read, segments mapped): whole segments in order until
+    the next would pass `bytes_max`, at least one."""
+    offset_map: dict[bytes, int] = {}
+    mapped_bytes = 0
+    count = 0
+    for segment in dirty:
+        if count and mapped_bytes + segment.size_bytes > bytes_max:
+            break
+        for header, batch in _batches(segment):
+            if header.is_control:
+                continue
+            for offset, record in decode_records(batch):
+                if record.key is not None:
+                    offset_map[record.key] = offset
+        mapped_bytes += segment.size_bytes
+        count += 1
+    return offset_map, mapped_bytes, count
+
+
+def _producers_last_batches(fs: FileSystem, segments: list[Segment]) -> set[int]:
+    """Base offsets of each producer id's last batch in these segments (headers only)."""
+    last: dict[int, int] = {}
+    for segment in segments:
+        for header, _ in _batches(segment):
+            if header.producer_id >= 0:
+                last[header.producer_id] = header.base_offset
+    return set(last.values())
+
+
+def _groups(segments: list[Segment], size_bytes_max: int) -> Iterator[list[Segment]]:
+    """Consecutive segments whose sizes add up to at most `size_bytes_max` and whose
+    offsets fit one segment's index (Kafka's groupSegmentsBySize)."""
+    group: list[Segment] = []
+    size = 0
+    for segment in segments:
+        if group and (
+            size + segment.size_bytes > size_bytes_max
+            or segment.next_offset - 1 - group[0].base_offset > RELATIVE_OFFSET_MAX
+        ):
+            yield group
+            group, size = [], 0
+        group.append(segment)
+        size += segment.size_bytes
+    if group:
+        yield group
+
+
+def _clean_group(
+    log: PartitionLog,
+    group: list[Segment],
+    offset_map: dict[bytes, int],
+    last_batches: set[int],
+    now_ms: int,
+    counts: _Counts,
+) -> Segment:
+    """The group's retained batches in a new, fsynced `.cleaned` segment."""
+    cleaned = Segment.create(
+        log.fs, log.directory, group[0].base_offset, gaps=True, suffix=CLEANED_SUFFIX
+    )
+    tombstone_horizon_ms = now_ms - log.config.delete_retention_ms
+    for segment in group:
+        for header, batch in _batches(segment):
+            kept_whole = (
+                header.is_control or header.is_transactional or header.base_offset in last_batches
+            )
+            rewritten = (
+                bytes(batch)
+                if kept_whole
+                else _retained(header, batch, offset_map, tombstone_horizon_ms, counts)
+            )
+            if rewritten is not None:
+                cleaned.append(rewritten, parse_header(rewritten))
+    cleaned.close()
+    return cleaned
+
+
+def _retained(
+    header: BatchHeader,
+    batch: memoryview,
+    offset_map: dict[bytes, int],
+    tombstone_horizon_ms: int,
+    counts: _Counts,
+) -> bytes | None:
+    """The batch with what it keeps: itself, a rewritten batch, or None (nothing kept)."""
+    records = decode_records(batch)
+    kept = []
+    for offset, record in records:
+        if record.key is None:
+            kept.append((offset, record))
+            continue
+        superseded = offset_map.get(record.key, offset) > offset
+        expired = record.value is None and header.max_timestamp_ms < tombstone_horizon_ms
+        if superseded:
+            counts.records_removed += 1
+        elif expired:
+            counts.tombstones_removed += 1
+        else:
+            kept.append((offset, record))
+    if len(kept) == len(records):
+        return bytes(batch)
+    return encode_retained(header, kept) if kept else None
+
+
+def swap_in(fs: FileSystem, directory: str, old: list[Segment], cleaned: Segment) -> None:
+    """Replace `old` by the fsynced `.cleaned` segment, crash-safe (module docstring)."""
+    assert cleaned.suffix == CLEANED_SUFFIX, "only a cleaned segment is swapped in"
+    assert cleaned.base_offset == old[0].base_offset, "the new segment starts where the old did"
+    cleaned.rename_to(SWAP_SUFFIX)
+    fs.fsync_dir(directory)
+    for segment in old:
+        segment.delete()
+    cleaned.rename_to("")
+    fs.fsync_dir(directory)
+
+
+def _base_of(name: str) -> int | None:
+    stem = name[:_BASE_OFFSET_DIGITS]
+    if (
+        len(stem) != _BASE_OFFSET_DIGITS
+        or not stem.isdigit()
+        or name[len(stem) : len(stem) + 1] != "."
+    ):
+        return None
+    return int(stem)
+
+
+def finish_interrupted_cleaning(fs: FileSystem, directory: str, gaps: bool) -> None:
+    """Roll back or complete a swap a crash interrupted (module docstring, step 4)."""
+    names = fs.list_dir(directory)
+    swap_logs = sorted(
+        base
+        for name in names
+        if name.endswith(".log" + SWAP_SUFFIX) and (base := _base_of(name)) is not None
+    )
+    changed = False
+    for name in names:
+        stray_swap = name.endswith(SWAP_SUFFIX) and _base_of(name) not in swap_logs
+        if name.endswith(CLEANED_SUFFIX) or stray_swap:
+            fs.remove(posixpath.join(directory, name))
+            changed = True
+    for base in swap_logs:
+        swap = Segment(fs, directory, base, gaps=gaps, suffix=SWAP_SUFFIX)
+        swap.recover()
+        swap.flush()
+        end = max(swap.next_offset, base + 1)
+        for name in fs.list_dir(directory):
+            replaced = _base_of(name)
+            if replaced is not None and base <= replaced < end and not name.endswith(SWAP_SUFFIX):
+                fs.remove(posixpath.join(directory, name))
+        swap.rename_to("")
+        changed = True
+    if changed:
+        fs.fsync_dir(directory)
