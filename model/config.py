@@ -92,6 +92,7 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "replication.factor": ("replication_factor", _int_at_least(1)),
     "unclean.leader.election.enable": ("unclean_leader_election_enable", _parse_bool),
     "replica.lag.time.max.ms": ("replica_lag_time_max_ms", _int_at_least(1)),
+    "replica.fetch.max.bytes": ("replica_fetch_max_bytes", _int_at_least(1)),
     "retention.ms": ("retention_ms", _retention),
     "retention.bytes": ("retention_bytes", _retention),
     "cleanup.policy": ("cleanup_policy", _cleanup_policy),
@@ -174,6 +175,8 @@ class Config:
     replication_factor: int = 3
     unclean_leader_election_enable: bool = False
     replica_lag_time_max_ms: int = 30_000
+    # Per partition and fetch; the first batch is sent whole even when larger (KIP-74).
+    replica_fetch_max_bytes: int = 1_048_576
     retention_ms: int = 604_800_000
     retention_bytes: int = -1
     cleanup_policy: str = "delete"

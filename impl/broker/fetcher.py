@@ -28,7 +28,6 @@ log = logging.getLogger("replog.broker")
 REPLICA_FETCH_WAIT_MAX_MS = 500
 REPLICA_FETCH_MIN_BYTES = 1
 REPLICA_FETCH_MAX_BYTES = 10 * 1024 * 1024
-REPLICA_FETCH_PARTITION_MAX_BYTES = 1024 * 1024
 REPLICA_FETCH_BACKOFF_MS = 100
 FETCH_REQUEST_TIMEOUT_MS = 10_000
 
@@ -127,7 +126,7 @@ async def _fetch(
                 "fetch_offset": offset,
                 "last_fetched_epoch": last_epoch,
                 "log_start_offset": p.log.log_start_offset,
-                "partition_max_bytes": REPLICA_FETCH_PARTITION_MAX_BYTES,
+                "partition_max_bytes": p.config.replica_fetch_max_bytes,
             }
         )
     body = {
