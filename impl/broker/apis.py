@@ -279,12 +279,12 @@ def _fetch_once(broker: Broker, body: Body) -> tuple[list[Body], int, list[Parti
     replica_id = _fetching_replica(body)
     # Kafka tracks follower catch-up on the wall clock, so a clock jump shrinks the ISR.
     now_ms = broker.clock.wall_ms()
-    views = broker.topic_views()
     responses = []
     read = []
     total_bytes = 0
     for topic in body["topics"]:
-        name = _topic_name(views, topic, "topic")
+        # Only a fetch by topic id needs the views (building them costs per topic).
+        name = topic.get("topic") or _topic_name(broker.topic_views(), topic, "topic")
         rows = []
         for entry in topic["partitions"]:
             partition = broker.logs.partitions.get((name, entry["partition"]))

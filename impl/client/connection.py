@@ -166,9 +166,17 @@ class Connection:
 
     async def request(self, api_key: int, body: Body, timeout_ms: int | None = None) -> Body:
         """Send and wait for the response body. Raises NotSent, RequestTimeout, ConnectionLost."""
+        # `send` then `receive` under one cancel scope (a scope costs as much as a step).
         deadline = self._deadline(timeout_ms)
-        pending = await self.send(api_key, body, deadline)
-        return await self.receive(pending, deadline)
+        pending = self._prepare(api_key, body)
+        written = False
+        with trio.move_on_at(deadline):
+            await self._write(pending, True)
+            written = True
+            return await self._response(pending)
+        if written:
+            raise await self._timed_out()
+        raise self._write_cut_off(pending)
 
     async def send(
         self, api_key: int, body: Body, deadline: float, expect_response: bool = True
@@ -179,21 +187,31 @@ class Connection:
         with trio.move_on_at(deadline):
             await self._write(pending, expect_response)
             return pending
-        if not pending.written:
-            raise NotSent(f"could not write to {self.address} before the deadline")
-        raise ConnectionLost(f"write to {self.address} cut off at the deadline")
+        raise self._write_cut_off(pending)
 
     async def receive(self, pending: PendingRequest, deadline: float) -> Body:
         """The response to a request `send` wrote, by `deadline` (trio time)."""
         with trio.move_on_at(deadline):
-            await pending.done.wait()
-            if pending.error is not None:
-                raise pending.error
-            assert pending.body is not None
-            return pending.body
+            return await self._response(pending)
+        raise await self._timed_out()
+
+    def _write_cut_off(self, pending: PendingRequest) -> OutcomeUnknown | NotSent:
+        if not pending.written:
+            return NotSent(f"could not write to {self.address} before the deadline")
+        return ConnectionLost(f"write to {self.address} cut off at the deadline")
+
+    @staticmethod
+    async def _response(pending: PendingRequest) -> Body:
+        await pending.done.wait()
+        if pending.error is not None:
+            raise pending.error
+        assert pending.body is not None
+        return pending.body
+
+    async def _timed_out(self) -> RequestTimeout:
         message = f"no response from {self.address} in time"
         await self._break(message)
-        raise RequestTimeout(message)
+        return RequestTimeout(message)
 
     def _deadline(self, timeout_ms: int | None) -> float:
         timeout_ms = self.request_timeout_ms if timeout_ms is None else timeout_ms

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from dataclasses import asdict, fields
+from dataclasses import fields
 from typing import Any
 
 from impl.controller.raft import (
@@ -29,6 +29,10 @@ _TYPES: dict[str, type] = {
     "append-response": AppendResponse,
 }
 _NAMES = {cls: name for name, cls in _TYPES.items()}
+# Field names and declared types per message class, in declaration order (the JSON's).
+_FIELDS: dict[type, tuple[tuple[str, str], ...]] = {
+    cls: tuple((f.name, str(f.type)) for f in fields(cls)) for cls in _TYPES.values()
+}
 
 
 class RaftWireError(ValueError):
@@ -37,8 +41,8 @@ class RaftWireError(ValueError):
 
 def encode_message(message: Message) -> bytes:
     body: dict[str, Any] = {"type": _NAMES[type(message)]}
-    for name, value in asdict(message).items():
-        body[name] = value
+    for name, _ in _FIELDS[type(message)]:
+        body[name] = getattr(message, name)
     if isinstance(message, AppendEntries):
         body["entries"] = [
             [e.index, e.term, base64.b64encode(e.data).decode()] for e in message.entries
@@ -65,9 +69,9 @@ def decode_message(data: bytes) -> Message:
 
 
 def _check_types(message: Message) -> None:
-    for f in fields(message):
-        value = getattr(message, f.name)
-        if f.type == "bool" and not isinstance(value, bool):
-            raise RaftWireError(f"{f.name} must be a boolean, not {value!r}")
-        if f.type == "int" and (not isinstance(value, int) or isinstance(value, bool)):
-            raise RaftWireError(f"{f.name} must be an integer, not {value!r}")
+    for name, kind in _FIELDS[type(message)]:
+        value = getattr(message, name)
+        if kind == "bool" and not isinstance(value, bool):
+            raise RaftWireError(f"{name} must be a boolean, not {value!r}")
+        if kind == "int" and (not isinstance(value, int) or isinstance(value, bool)):
+            raise RaftWireError(f"{name} must be an integer, not {value!r}")
