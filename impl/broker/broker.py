@@ -154,6 +154,7 @@ class Broker:
                 nursery.start_soon(
                     self._every, self.config.log_retention_check_interval_ms, self._retain
                 )
+                nursery.start_soon(self._every, self.config.log_cleaner_backoff_ms, self._clean)
                 log.info("broker %d listening on %s:%d", self.broker_id, self.host, self.port)
                 task_status.started(self.port)
         finally:
@@ -402,6 +403,23 @@ class Broker:
         deleted = self.logs.apply_retention(self.clock.wall_ms())
         if deleted:
             log.info("retention deleted %d segments", deleted)
+
+    def _clean(self) -> None:
+        cleaned = self.logs.clean_filthiest(self.clock.wall_ms())
+        if cleaned is not None:
+            partition, result = cleaned
+            log.info(
+                "cleaned %s-%d: %d segments of %d bytes into %d of %d bytes, %d records "
+                "and %d tombstones removed",
+                partition.topic,
+                partition.index,
+                result.segments_before,
+                result.size_bytes_before,
+                result.segments_after,
+                result.size_bytes_after,
+                result.records_removed,
+                result.tombstones_removed,
+            )
 
 
 def new_topic_id(rng: random.Random) -> bytes:

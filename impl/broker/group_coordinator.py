@@ -5,9 +5,11 @@ of the internal topic `__consumer_offsets`, with Java's String.hashCode and Kafk
 `Utils.abs` (the sign bit masked off). The leader of that partition is the group's
 coordinator; every other broker answers NOT_COORDINATOR. The topic is created on the
 first FindCoordinator, replicated like any topic (`offsets.topic.replication.factor`,
-capped at 1 for a standalone broker), and never deleted by retention: it is
-`retention.ms=-1`, `retention.bytes=-1`, read keep-latest-per-key (compaction on read,
-see `load_partition`). Segments are not compacted on disk.
+capped at 1 for a standalone broker), and `cleanup.policy=compact`: never deleted by
+retention, its closed segments cleaned down to the latest record per key by the log
+cleaner (`impl.storage.cleaner`), and read keep-latest-per-key when loaded (see
+`load_partition`), so loading does not depend on how far the cleaner got. Segments roll
+at `offsets.topic.segment.bytes`.
 
 Durability: an OffsetCommit and the leader's SyncGroup are appended to the group's
 partition and answered only once the partition's HW passed the record (acks=all: the
@@ -44,7 +46,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("replog.broker")
 
-OFFSETS_SEGMENT_BYTES = 104_857_600
 GROUP_TICK_MS = 100
 OFFSET_METADATA_BYTES_MAX = 4096
 GROUP_ID_LENGTH_MAX = 255
@@ -118,9 +119,10 @@ class GroupCoordinator:
             1 if broker.standalone else self.config.offsets_topic_replication_factor
         )
         overrides = {
+            "cleanup.policy": "compact",
             "retention.ms": "-1",
             "retention.bytes": "-1",
-            "segment.bytes": str(OFFSETS_SEGMENT_BYTES),
+            "segment.bytes": str(self.config.offsets_topic_segment_bytes),
             "min.insync.replicas": str(min(self.config.min_insync_replicas, replication_factor)),
         }
         if broker.standalone:

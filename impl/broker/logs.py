@@ -9,21 +9,26 @@ takes that over; it is replaced atomically, so a crash keeps the old or the new 
 from __future__ import annotations
 
 import json
+import logging
 import posixpath
 import re
 from dataclasses import dataclass, field
 
 from impl.broker.partition import Partition
 from impl.runtime.fs import FileSystem
+from impl.storage.batch import CorruptBatchError
 from impl.storage.checkpoint import (
     RECOVERY_POINT_CHECKPOINT,
     read_offset_checkpoint,
     write_atomically,
     write_offset_checkpoint,
 )
+from impl.storage.cleaner import CleaningResult, clean_pass, dirty_ratio
 from impl.storage.log import PartitionLog, mkdir_durably, partition_dir_name
 from model.config import Config, ConfigError
 from model.errors import Errors
+
+log = logging.getLogger("replog.broker")
 
 HIGH_WATERMARK_CHECKPOINT = "replication-offset-checkpoint"
 TOPICS_FILE = "topics.json"
@@ -39,6 +44,9 @@ TOPIC_CONFIG_KEYS = frozenset(
         "unclean.leader.election.enable",
         "retention.ms",
         "retention.bytes",
+        "cleanup.policy",
+        "delete.retention.ms",
+        "min.cleanable.dirty.ratio",
         "segment.bytes",
         "segment.ms",
         "flush.messages",
@@ -89,6 +97,7 @@ class LogManager:
         self.partitions: dict[tuple[str, int], Partition] = {}
         self._recovery_points: dict[tuple[str, int], int] = {}
         self._high_watermarks: dict[tuple[str, int], int] = {}
+        self._uncleanable: set[tuple[str, int]] = set()
 
     # ---- startup and shutdown ----------------------------------------------------------
 
@@ -140,6 +149,31 @@ class LogManager:
         return sum(
             p.log.apply_retention(now_ms, p.high_watermark) for p in self.partitions.values()
         )
+
+    def clean_filthiest(self, now_ms: int) -> tuple[Partition, CleaningResult] | None:
+        """One cleaner pass over the compacted log with the highest dirty ratio at or
+        above its min.cleanable.dirty.ratio (Kafka's grabFilthiestCompactedLog); None if
+        no log is due. A log whose batches turn out damaged is skipped from then on (Kafka
+        marks it uncleanable); reads report the damage and followers refetch it."""
+        due = []
+        for key, partition in self.partitions.items():
+            log_ = partition.log
+            if not log_.compacted or key in self._uncleanable:
+                continue
+            ratio = dirty_ratio(log_, partition.high_watermark)
+            if ratio and ratio >= log_.config.min_cleanable_dirty_ratio:
+                due.append((ratio, key))
+        if not due:
+            return None
+        _, key = max(due)
+        partition = self.partitions[key]
+        try:
+            result = clean_pass(partition.log, now_ms, partition.high_watermark)
+        except CorruptBatchError as error:
+            self._uncleanable.add(key)
+            log.warning("not cleaning %s-%d again: %s", key[0], key[1], error)
+            return None
+        return None if result is None else (partition, result)
 
     def close(self) -> None:
         """Flush everything and checkpoint: a clean shutdown recovers nothing on restart."""

@@ -20,7 +20,12 @@ import trio
 
 from impl.broker.producer_state import Duplicate, ProducerState
 from impl.storage.batch import BatchHeader, CodecError, parse_header
-from impl.storage.log import LogAppendError, OffsetOutOfRangeError, PartitionLog
+from impl.storage.log import (
+    InvalidRecordError,
+    LogAppendError,
+    OffsetOutOfRangeError,
+    PartitionLog,
+)
 from model.config import Config
 from model.errors import Errors
 
@@ -51,8 +56,18 @@ class ChangeSignal:
 
     def __init__(self) -> None:
         self._waiters: dict[trio.Event, None] = {}
+        # Waiters that read only below the HW (consumer fetches): an append that leaves
+        # the HW where it was changes nothing they can see, so it does not wake them.
+        self._below_hw: dict[trio.Event, None] = {}
 
     def notify(self) -> None:
+        self.notify_appended()
+        below_hw, self._below_hw = self._below_hw, {}
+        for event in below_hw:
+            event.set()
+
+    def notify_appended(self) -> None:
+        """An append that left the HW where it was: wakes all but the below-HW waiters."""
         waiters, self._waiters = self._waiters, {}
         for event in waiters:
             event.set()
@@ -61,19 +76,20 @@ class ChangeSignal:
         await wait_for_any((self,))
 
 
-async def wait_for_any(signals: Iterable[ChangeSignal]) -> None:
-    """Until one of `signals` is notified (with none, until cancelled)."""
+async def wait_for_any(signals: Iterable[ChangeSignal], below_hw: bool = False) -> None:
+    """Until one of `signals` is notified (with none, until cancelled); `below_hw`
+    waiters sleep through appends that leave the HW where it was."""
     # Registered before the first suspension, so a change made after the caller checked
     # its condition cannot be missed.
     event = trio.Event()
-    registered = list(signals)
-    for signal in registered:
-        signal._waiters[event] = None
+    registered = [signal._below_hw if below_hw else signal._waiters for signal in signals]
+    for waiters in registered:
+        waiters[event] = None
     try:
         await event.wait()
     finally:
-        for signal in registered:
-            signal._waiters.pop(event, None)
+        for waiters in registered:
+            waiters.pop(event, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,6 +305,8 @@ class Partition:
             return verdict
         try:
             info = self.log.append_batch_as_leader(bytes(batch), self.leader_epoch, now_ms)
+        except InvalidRecordError:
+            return Errors.INVALID_RECORD
         except (CodecError, LogAppendError):
             return Errors.CORRUPT_MESSAGE
         self.producers.update(
@@ -300,7 +318,7 @@ class Partition:
             info.last_offset,
         )
         if not self.advance_high_watermark():
-            self.changes.notify()
+            self.changes.notify_appended()
         return Appended(info.first_offset, info.last_offset, self.log.log_start_offset)
 
     def read(self, offset: int, max_bytes: int, up_to: int) -> FetchedData | Errors:
@@ -379,7 +397,10 @@ class Partition:
         """Append what the leader sent at our LEO; HW = min(leader's HW, our LEO)."""
         if records:
             first = parse_header(records)
-            if first.base_offset != self.log.log_end_offset:
+            leo = self.log.log_end_offset
+            # A compacted leader's next batch may start past our LEO: the cleaner removed
+            # what lay between.
+            if first.base_offset < leo or (first.base_offset > leo and not self.log.compacted):
                 return
             self.log.append_as_follower(bytes(records), now_ms)
             for _, header in _headers(memoryview(records)):

@@ -66,6 +66,11 @@ class LogAppendError(ValueError):
     """A batch the log refuses; nothing of it was written."""
 
 
+class InvalidRecordError(LogAppendError):
+    """A well-formed record this log refuses (Kafka's INVALID_RECORD): one without a key
+    for a compacted topic."""
+
+
 @dataclass(frozen=True, slots=True)
 class AppendInfo:
     first_offset: int
@@ -271,7 +276,7 @@ class PartitionLog:
     ) -> AppendInfo:
         """Encode records into one batch at the log end offset and append it."""
         if self.compacted and any(r.key is None for r in records):
-            raise LogAppendError("a compacted topic accepts only records with a key")
+            raise InvalidRecordError("a compacted topic accepts only records with a key")
         batch = encode_batch(
             records,
             base_offset=self.log_end_offset,
@@ -302,7 +307,7 @@ class PartitionLog:
         if self.compacted and any(r.key is None for _, r in decode_records(batch)):
             # Kafka's LogValidator: the cleaner keeps the latest record per key, and a
             # record without one has none.
-            raise LogAppendError("a compacted topic accepts only records with a key")
+            raise InvalidRecordError("a compacted topic accepts only records with a key")
         patched = with_base_offset_and_epoch(batch, self.log_end_offset, leader_epoch)
         return self._append_leader_batch(patched, leader_epoch, now_ms)
 
