@@ -5,14 +5,16 @@ A pass over one log (`clean_pass`):
 1. Cleanable: the closed segments wholly below the HW; the active segment and whatever
    followers may not have copied yet are never touched. The dirty part starts at the
    log's `first_dirty_offset` (everything below it was cleaned by an earlier pass).
-2. Map: key -> offset of its newest record, over whole dirty segments in offset order
-   until `replog.cleaner.pass.bytes.max` bytes were read (always at least one segment):
-   the bound on a pass, like Kafka's dedupe buffer.
-3. Rewrite every segment from the log start to the end of the mapped part, in groups of
-   consecutive segments whose sizes add up to at most `segment.bytes`, each into one new
-   segment at the group's first base offset. A record stays unless a newer record of its
-   key is mapped; a tombstone (null value) that is the newest of its key also goes once
-   its batch is older than `delete.retention.ms`. Batches keep their baseOffset and
+2. Map: key -> offset of its newest record, over the dirty batches in offset order until
+   `replog.cleaner.pass.bytes.max` bytes of them were read (at least one batch): the
+   bound on a pass, like Kafka's dedupe buffer. The map ends after the last batch read.
+3. Rewrite every segment from the log start to the one holding the map's end, in groups
+   of consecutive segments whose sizes add up to at most `segment.bytes`, each into one
+   new segment at the group's first base offset. Below the map's end a record stays
+   unless a newer record of its key is mapped, and a tombstone (null value) that is the
+   newest of its key also goes once its batch is older than `delete.retention.ms`; at or
+   above it everything stays (a tombstone there may delete a record the map kept).
+   Batches keep their baseOffset and
    lastOffsetDelta, records their offsets, so offsets skip where records went; a batch
    that loses every record goes; one that loses none is copied byte for byte. Kept
    whole: control and transactional batches (replog cleans no transaction state),
@@ -76,16 +78,28 @@ class CleaningResult:
 
 
 @dataclass(slots=True)
-class _Counts:
+class _Pass:
+    """What a pass decides by, and what it removed."""
+
+    offset_map: dict[bytes, int]
+    map_end: int
+    tombstone_horizon_ms: int
+    producers_last_batches: set[int]
     records_removed: int = 0
     tombstones_removed: int = 0
 
 
+def _dirty_segments(log: PartitionLog, cleanable: list[Segment]) -> list[Segment]:
+    """The cleanable segments holding offsets at or above the log's first dirty offset."""
+    return [s for s in cleanable if s.next_offset > log.first_dirty_offset and s.size_bytes]
+
+
 def dirty_ratio(log: PartitionLog, below_offset: int) -> float:
-    """Dirty bytes over cleanable bytes (Kafka's cleanableRatio); 0 when nothing is dirty."""
+    """Dirty bytes over cleanable bytes (Kafka's cleanableRatio, by whole segments); 0
+    when nothing is dirty."""
     cleanable = log.cleanable_segments(below_offset)
     total = sum(s.size_bytes for s in cleanable)
-    dirty = sum(s.size_bytes for s in cleanable if s.base_offset >= log.first_dirty_offset)
+    dirty = sum(s.size_bytes for s in _dirty_segments(log, cleanable))
     return dirty / total if dirty else 0.0
 
 
@@ -97,36 +111,38 @@ def clean_pass(log: PartitionLog, now_ms: int, below_offset: int) -> CleaningRes
     """
     assert log.compacted, "only compacted logs are cleaned"
     cleanable = log.cleanable_segments(below_offset)
-    dirty = [s for s in cleanable if s.base_offset >= log.first_dirty_offset]
+    dirty = _dirty_segments(log, cleanable)
     if not dirty:
         return None
-    offset_map, mapped_bytes, mapped_count = _build_map(dirty, log.config.cleaner_pass_bytes_max)
-    rewrite = cleanable[: len(cleanable) - len(dirty) + mapped_count]
-    after_mapped = log.segment_after(rewrite[-1])
-    last_batches = _producers_last_batches(log.fs, rewrite)
+    offset_map, mapped_bytes, map_end = _build_map(
+        log, dirty, log.first_dirty_offset, log.config.cleaner_pass_bytes_max
+    )
+    rewrite = [s for s in cleanable if s.base_offset < map_end]
+    last_batches = _producers_last_batches(rewrite)
     size_before = sum(s.size_bytes for s in rewrite)
-    counts = _Counts()
+    pass_ = _Pass(offset_map, map_end, now_ms - log.config.delete_retention_ms, last_batches)
     cleaned_segments = []
     for group in _groups(rewrite, log.config.segment_bytes):
-        cleaned = _clean_group(log, group, offset_map, last_batches, now_ms, counts)
+        cleaned = _clean_group(log, group, pass_)
         log.replace_segments(group, cleaned)
         cleaned_segments.append(cleaned)
-    log.first_dirty_offset = after_mapped.base_offset
+    log.first_dirty_offset = map_end
     return CleaningResult(
         segments_before=len(rewrite),
         segments_after=len(cleaned_segments),
         size_bytes_before=size_before,
         size_bytes_after=sum(s.size_bytes for s in cleaned_segments),
         mapped_bytes=mapped_bytes,
-        records_removed=counts.records_removed,
-        tombstones_removed=counts.tombstones_removed,
+        records_removed=pass_.records_removed,
+        tombstones_removed=pass_.tombstones_removed,
         first_dirty_offset=log.first_dirty_offset,
     )
 
 
-def _batches(segment: Segment) -> Iterator[tuple[BatchHeader, memoryview]]:
-    """Every batch of a segment, each CRC-checked by the segment's read."""
-    offset = segment.base_offset
+def _batches(segment: Segment, start: int = 0) -> Iterator[tuple[BatchHeader, memoryview]]:
+    """The segment's batches whose last offset is at least `start`, each CRC-checked by
+    the segment's read."""
+    offset = max(start, segment.base_offset)
     while offset < segment.next_offset:
         data, next_offset = segment.read(offset, READ_BYTES)
         if not data:
@@ -139,27 +155,30 @@ def _batches(segment: Segment) -> Iterator[tuple[BatchHeader, memoryview]]:
         offset = next_offset
 
 
-def _build_map(dirty: list[Segment], bytes_max: int) -> tuple[dict[bytes, int], int, int]:
-    """(key -> newest offset, bytes read, segments mapped): whole segments in order until
-    the next would pass `bytes_max`, at least one."""
+def _build_map(
+    log: PartitionLog, dirty: list[Segment], first_dirty: int, bytes_max: int
+) -> tuple[dict[bytes, int], int, int]:
+    """(key -> newest offset, bytes read, the map's end offset): the batches from
+    `first_dirty` in order until the next would pass `bytes_max`, at least one. A map
+    that takes a whole segment ends at the next segment's base offset."""
     offset_map: dict[bytes, int] = {}
     mapped_bytes = 0
-    count = 0
+    map_end = first_dirty
     for segment in dirty:
-        if count and mapped_bytes + segment.size_bytes > bytes_max:
-            break
-        for header, batch in _batches(segment):
-            if header.is_control:
-                continue
-            for offset, record in decode_records(batch):
-                if record.key is not None:
-                    offset_map[record.key] = offset
-        mapped_bytes += segment.size_bytes
-        count += 1
-    return offset_map, mapped_bytes, count
+        for header, batch in _batches(segment, first_dirty):
+            if mapped_bytes and mapped_bytes + header.size_bytes > bytes_max:
+                return offset_map, mapped_bytes, map_end
+            if not header.is_control:
+                for offset, record in decode_records(batch):
+                    if record.key is not None:
+                        offset_map[record.key] = offset
+            mapped_bytes += header.size_bytes
+            map_end = header.next_offset
+        map_end = log.segment_after(segment).base_offset
+    return offset_map, mapped_bytes, map_end
 
 
-def _producers_last_batches(fs: FileSystem, segments: list[Segment]) -> set[int]:
+def _producers_last_batches(segments: list[Segment]) -> set[int]:
     """Base offsets of each producer id's last batch in these segments (headers only)."""
     last: dict[int, int] = {}
     for segment in segments:
@@ -187,55 +206,41 @@ def _groups(segments: list[Segment], size_bytes_max: int) -> Iterator[list[Segme
         yield group
 
 
-def _clean_group(
-    log: PartitionLog,
-    group: list[Segment],
-    offset_map: dict[bytes, int],
-    last_batches: set[int],
-    now_ms: int,
-    counts: _Counts,
-) -> Segment:
+def _clean_group(log: PartitionLog, group: list[Segment], pass_: _Pass) -> Segment:
     """The group's retained batches in a new, fsynced `.cleaned` segment."""
     cleaned = Segment.create(
         log.fs, log.directory, group[0].base_offset, gaps=True, suffix=CLEANED_SUFFIX
     )
-    tombstone_horizon_ms = now_ms - log.config.delete_retention_ms
     for segment in group:
         for header, batch in _batches(segment):
             kept_whole = (
-                header.is_control or header.is_transactional or header.base_offset in last_batches
+                header.is_control
+                or header.is_transactional
+                or header.base_offset in pass_.producers_last_batches
+                or header.base_offset >= pass_.map_end
             )
-            rewritten = (
-                bytes(batch)
-                if kept_whole
-                else _retained(header, batch, offset_map, tombstone_horizon_ms, counts)
-            )
+            rewritten = bytes(batch) if kept_whole else _retained(header, batch, pass_)
             if rewritten is not None:
                 cleaned.append(rewritten, parse_header(rewritten))
     cleaned.close()
     return cleaned
 
 
-def _retained(
-    header: BatchHeader,
-    batch: memoryview,
-    offset_map: dict[bytes, int],
-    tombstone_horizon_ms: int,
-    counts: _Counts,
-) -> bytes | None:
+def _retained(header: BatchHeader, batch: memoryview, pass_: _Pass) -> bytes | None:
     """The batch with what it keeps: itself, a rewritten batch, or None (nothing kept)."""
+    assert header.next_offset <= pass_.map_end, "batches past the map stay whole"
     records = decode_records(batch)
     kept = []
     for offset, record in records:
         if record.key is None:
             kept.append((offset, record))
             continue
-        superseded = offset_map.get(record.key, offset) > offset
-        expired = record.value is None and header.max_timestamp_ms < tombstone_horizon_ms
+        superseded = pass_.offset_map.get(record.key, offset) > offset
+        expired = record.value is None and header.max_timestamp_ms < pass_.tombstone_horizon_ms
         if superseded:
-            counts.records_removed += 1
+            pass_.records_removed += 1
         elif expired:
-            counts.tombstones_removed += 1
+            pass_.tombstones_removed += 1
         else:
             kept.append((offset, record))
     if len(kept) == len(records):

@@ -134,6 +134,54 @@ def test_a_pass_maps_at_most_its_byte_bound_and_the_next_pass_goes_on():
     assert _latest(_pairs(log)) == latest
 
 
+def _live(pairs: list[tuple[int, bytes | None, bytes | None]]) -> dict[bytes, bytes | None]:
+    """What a reader replaying the log ends up with: key -> value, deleted keys absent."""
+    return {k: v for k, (_, v) in _latest(pairs).items() if v is not None}
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_pass_may_end_inside_a_segment_and_never_resurrects_a_deleted_key(seed):
+    """Tombstones expire in this test: a pass whose map ends mid-segment must keep a
+    tombstone past its map's end, or the older record the map kept would come back."""
+    rng = random.Random(50 + seed)
+    fs = MemoryFileSystem()
+    config = COMPACT.with_values(segment_bytes=40_000, cleaner_pass_bytes_max=1_500)
+    log = _open(fs, config)
+    _fill(log, rng, 300, keys=8, at_ms=0)
+    live = _live(_pairs(log))
+    later_ms = NOW_MS + 10**9
+    map_ends = []
+    while (result := clean_pass(log, later_ms, log.log_end_offset)) is not None:
+        assert result.mapped_bytes <= 1_500, result
+        assert _live(_pairs(log)) == live, f"seed {seed}: after the pass to {map_ends}"
+        map_ends.append(result.first_dirty_offset)
+    assert not set(map_ends) <= set(log.segment_base_offsets), "some map ended mid-segment"
+    reopened = _open(fs, config, recovery_point=None)
+    assert _live(_pairs(reopened)) == live
+
+
+def test_a_tombstone_past_the_maps_end_stays_while_the_record_it_deletes_does():
+    fs = MemoryFileSystem()
+    first = encode_batch([Record(b"deleted later", key=b"k", timestamp_ms=0)])
+    config = COMPACT.with_values(segment_bytes=40_000, cleaner_pass_bytes_max=len(first))
+    log = _open(fs, config)
+    log.append_batch_as_leader(first, 0)
+    for i in range(5):
+        log.append_as_leader([Record(b"%d" % i, key=b"other-%d" % i, timestamp_ms=0)], 0)
+    log.append_as_leader([Record(None, key=b"k", timestamp_ms=0)], leader_epoch=0)
+    log.roll()
+    log.append_as_leader([Record(b"active", key=b"a", timestamp_ms=0)], leader_epoch=0)
+    live = _live(_pairs(log))
+    assert b"k" not in live
+    first_pass = clean_pass(log, NOW_MS, log.log_end_offset)
+    assert first_pass is not None and first_pass.first_dirty_offset == 1, "the map ends at 1"
+    assert (6, b"k", None) in _pairs(log), "the tombstone past the map's end stays"
+    assert _live(_pairs(log)) == live
+    _clean_fully(log)
+    assert _live(_pairs(log)) == live
+    assert b"k" not in {k for _, k, _ in _pairs(log)}, "record and tombstone went together"
+
+
 def test_each_producers_last_batch_is_kept_whole():
     fs = MemoryFileSystem()
     log = _open(fs)
