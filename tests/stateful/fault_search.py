@@ -23,6 +23,16 @@ of the model's shortest counterexamples (`replog check --config X`): a write
 acknowledged, a replica losing its tail or never getting it, a leader change before the
 tail is repaired.
 
+EXPANSIONS (the KAFKA-7128 shape: a follower back in the ISR before it holds what the
+previous leader acknowledged) is made of episodes, not single steps, and changes the
+cluster: followers fetch one batch at a time (EXPANSION_CONFIG) over 100 ms links
+between brokers (SlowLinksWorld; the controller's and the clients' links stay fast), so
+a returning follower catches up over several round trips. One broker at most is paused:
+an episode moves the pause to a follower ("lag") or to the leader ("failover", then
+waits until another broker leads), writes a burst (0 to BURST_ACKS1_MAX acks=1 records,
+then one with the client's acks) and waits a draw of EXPANSION_PAUSES_S (one to a few
+replication round trips, or past the 2 s timers).
+
 After every step, and after a final heal + restart-everyone + settle, the impl-side
 invariants (stateful_harness.impl_violations) are checked; a run that a broker ended
 because its log refused a fetched batch of a lower leader epoch (LogAppendError) is a
@@ -34,6 +44,7 @@ trial's seed and its steps; `run_trial(config, seed, trial, vocabulary)` replays
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from stateful_harness import BROKERS, SimWorld, impl_violations
@@ -50,9 +61,12 @@ RACES = "races"
 # follower's missed records before anything repairs them (the model's kip-101 story).
 LEADER_MOVES = "leader-moves"
 STOPLESS = (RACES, LEADER_MOVES)
+# Episodes over slow replication links: move the one pause to a follower or the leader,
+# write a burst, wait (see the module docstring).
+EXPANSIONS = "expansions"
 DIVERGENT_APPEND = "DivergentAppend"
-PRODUCE_ACKS1 = "produce_acks1"  # a RACES produce with acks=1 under acks=all
-VOCABULARIES = (KILLS, ONE_STOP, *STOPLESS)
+PRODUCE_ACKS1 = "produce_acks1"  # a produce with acks=1 under acks=all
+VOCABULARIES = (KILLS, ONE_STOP, *STOPLESS, EXPANSIONS)
 STEPS_PER_TRIAL = 16
 PAUSES_S = (0.0, 0.0, 0.02, 0.1, 0.5, 2.5)
 WEIGHTS = {
@@ -76,6 +90,15 @@ LEADER_MOVE_WEIGHTS = {
     "resume": 1.0,
 }
 RACE_PAUSES_S = (0.0, 0.0, 0.01, 0.05, 0.2, 0.5, 1.0, 2.5)
+LAG, FAILOVER = "lag", "failover"
+EPISODES_PER_TRIAL = 8
+EXPANSION_WEIGHTS = {LAG: 1.0, FAILOVER: 1.0}
+BURST_ACKS1_MAX = 3
+EXPANSION_PAUSES_S = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 2.5)
+EXPANSION_CONFIG = ("replica.fetch.max.bytes=1",)
+BROKER_LINK_LATENCY_S = 0.1
+FAILOVER_WAIT_S_MAX = 6.0  # the 2 s session timeout, an election, a metadata round trip
+FAILOVER_POLL_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -100,6 +123,19 @@ def _acks(config: tuple[str, ...]) -> int:
     return -1
 
 
+class SlowLinksWorld(SimWorld):
+    """Every link between two brokers takes BROKER_LINK_LATENCY_S each way (set before
+    the first connection: the network keeps a link's latency once drawn)."""
+
+    async def _start(self) -> None:
+        latency_s = self.cluster.net.latency_s
+        for source in BROKERS:
+            for target in BROKERS:
+                if source != target:
+                    latency_s[(source, target)] = BROKER_LINK_LATENCY_S
+        await super()._start()
+
+
 class Trial:
     """One world and the bookkeeping of one trial."""
 
@@ -109,7 +145,10 @@ class Trial:
         self.vocabulary = vocabulary
         self.config = tuple(c for c in config if not c.startswith("acks="))
         self.acks = _acks(config)
-        self.world = SimWorld(seed, self.config, tear_last_write=False)
+        if vocabulary == EXPANSIONS:
+            self.world = SlowLinksWorld(seed, (*EXPANSION_CONFIG, *self.config))
+        else:
+            self.world = SimWorld(seed, self.config, tear_last_write=False)
         self.unclean_stops = 0
         self.next_value = 1
         self.paused: set[int] = set()
@@ -195,6 +234,57 @@ class Trial:
             world.cut_from_controller(broker)
         return broker
 
+    def episode(self, rng: random.Random) -> Iterator[None]:
+        """One EXPANSIONS episode; yields after each step it records."""
+        kind = rng.choices(list(EXPANSION_WEIGHTS), list(EXPANSION_WEIGHTS.values()))[0]
+        broker = self._episode_target(kind, rng)
+        self.move_pause(broker)
+        if kind == FAILOVER:
+            self.await_leader(broker)
+        self.steps.append((kind, broker, 0.0))
+        yield
+        for _ in range(rng.randint(0, BURST_ACKS1_MAX)):
+            self.steps.append((*self._write(1), 0.0))
+            yield
+        action, value = self._write(self.acks)
+        pause = rng.choice(EXPANSION_PAUSES_S)
+        if pause:
+            self.world.advance(pause)
+        self.steps.append((action, value, pause))
+        yield
+
+    def _episode_target(self, kind: str, rng: random.Random) -> int:
+        candidates = sorted(self.world.alive() - self.paused)
+        leader = self.world.observe().believed_leader()
+        if kind == FAILOVER and leader in candidates:
+            return leader
+        followers = [b for b in candidates if b != leader]
+        return rng.choice(followers or candidates)
+
+    def _write(self, acks: int) -> tuple[str, int]:
+        value, self.next_value = self.next_value, self.next_value + 1
+        self.world.produce(value, acks)
+        return (PRODUCE_ACKS1 if acks == 1 and self.acks != 1 else "produce"), value
+
+    def move_pause(self, broker: int) -> None:
+        """Resume the paused broker, if any, then pause `broker` (one pause at a time)."""
+        for paused in sorted(self.paused - {broker}):
+            self.world.resume(paused)
+        if broker not in self.paused:
+            self.world.pause(broker)
+        self.paused = {broker}
+
+    def await_leader(self, paused: int) -> None:
+        """Let time pass until a broker other than `paused` believes it leads, at most
+        FAILOVER_WAIT_S_MAX."""
+        waited_s = 0.0
+        while waited_s < FAILOVER_WAIT_S_MAX:
+            leader = self.world.observe().believed_leader()
+            if leader not in (-1, paused):
+                return
+            self.world.advance(FAILOVER_POLL_S)
+            waited_s += FAILOVER_POLL_S
+
     def violations(self) -> list[str]:
         return impl_violations(
             self.world.history, self.world.observe(), acked_acks=(self.acks,) if self.acks else ()
@@ -229,6 +319,8 @@ def run_trial(
 
 
 def _run_steps(state: Trial, rng: random.Random) -> list[str]:
+    if state.vocabulary == EXPANSIONS:
+        return _run_episodes(state, rng)
     for _ in range(STEPS_PER_TRIAL):
         options = state.choices()
         weights = state.weights()
@@ -241,6 +333,15 @@ def _run_steps(state: Trial, rng: random.Random) -> list[str]:
         found = state.violations()
         if found:
             return found
+    return state.finish()
+
+
+def _run_episodes(state: Trial, rng: random.Random) -> list[str]:
+    for _ in range(EPISODES_PER_TRIAL):
+        for _step in state.episode(rng):
+            found = state.violations()
+            if found:
+                return found
     return state.finish()
 
 
@@ -286,11 +387,15 @@ def search(
 
 
 def replay(
-    config: tuple[str, ...], seed: int, steps: tuple[tuple[str, int, float], ...]
+    config: tuple[str, ...],
+    seed: int,
+    steps: tuple[tuple[str, int, float], ...],
+    vocabulary: str = ONE_STOP,
 ) -> list[str]:
     """Run exactly these (action, broker or value, pause) steps on a fresh world (seed
-    `seed`), then heal and restart everyone; the invariant violations seen."""
-    state = Trial(config, seed, ONE_STOP)
+    `seed`, the world `vocabulary` searches), then heal and restart everyone; the
+    invariant violations seen."""
+    state = Trial(config, seed, vocabulary)
     world = state.world
     calls = {
         "pause": lambda broker: (state.paused.add(broker), world.pause(broker)),
@@ -301,6 +406,8 @@ def replay(
         "isolate": world.isolate,
         "cut_controller": world.cut_from_controller,
         "cut_followers": world.cut_from_brokers,
+        LAG: state.move_pause,
+        FAILOVER: lambda broker: (state.move_pause(broker), state.await_leader(broker)),
     }
     found: list[str] = []
     try:
