@@ -15,6 +15,7 @@ import trio
 from impl.broker.group_coordinator import OFFSETS_TOPIC, OffsetToCommit
 from impl.broker.groups import GroupState, JoinRequest
 from impl.broker.partition import (
+    EARLIEST_TIMESTAMP,
     LATEST_TIMESTAMP,
     Appended,
     Diverging,
@@ -261,14 +262,21 @@ async def fetch(broker: Broker, request: Request) -> Body:
     """Read until min_bytes are available or max_wait_ms passes (a delayed fetch)."""
     body = request.body
     deadline = trio.current_time() + min(max(body["max_wait_ms"], 0), FETCH_WAIT_MS_MAX) / 1000
-    while True:
-        responses, total_bytes, read = _fetch_once(broker, body)
-        # Kafka answers at once when a partition has an error: waiting cannot fix it.
-        failed = any(p["error_code"] != Errors.NONE for t in responses for p in t["partitions"])
-        if failed or total_bytes >= body["min_bytes"] or trio.current_time() >= deadline:
-            break
-        with trio.move_on_at(deadline):
-            await wait_for_any(p.changes for p in read)
+    # A consumer reads below the HW: an append that leaves the HW alone cannot answer it.
+    below_hw = _fetching_replica(body) < 0
+    with trio.move_on_at(deadline):
+        while True:
+            responses, total_bytes, read = _fetch_once(broker, body)
+            # Kafka answers at once when a partition has an error: waiting cannot fix it.
+            failed = any(p["error_code"] != Errors.NONE for t in responses for p in t["partitions"])
+            if failed or total_bytes >= body["min_bytes"] or trio.current_time() >= deadline:
+                return _fetch_response(responses)
+            await wait_for_any((p.changes for p in read), below_hw)
+    responses, _, _ = _fetch_once(broker, body)
+    return _fetch_response(responses)
+
+
+def _fetch_response(responses: list[Body]) -> Body:
     return {"error_code": Errors.NONE, "session_id": 0, "responses": responses}
 
 
@@ -400,14 +408,21 @@ def _list_offset(partition: Partition | None, entry: Body, replica_id: int) -> B
     fenced = partition.check_leader_epoch(entry.get("current_leader_epoch", -1))
     if fenced != Errors.NONE:
         return {"partition_index": index, "error_code": fenced}
-    if replica_id < 0 and not partition.offsets_available():
+    # Kafka's fetchOffsetForTimestamp: while a new leader's HW lags its epoch start, a
+    # client's latest, and a lookup with nothing below the HW, are OFFSET_NOT_AVAILABLE;
+    # earliest is the log start offset regardless.
+    timestamp = entry["timestamp"]
+    lagging = replica_id < 0 and not partition.offsets_available()
+    if lagging and timestamp == LATEST_TIMESTAMP:
         return {"partition_index": index, "error_code": Errors.OFFSET_NOT_AVAILABLE}
-    if replica_id >= 0 and entry["timestamp"] == LATEST_TIMESTAMP:
+    if replica_id >= 0 and timestamp == LATEST_TIMESTAMP:
         # A follower asks for the leader's log end, to truncate to it.
         found: tuple[int, int] | None = (partition.log.log_end_offset, -1)
     else:
-        found = partition.offset_for_timestamp(entry["timestamp"])
+        found = partition.offset_for_timestamp(timestamp)
     if found is None:
+        if lagging and timestamp != EARLIEST_TIMESTAMP:
+            return {"partition_index": index, "error_code": Errors.OFFSET_NOT_AVAILABLE}
         return {"partition_index": index, "error_code": Errors.NONE, "timestamp": -1, "offset": -1}
     offset, timestamp = found
     return {
