@@ -20,7 +20,12 @@ import trio
 
 from impl.broker.producer_state import Duplicate, ProducerState
 from impl.storage.batch import BatchHeader, CodecError, parse_header
-from impl.storage.log import LogAppendError, OffsetOutOfRangeError, PartitionLog
+from impl.storage.log import (
+    InvalidRecordError,
+    LogAppendError,
+    OffsetOutOfRangeError,
+    PartitionLog,
+)
 from model.config import Config
 from model.errors import Errors
 
@@ -300,6 +305,8 @@ class Partition:
             return verdict
         try:
             info = self.log.append_batch_as_leader(bytes(batch), self.leader_epoch, now_ms)
+        except InvalidRecordError:
+            return Errors.INVALID_RECORD
         except (CodecError, LogAppendError):
             return Errors.CORRUPT_MESSAGE
         self.producers.update(
@@ -390,7 +397,10 @@ class Partition:
         """Append what the leader sent at our LEO; HW = min(leader's HW, our LEO)."""
         if records:
             first = parse_header(records)
-            if first.base_offset != self.log.log_end_offset:
+            leo = self.log.log_end_offset
+            # A compacted leader's next batch may start past our LEO: the cleaner removed
+            # what lay between.
+            if first.base_offset < leo or (first.base_offset > leo and not self.log.compacted):
                 return
             self.log.append_as_follower(bytes(records), now_ms)
             for _, header in _headers(memoryview(records)):
