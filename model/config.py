@@ -141,6 +141,11 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "offsets.topic.num.partitions": ("offsets_topic_num_partitions", _int_at_least(1)),
     "offsets.topic.replication.factor": ("offsets_topic_replication_factor", _int_at_least(1)),
     "offsets.topic.segment.bytes": ("offsets_topic_segment_bytes", _int_at_least(14)),
+    "offsets.retention.minutes": ("offsets_retention_minutes", _int_at_least(1)),
+    "offsets.retention.check.interval.ms": (
+        "offsets_retention_check_interval_ms",
+        _int_at_least(1),
+    ),
     "offsets.commit.timeout.ms": ("offsets_commit_timeout_ms", _int_at_least(1)),
     "group.initial.rebalance.delay.ms": ("group_initial_rebalance_delay_ms", _int_at_least(0)),
     "group.min.session.timeout.ms": ("group_min_session_timeout_ms", _int_at_least(1)),
@@ -226,6 +231,8 @@ class Config:
     offsets_topic_num_partitions: int = 50
     offsets_topic_replication_factor: int = 3
     offsets_topic_segment_bytes: int = 104_857_600
+    offsets_retention_minutes: int = 10_080
+    offsets_retention_check_interval_ms: int = 600_000
     offsets_commit_timeout_ms: int = 5_000
     group_initial_rebalance_delay_ms: int = 3_000
     group_min_session_timeout_ms: int = 6_000

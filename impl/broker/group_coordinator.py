@@ -22,6 +22,13 @@ records it cannot know are committed), then replays the partition from its log s
 
 Time is the runtime's monotonic clock; one task ticks every group's deadlines every
 GROUP_TICK_MS and notices leadership changes of the offsets partitions.
+
+Expiry (KIP-211, `offsets.retention.minutes`, checked every
+`offsets.retention.check.interval.ms`): a group with members keeps its offsets; in an
+empty group an offset expires once the retention passed since the later of its commit and
+the group's becoming empty (the `current_state_timestamp` of its stored record). Expired
+offsets get tombstones (acks=all like a commit), and an empty group whose every offset
+expired gets one too: it is gone, and the log cleaner later drops the tombstones.
 """
 
 from __future__ import annotations
@@ -101,6 +108,13 @@ class GroupCoordinator:
         self.loaded: dict[int, int] = {}
         self.signal = ChangeSignal()
         self._nursery: trio.Nursery | None = None
+        # Wall time each group last became empty (Kafka's currentStateTimestamp).
+        self._empty_since: dict[str, int] = {}
+        # Commits appended and not answered yet, per group: expiry waits for them, or a
+        # tombstone appended after such a commit would delete what the client is told
+        # is committed.
+        self._pending_commits: dict[str, int] = {}
+        self._expiring: set[str] = set()
 
     # ---- placement ---------------------------------------------------------------------
 
@@ -230,6 +244,7 @@ class GroupCoordinator:
         group = self._new_group(group_id)
         group.generation = stored["generation"]
         if not stored["members"]:
+            self._empty_since[group_id] = stored["current_state_timestamp"]
             return group
         group.protocol_type = stored["protocol_type"]
         group.protocol = stored["protocol"]
@@ -250,6 +265,8 @@ class GroupCoordinator:
             self.groups.pop(group_id).unload()
         for group_id in [g for g in self.offsets if self.partition_for(g) == index]:
             del self.offsets[group_id]
+        for group_id in [g for g in self._empty_since if self.partition_for(g) == index]:
+            del self._empty_since[group_id]
         self.signal.notify()
 
     # ---- the timer ---------------------------------------------------------------------
@@ -258,6 +275,7 @@ class GroupCoordinator:
         """Tick until cancelled; group writes started by ticks and leaves run here too."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            nursery.start_soon(self._expire_periodically)
             while True:
                 await trio.sleep(GROUP_TICK_MS / 1000)
                 self.tick()
@@ -357,7 +375,10 @@ class GroupCoordinator:
     async def _store_group(self, group: Group, generation: int) -> None:
         """Append the generation's membership and assignment; then answer the syncs."""
         record = self._group_record(group)
+        empty = group.state is GroupState.EMPTY
         error, _ = await self._append(group.group_id, [record])
+        if empty and error == Errors.NONE:
+            self._empty_since[group.group_id] = record.timestamp_ms
         group.assignment_stored(generation, error)
         if error != Errors.NONE and group.state is GroupState.COMPLETING_REBALANCE:
             group.prepare_rebalance(self.broker.clock.monotonic_ms())
@@ -414,7 +435,13 @@ class GroupCoordinator:
         if not accepted:
             return errors
         records = [self._offset_record(group_id, o, now_wall_ms) for o in accepted]
-        stored, first_offset = await self._append(group_id, records)
+        self._pending_commits[group_id] = self._pending_commits.get(group_id, 0) + 1
+        try:
+            stored, first_offset = await self._append(group_id, records)
+        finally:
+            self._pending_commits[group_id] -= 1
+            if not self._pending_commits[group_id]:
+                del self._pending_commits[group_id]
         if stored == Errors.NONE and self.status(group_id) == Errors.NONE:
             committed = self.offsets.setdefault(group_id, {})
             for i, o in enumerate(accepted):
@@ -448,6 +475,72 @@ class GroupCoordinator:
             return Errors.NONE, dict(committed)
         return Errors.NONE, {tp: committed.get(tp) for tp in wanted}
 
+    # ---- expiry (offsets.retention.minutes) ---------------------------------------------
+
+    async def _expire_periodically(self) -> None:
+        while True:
+            await trio.sleep(self.config.offsets_retention_check_interval_ms / 1000)
+            self.expire_offsets()
+
+    def expire_offsets(self) -> int:
+        """Start writing tombstones for every expired offset (module docstring); the
+        number of groups that have some."""
+        now_ms = self.broker.clock.wall_ms()
+        retention_ms = self.config.offsets_retention_minutes * 60_000
+        started = 0
+        for group_id, committed in self.offsets.items():
+            group = self.groups.get(group_id)
+            busy = group_id in self._pending_commits or group_id in self._expiring
+            if busy or (group is not None and group.state is not GroupState.EMPTY):
+                continue
+            since = self._empty_since.get(group_id, 0)
+            expired = [
+                tp
+                for tp, c in committed.items()
+                if now_ms - max(c.commit_timestamp_ms, since) >= retention_ms
+            ]
+            if expired:
+                self._expiring.add(group_id)
+                self._background().start_soon(self._expire, group_id, expired)
+                started += 1
+        return started
+
+    async def _expire(self, group_id: str, expired: list[tuple[str, int]]) -> None:
+        try:
+            now_ms = self.broker.clock.wall_ms()
+            records = [self._offset_tombstone(group_id, tp, now_ms) for tp in expired]
+            drops_group = set(expired) >= set(self.offsets.get(group_id, {}))
+            group = self.groups.get(group_id)
+            generation = None if group is None else group.generation
+            if drops_group:
+                records.append(self._group_tombstone(group_id, now_ms))
+            # _append writes the tombstones before its first wait: a commit arriving
+            # later lands after them in the log, and stays below.
+            error, first_offset = await self._append(group_id, records)
+            if error != Errors.NONE or self.status(group_id) != Errors.NONE:
+                return
+            committed = self.offsets.get(group_id, {})
+            for i, tp in enumerate(expired):
+                entry = committed.get(tp)
+                if entry is not None and entry.record_offset < first_offset + i:
+                    del committed[tp]
+            if not committed:
+                self.offsets.pop(group_id, None)
+            group = self.groups.get(group_id)
+            # Gone unless it came back to life meanwhile (its new record follows ours).
+            if (
+                drops_group
+                and group_id not in self.offsets
+                and group is not None
+                and group.state is GroupState.EMPTY
+                and group.generation == generation
+            ):
+                del self.groups[group_id]
+                self._empty_since.pop(group_id, None)
+            log.info("expired %d offsets of group %s", len(expired), group_id)
+        finally:
+            self._expiring.discard(group_id)
+
     # ---- appending to the offsets topic -----------------------------------------------
 
     def _offset_record(self, group_id: str, o: OffsetToCommit, now_ms: int) -> Record:
@@ -467,6 +560,22 @@ class GroupCoordinator:
             },
         )
         return Record(value, key, timestamp_ms=now_ms)
+
+    def _offset_tombstone(self, group_id: str, tp: tuple[str, int], now_ms: int) -> Record:
+        key = group_data.encode(
+            group_data.OFFSET_COMMIT_KEY,
+            group_data.OFFSET_COMMIT_KEY_VERSION,
+            {"group": group_id, "topic": tp[0], "partition": tp[1]},
+        )
+        return Record(None, key, timestamp_ms=now_ms)
+
+    def _group_tombstone(self, group_id: str, now_ms: int) -> Record:
+        key = group_data.encode(
+            group_data.GROUP_METADATA_KEY,
+            group_data.GROUP_METADATA_KEY_VERSION,
+            {"group": group_id},
+        )
+        return Record(None, key, timestamp_ms=now_ms)
 
     def _group_record(self, group: Group) -> Record:
         key = group_data.encode(
