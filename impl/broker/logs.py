@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from impl.broker.partition import Partition
 from impl.runtime.fs import FileSystem
-from impl.storage.batch import CorruptBatchError
+from impl.storage.batch import CodecError
 from impl.storage.checkpoint import (
     RECOVERY_POINT_CHECKPOINT,
     read_offset_checkpoint,
@@ -153,8 +153,9 @@ class LogManager:
     def clean_filthiest(self, now_ms: int) -> tuple[Partition, CleaningResult] | None:
         """One cleaner pass over the compacted log with the highest dirty ratio at or
         above its min.cleanable.dirty.ratio (Kafka's grabFilthiestCompactedLog); None if
-        no log is due. A log whose batches turn out damaged is skipped from then on (Kafka
-        marks it uncleanable); reads report the damage and followers refetch it."""
+        no log is due. A log whose batches turn out damaged or undecodable is skipped from
+        then on (Kafka marks it uncleanable); reads report the damage and followers
+        refetch it."""
         due = []
         for key, partition in self.partitions.items():
             log_ = partition.log
@@ -169,7 +170,7 @@ class LogManager:
         partition = self.partitions[key]
         try:
             result = clean_pass(partition.log, now_ms, partition.high_watermark)
-        except CorruptBatchError as error:
+        except CodecError as error:
             self._uncleanable.add(key)
             log.warning("not cleaning %s-%d again: %s", key[0], key[1], error)
             return None

@@ -45,7 +45,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from impl.runtime.fs import FileSystem
-from impl.storage.batch import BatchHeader, decode_records, encode_retained, parse_header
+from impl.storage.batch import (
+    BatchHeader,
+    CodecError,
+    decode_records,
+    encode_retained,
+    parse_header,
+)
 from impl.storage.index import RELATIVE_OFFSET_MAX
 from impl.storage.segment import Segment
 from model.config import Config
@@ -211,6 +217,16 @@ def _clean_group(log: PartitionLog, group: list[Segment], pass_: _Pass) -> Segme
     cleaned = Segment.create(
         log.fs, log.directory, group[0].base_offset, gaps=True, suffix=CLEANED_SUFFIX
     )
+    try:
+        _copy_retained(group, cleaned, pass_)
+    except CodecError:
+        cleaned.delete()
+        raise
+    cleaned.close()
+    return cleaned
+
+
+def _copy_retained(group: list[Segment], cleaned: Segment, pass_: _Pass) -> None:
     for segment in group:
         for header, batch in _batches(segment):
             kept_whole = (
@@ -222,8 +238,6 @@ def _clean_group(log: PartitionLog, group: list[Segment], pass_: _Pass) -> Segme
             rewritten = bytes(batch) if kept_whole else _retained(header, batch, pass_)
             if rewritten is not None:
                 cleaned.append(rewritten, parse_header(rewritten))
-    cleaned.close()
-    return cleaned
 
 
 def _retained(header: BatchHeader, batch: memoryview, pass_: _Pass) -> bytes | None:

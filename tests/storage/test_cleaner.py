@@ -9,7 +9,7 @@ import random
 import pytest
 
 from impl.runtime.fs import MemoryFileSystem
-from impl.storage.batch import Record, decode_records, encode_batch
+from impl.storage.batch import CorruptBatchError, Record, decode_records, encode_batch
 from impl.storage.cleaner import clean_pass, dirty_ratio
 from impl.storage.log import PartitionLog
 from model.config import Config
@@ -330,3 +330,19 @@ def test_files_of_a_swap_that_never_committed_are_removed(last_done):
     reopened = _open(fs, recovery_point=log.recovery_point)
     assert not [n for n in fs.list_dir(DIR) if n.endswith((".cleaned", ".swap"))]
     assert _pairs(reopened) == before
+
+
+def test_a_damaged_batch_stops_the_pass_and_leaves_the_segments_as_they_were():
+    fs = MemoryFileSystem()
+    log = _open(fs)
+    _fill(log, random.Random(13), 80)
+    log.flush()
+    victim = log.segment_base_offsets[1]
+    path = f"{DIR}/{victim:020d}.log"
+    fs.corrupt(path, 70, bytes([fs.read(path, 70, 1)[0] ^ 0x04]))
+    files = fs.list_dir(DIR)
+    with pytest.raises(CorruptBatchError, match="CRC-32C") as caught:
+        clean_pass(log, NOW_MS, log.log_end_offset)
+    assert caught.value.path == path
+    assert fs.list_dir(DIR) == files, "no .cleaned file stays behind"
+    assert log.first_dirty_offset == log.log_start_offset
