@@ -327,6 +327,12 @@ class _Slot:
     write: Write
     default: Callable[[], Any]
     fixed_format: str = ""
+    # A struct field (or an array of structs) and how its array is framed, for the
+    # generated fast path; None for primitives.
+    nested: StructCodec | None = None
+    array: bool = False
+    nullable: bool = False
+    compact: bool = False
 
 
 ReadStep = Callable[[Reader, dict[str, Any]], None]
@@ -407,6 +413,30 @@ class StructCodec:
         # Defaults without lists or dicts inside can be shared by copying one template.
         self.template = self.fresh_default()
         self.flat = not any(isinstance(v, list | dict) for v in self.template.values())
+        self.fast_read, self.fast_write = _generate(self)
+
+    def read(self, r: Reader) -> dict[str, Any]:
+        """The generated straight-line reader; on any failure the step-by-step one runs
+        again from the same place, so errors name the same field as always."""
+        start, end = r.pos, r.end
+        try:
+            return self.fast_read(r)
+        except Exception:
+            r.pos, r.end = start, end
+            return self.read_steps_one_by_one(r)
+
+    def write(self, w: Writer, value: dict[str, Any]) -> None:
+        """The generated writer; on any failure what it wrote is taken back and the
+        step-by-step writer runs (and raises the error it always raised)."""
+        parts, size = len(w.parts), len(w.buf)
+        try:
+            self.fast_write(w, value)
+        except Exception:
+            if len(w.parts) > parts:
+                w.buf = w.parts[parts]
+                del w.parts[parts:]
+            del w.buf[size:]
+            self.write_steps_one_by_one(w, value)
 
     def fresh_default(self) -> dict[str, Any]:
         values = {slot.name: slot.default() for slot in self.slots}
@@ -416,7 +446,7 @@ class StructCodec:
     def default(self) -> dict[str, Any]:
         return self.template.copy() if self.flat else self.fresh_default()
 
-    def read(self, r: Reader) -> dict[str, Any]:
+    def read_steps_one_by_one(self, r: Reader) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for step in self.read_steps:
             step(r, out)
@@ -428,7 +458,7 @@ class StructCodec:
                         out[slot.name] = slot.default()
         return out
 
-    def write(self, w: Writer, value: dict[str, Any]) -> None:
+    def write_steps_one_by_one(self, w: Writer, value: dict[str, Any]) -> None:
         if not value.keys() <= self.known:
             raise ValueError(f"unknown fields {sorted(value.keys() - self.known)}")
         for step in self.write_steps:
@@ -493,7 +523,127 @@ def _slot(field: Field, version: int, flexible: bool) -> _Slot:
     fixed = _FIXED.get(field.type)
     fixed_format = fixed.format.lstrip(">") if fixed is not None else ""
     default = _default_factory(field, version, nested)
-    return _Slot(field.name, read, write, default, fixed_format)
+    return _Slot(
+        field.name, read, write, default, fixed_format, nested, field.is_array, nullable, flexible
+    )
+
+
+class _Fallback(Exception):
+    """The generated path met something only the step-by-step path explains."""
+
+
+_CONSTANT_TYPES = (int, float, str, bytes, type(None))
+
+
+def _generate(codec: StructCodec) -> tuple[Read, Write]:
+    """Straight-line read and write functions for one struct: a fixed-size run is one
+    struct call, a field is one line, nested structs call their generated functions."""
+    env: dict[str, Any] = {"_Fallback": _Fallback, "INT32": INT32}
+    reads = ["def fast_read(r):", " out = {}"]
+    writes = [
+        "def fast_write(w, value):",
+        " if not value.keys() <= KNOWN:",
+        "  raise _Fallback",
+    ]
+    env["KNOWN"] = codec.known
+    for index, step in enumerate(_runs(codec.slots)):
+        reads += _read_lines(index, step, env)
+        writes += _write_lines(index, step, env)
+    if codec.flexible:
+        env["TAGGED_READS"], env["TEMPLATE_SIZE"] = codec.tagged_reads, len(codec.template)
+        env["FILL_TAGGED"], env["WRITE_TAGGED"] = _tagged_filler(codec), codec._write_tagged
+        reads += [
+            " r.tagged(TAGGED_READS, out)",
+            " if len(out) < TEMPLATE_SIZE:",
+            "  FILL_TAGGED(out)",
+        ]
+        writes.append(" WRITE_TAGGED(w, value)")
+    reads.append(" return out")
+    exec("\n".join(reads) + "\n" + "\n".join(writes), env)
+    return env["fast_read"], env["fast_write"]
+
+
+def _runs(slots: list[_Slot]) -> list[list[_Slot]]:
+    """Consecutive fixed-size slots grouped; every other slot alone."""
+    runs: list[list[_Slot]] = []
+    for slot in slots:
+        if slot.fixed_format and runs and runs[-1][0].fixed_format:
+            runs[-1].append(slot)
+        else:
+            runs.append([slot])
+    return runs
+
+
+def _tagged_filler(codec: StructCodec) -> Callable[[dict[str, Any]], None]:
+    def fill(out: dict[str, Any]) -> None:
+        for slot in codec.tagged.values():
+            if slot.name not in out:
+                out[slot.name] = slot.default()
+
+    return fill
+
+
+def _read_lines(index: int, run: list[_Slot], env: dict[str, Any]) -> list[str]:
+    slot = run[0]
+    if slot.fixed_format:
+        fixed = struct.Struct(">" + "".join(s.fixed_format for s in run))
+        env[f"S{index}"] = fixed
+        targets = "".join(f"out[{s.name!r}], " for s in run)
+        return [
+            " p = r.pos",
+            f" if r.end - p < {fixed.size}:",
+            "  raise _Fallback",
+            f" {targets}= S{index}.unpack_from(r.buf, p)",
+            f" r.pos = p + {fixed.size}",
+        ]
+    if slot.nested is None:
+        env[f"R{index}"] = slot.read
+        return [f" out[{slot.name!r}] = R{index}(r)"]
+    env[f"NR{index}"] = slot.nested.fast_read
+    if not slot.array:
+        return [f" out[{slot.name!r}] = NR{index}(r)"]
+    count = "r.uvarint() - 1" if slot.compact else "r.unpack(INT32)"
+    lines = [f" n = {count}", " if n < 0 or n > r.end - r.pos:"]
+    if slot.nullable:
+        lines += ["  if n != -1:", "   raise _Fallback", f"  out[{slot.name!r}] = None"]
+    else:
+        lines.append("  raise _Fallback")
+    return [*lines, " else:", f"  out[{slot.name!r}] = [NR{index}(r) for _ in range(n)]"]
+
+
+def _value(slot: _Slot, name: str, env: dict[str, Any]) -> str:
+    """The expression for a field's value: the body's, else its default."""
+    default = slot.default()
+    if isinstance(default, _CONSTANT_TYPES):
+        env[name] = default
+        return f"value.get({slot.name!r}, {name})"
+    env[name] = slot.default
+    return f"(value[{slot.name!r}] if {slot.name!r} in value else {name}())"
+
+
+def _write_lines(index: int, run: list[_Slot], env: dict[str, Any]) -> list[str]:
+    slot = run[0]
+    if slot.fixed_format:
+        env[f"S{index}"] = struct.Struct(">" + "".join(s.fixed_format for s in run))
+        values = ", ".join(_value(s, f"D{index}_{i}", env) for i, s in enumerate(run))
+        return [f" w.buf += S{index}.pack({values})"]
+    value = _value(slot, f"D{index}", env)
+    if slot.nested is None:
+        env[f"W{index}"] = slot.write
+        return [f" W{index}(w, {value})"]
+    env[f"NW{index}"] = slot.nested.fast_write
+    if not slot.array:
+        return [f" NW{index}(w, {value})"]
+    env[f"W{index}"] = slot.write
+    return [
+        f" items = {value}",
+        " if items is None:",
+        f"  W{index}(w, None)",
+        " else:",
+        f"  w.length({slot.compact}, INT32, len(items))",
+        "  for item in items:",
+        f"   NW{index}(w, item)",
+    ]
 
 
 def compile_struct(fields: tuple[Field, ...], version: int, flexible: bool) -> StructCodec:
