@@ -510,6 +510,30 @@ def _decode_record(
     return header.base_offset + offset_delta, record, position
 
 
+def record_keys(batch: bytes | memoryview) -> list[tuple[int, bytes | None, bool]]:
+    """(offset, key, whether the value is null) of every record of one whole batch whose
+    CRC the caller checked (the log read does): the log cleaner's view, which skips
+    decoding values and headers."""
+    header = parse_header(batch)
+    body = _records_body(batch, header)
+    keys = []
+    position = 0
+    for _ in range(header.record_count):
+        length, position = decode_varint(body, position)
+        end = position + length
+        if length < 1 or end > len(body):
+            raise CorruptBatchError(f"record length {length} does not fit the batch")
+        _, position = decode_varint(body, position + 1)
+        offset_delta, position = decode_varint(body, position)
+        key, position = _decode_bytes(body, position)
+        value_length, _ = decode_varint(body, position)
+        keys.append((header.base_offset + offset_delta, key, value_length == -1))
+        position = end
+    if position != len(body):
+        raise CorruptBatchError(f"{len(body) - position} bytes left after the last record")
+    return keys
+
+
 def decode_records(batch: bytes | memoryview) -> list[tuple[int, Record]]:
     """(offset, record) for every record of one whole batch, after checking its CRC."""
     header = validate_batch_at(batch)

@@ -10,6 +10,12 @@ batch bytes, the best of --repeat runs, all in one temporary directory:
 - log append+encode: `append_as_leader` of Record objects (encoding in Python included);
 - log read: sequential `read(offset, 1 MiB)` from the start, every batch CRC-checked.
 Reads hit the page cache in both cases; the ratio to the plain file is the figure.
+
+Then the log cleaner (`cleanup.policy=compact`): a log of one-record batches shaped like
+`__consumer_offsets` commits (1000 keys, about 100-byte records, 1 MiB segments; at
+most CLEAN_SIZE_BYTES_MAX of it) cleaned with the default
+`replog.cleaner.pass.bytes.max`, pass after pass until nothing is dirty: MB/s of the
+log's size, and the longest pass (a pass holds the broker's event loop).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from collections.abc import Callable
 
 from impl.runtime.fs import RealFileSystem
 from impl.storage.batch import Codec, Record, encode_batch
+from impl.storage.cleaner import clean_pass
 from impl.storage.log import PartitionLog
 from model.config import Config
 
@@ -32,6 +39,9 @@ RECORDS_PER_BATCH = 16
 READ_SIZE_BYTES = 1024 * 1024
 DISTINCT_BATCHES = 64
 ENCODE_SHARE = 8
+CLEAN_SIZE_BYTES_MAX = 8 * 1024 * 1024
+CLEAN_KEYS = 1000
+CLEAN_SEGMENT_BYTES = 1024 * 1024
 
 
 def _records(rng: random.Random, count: int) -> list[Record]:
@@ -113,6 +123,32 @@ class _Workload:
             offset = self.log.read(offset, READ_SIZE_BYTES).next_offset
 
 
+def clean(directory: str, size_bytes: int, seed: int) -> tuple[float, float, int]:
+    """(MB/s of the log cleaned, longest pass in ms, passes) for one fresh compacted log."""
+    rng = random.Random(seed)
+    config = Config().with_values(cleanup_policy="compact", segment_bytes=CLEAN_SEGMENT_BYTES)
+    fs = RealFileSystem()
+    log = PartitionLog.open(fs, os.path.join(directory, "clean-0"), config)
+    i = 0
+    while log.size_bytes < size_bytes:
+        key = b"group/topic/%d" % rng.randrange(CLEAN_KEYS)
+        value = rng.randbytes(30) + b"%d" % i
+        log.append_as_leader([Record(value, key=key, timestamp_ms=i)], leader_epoch=0)
+        i += 1
+    log.roll()
+    cleaned_bytes = log.size_bytes
+    passes = []
+    while True:
+        started = time.perf_counter()
+        result = clean_pass(log, now_ms=i, below_offset=log.log_end_offset)
+        if result is None:
+            break
+        passes.append(time.perf_counter() - started)
+    log.close()
+    fs.close()
+    return _rate(cleaned_bytes, sum(passes)), max(passes) * 1000, len(passes)
+
+
 def _rate(size_bytes: float, seconds: float) -> float:
     return size_bytes / seconds / 1e6
 
@@ -166,7 +202,13 @@ def main(argv: list[str]) -> int:
     directory = tempfile.mkdtemp(prefix="replog-bench-", dir=args.dir)
     try:
         rates = run(directory, size_bytes, args.repeat, args.seed)
+        clean_size_bytes = min(size_bytes, CLEAN_SIZE_BYTES_MAX)
+        clean_rate, longest_ms, passes = clean(directory, clean_size_bytes, args.seed)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
     print(_report(rates, size_bytes))
+    print(
+        f"log clean {clean_size_bytes / 1e6:.0f} MB of one-record batches: "
+        f"{clean_rate:.1f} MB/s, {passes} passes, longest {longest_ms:.0f} ms"
+    )
     return 0

@@ -51,6 +51,7 @@ from impl.storage.batch import (
     decode_records,
     encode_retained,
     parse_header,
+    record_keys,
 )
 from impl.storage.index import RELATIVE_OFFSET_MAX
 from impl.storage.segment import Segment
@@ -175,9 +176,9 @@ def _build_map(
             if mapped_bytes and mapped_bytes + header.size_bytes > bytes_max:
                 return offset_map, mapped_bytes, map_end
             if not header.is_control:
-                for offset, record in decode_records(batch):
-                    if record.key is not None:
-                        offset_map[record.key] = offset
+                for offset, key, _ in record_keys(batch):
+                    if key is not None:
+                        offset_map[key] = offset
             mapped_bytes += header.size_bytes
             map_end = header.next_offset
         map_end = log.segment_after(segment).base_offset
@@ -227,6 +228,8 @@ def _clean_group(log: PartitionLog, group: list[Segment], pass_: _Pass) -> Segme
 
 
 def _copy_retained(group: list[Segment], cleaned: Segment, pass_: _Pass) -> None:
+    run: list[tuple[bytes, BatchHeader]] = []
+    run_bytes = 0
     for segment in group:
         for header, batch in _batches(segment):
             kept_whole = (
@@ -235,31 +238,43 @@ def _copy_retained(group: list[Segment], cleaned: Segment, pass_: _Pass) -> None
                 or header.base_offset in pass_.producers_last_batches
                 or header.base_offset >= pass_.map_end
             )
-            rewritten = bytes(batch) if kept_whole else _retained(header, batch, pass_)
-            if rewritten is not None:
-                cleaned.append(rewritten, parse_header(rewritten))
+            if kept_whole:
+                run.append((bytes(batch), header))
+            elif (rewritten := _retained(header, batch, pass_)) is not None:
+                run.append((rewritten, parse_header(rewritten)))
+            else:
+                continue
+            run_bytes += run[-1][1].size_bytes
+            if run_bytes >= READ_BYTES:
+                cleaned.append_run(run)
+                run, run_bytes = [], 0
+    if run:
+        cleaned.append_run(run)
 
 
 def _retained(header: BatchHeader, batch: memoryview, pass_: _Pass) -> bytes | None:
     """The batch with what it keeps: itself, a rewritten batch, or None (nothing kept)."""
     assert header.next_offset <= pass_.map_end, "batches past the map stay whole"
-    records = decode_records(batch)
+    keys = record_keys(batch)
     kept = []
-    for offset, record in records:
-        if record.key is None:
-            kept.append((offset, record))
+    for i, (offset, key, tombstone) in enumerate(keys):
+        if key is None:
+            kept.append(i)
             continue
-        superseded = pass_.offset_map.get(record.key, offset) > offset
-        expired = record.value is None and header.max_timestamp_ms < pass_.tombstone_horizon_ms
+        superseded = pass_.offset_map.get(key, offset) > offset
+        expired = tombstone and header.max_timestamp_ms < pass_.tombstone_horizon_ms
         if superseded:
             pass_.records_removed += 1
         elif expired:
             pass_.tombstones_removed += 1
         else:
-            kept.append((offset, record))
-    if len(kept) == len(records):
+            kept.append(i)
+    if len(kept) == len(keys):
         return bytes(batch)
-    return encode_retained(header, kept) if kept else None
+    if not kept:
+        return None
+    records = decode_records(batch)
+    return encode_retained(header, [records[i] for i in kept])
 
 
 def swap_in(fs: FileSystem, directory: str, old: list[Segment], cleaned: Segment) -> None:

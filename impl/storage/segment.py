@@ -162,10 +162,21 @@ class Segment:
         return header.last_offset - self.base_offset <= RELATIVE_OFFSET_MAX
 
     def append(self, batch: bytes, header: BatchHeader) -> None:
-        assert header.base_offset >= self.next_offset, "offsets must grow within a segment"
-        assert self.fits(header), "batch offsets do not fit this segment's index"
         position = self.size_bytes
         self.fs.append(self.log_path, batch)
+        self._appended(position, header)
+
+    def append_run(self, batches: list[tuple[bytes, BatchHeader]]) -> None:
+        """Append consecutive batches with one write (the cleaner copies many small ones)."""
+        position = self.size_bytes
+        self.fs.append(self.log_path, b"".join(batch for batch, _ in batches))
+        for _, header in batches:
+            self._appended(position, header)
+            position += header.size_bytes
+
+    def _appended(self, position: int, header: BatchHeader) -> None:
+        assert header.base_offset >= self.next_offset, "offsets must grow within a segment"
+        assert self.fits(header), "batch offsets do not fit this segment's index"
         if self._track(position, header):
             self.offset_index.append(header.last_offset, position)
             self.time_index.maybe_append(self.max_timestamp_ms, self.offset_of_max_timestamp)

@@ -9,7 +9,14 @@ import random
 import pytest
 
 from impl.runtime.fs import MemoryFileSystem
-from impl.storage.batch import CorruptBatchError, Record, decode_records, encode_batch
+from impl.storage.batch import (
+    Codec,
+    CorruptBatchError,
+    Record,
+    decode_records,
+    encode_batch,
+    record_keys,
+)
 from impl.storage.cleaner import clean_pass, dirty_ratio
 from impl.storage.log import PartitionLog
 from model.config import Config
@@ -346,3 +353,17 @@ def test_a_damaged_batch_stops_the_pass_and_leaves_the_segments_as_they_were():
     assert caught.value.path == path
     assert fs.list_dir(DIR) == files, "no .cleaned file stays behind"
     assert log.first_dirty_offset == log.log_start_offset
+
+
+@pytest.mark.parametrize("codec", [Codec.NONE, Codec.LZ4])
+def test_the_cleaners_key_view_agrees_with_the_full_decode(codec):
+    records = [
+        Record(b"v", key=b"k1", headers=(("h", b"x"),)),
+        Record(None, key=b"k2"),
+        Record(b"no key"),
+        Record(None, key=None, headers=(("a", None), ("b", b"yy"))),
+    ]
+    batch = encode_batch(records, base_offset=40, codec=codec)
+    expected = [(o, r.key, r.value is None) for o, r in decode_records(batch)]
+    assert record_keys(batch) == expected
+    assert [o for o, _, _ in expected] == [40, 41, 42, 43]
