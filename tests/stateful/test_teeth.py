@@ -24,23 +24,31 @@ returns to the new leader at that lagging HW and is added to the ISR below the
 leader's epoch start, and the next failover, while it still fetches the rest one batch
 at a time, elects it (NoAcknowledgedWriteLost); the same steps under the defaults lose
 nothing (the follower waits for the epoch start). Later hits in the budget: trials 7
-and 15.
+and 15. A last test checks what EXPANSIONS relies on: in its world a returning follower
+gains one batch per replication round trip (with the default fetch size, all at once).
 """
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
+import trio
 from fault_search import (
+    BROKER_LINK_LATENCY_S,
     DIVERGENT_APPEND,
+    EXPANSION_CONFIG,
     EXPANSIONS,
     KILLS,
     LEADER_MOVES,
     ONE_STOP,
     RACES,
     Finding,
+    SlowLinksWorld,
     replay,
     search,
 )
+from stateful_harness import BROKERS
 
 SEED = 1000
 LOSSES = ("NoAcknowledgedWriteLost", "LeaderCompleteness", "LogMatching")
@@ -59,6 +67,8 @@ UNSAFE = [
 STALE_FETCH = (("replog.fetch.epoch-fencing=false",), RACES, 48)
 EARLY_REJOIN = (("replog.isr.expand=hw-only",), EXPANSIONS, 16)
 ALL_VOCABULARIES = [KILLS, ONE_STOP, RACES, LEADER_MOVES, EXPANSIONS]
+CATCH_UP_S_MAX = 10.0
+CATCH_UP_POLL_S = 0.02
 
 
 def _trials_for(vocabulary: str) -> int:
@@ -97,3 +107,46 @@ def test_the_defaults_survive_the_same_search(vocabulary):
     trials = _trials_for(vocabulary)
     found = search((), trials, SEED, vocabulary)
     assert found is None, found.describe()
+
+
+async def _now_s() -> float:
+    return trio.current_time()
+
+
+def _catching_up(config: tuple[str, ...], records: int) -> list[tuple[float, int]]:
+    """(simulated seconds after the resume, log end offset) at each change of a paused
+    follower's log end offset, from its resume behind `records` one-record batches until
+    it holds the leader's."""
+    world = SlowLinksWorld(SEED, config)
+    try:
+        leader = world.observe().leader
+        follower = next(b for b in BROKERS if b != leader)
+        world.pause(follower)
+        for value in range(records):
+            assert world.produce(value, 1).kind == "ok"
+        target = world.observe().replicas[leader].leo
+        world.resume(follower)
+        resumed_s = world.bridge.call(_now_s)
+        changes = [(0.0, world.observe().replicas[follower].leo)]
+        for _ in range(int(CATCH_UP_S_MAX / CATCH_UP_POLL_S)):
+            world.advance(CATCH_UP_POLL_S)
+            leo = world.observe().replicas[follower].leo
+            if leo != changes[-1][1]:
+                changes.append((world.bridge.call(_now_s) - resumed_s, leo))
+            if leo == target:
+                return changes
+        raise AssertionError(f"follower {follower} stuck at {changes} of {target}")
+    finally:
+        world.close()
+
+
+def test_the_expansions_world_catches_a_follower_up_one_batch_per_round_trip():
+    records = 4
+    changes = _catching_up(EXPANSION_CONFIG, records)
+    first = changes[0][1]
+    assert [leo for _, leo in changes] == list(range(first, first + records + 1)), changes
+    # The first batch may have been answered while the follower was paused.
+    gaps_s = [later - earlier for (earlier, _), (later, _) in itertools.pairwise(changes[1:])]
+    assert min(gaps_s) >= 2 * BROKER_LINK_LATENCY_S - CATCH_UP_POLL_S, changes
+    changes = _catching_up((), records)
+    assert [leo for _, leo in changes] == [first, first + records], changes
