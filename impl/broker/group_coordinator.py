@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from impl.broker.groups import WAIT, Group, GroupState, JoinRequest, JoinResult, Member
-from impl.broker.partition import Appended, ChangeSignal, Partition
+from impl.broker.partition import Appended, ChangeSignal, Partition, wait_for_any
 from impl.protocol import group_data
 from impl.protocol.errors import ProtocolError
 from impl.protocol.group_data import OFFSETS_TOPIC
@@ -107,6 +107,8 @@ class GroupCoordinator:
         # Offsets partition -> the leader epoch its groups were loaded under.
         self.loaded: dict[int, int] = {}
         self.signal = ChangeSignal()
+        # A group created, or the offsets topic: work for a ticker that sleeps while idle.
+        self._work = ChangeSignal()
         self._nursery: trio.Nursery | None = None
         # Wall time each group last became empty (Kafka's currentStateTimestamp).
         self._empty_since: dict[str, int] = {}
@@ -152,6 +154,7 @@ class GroupCoordinator:
                 CREATE_OFFSETS_TOPIC_TIMEOUT_MS,
             )
         if error in (Errors.NONE, Errors.TOPIC_ALREADY_EXISTS):
+            self._work.notify()
             return Errors.NONE
         log.warning("cannot create %s: %s (%s)", OFFSETS_TOPIC, Errors(error).name, message)
         return Errors.COORDINATOR_NOT_AVAILABLE
@@ -272,13 +275,26 @@ class GroupCoordinator:
     # ---- the timer ---------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Tick until cancelled; group writes started by ticks and leaves run here too."""
+        """Tick every GROUP_TICK_MS until cancelled; group writes started by ticks and
+        leaves run here too. While a tick would do nothing (no group, no offsets
+        partition here) the ticker sleeps until the metadata or the groups change, then
+        resumes on the grid it would have kept: no wakeups for empty ticks."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._expire_periodically)
             while True:
-                await trio.sleep(GROUP_TICK_MS / 1000)
+                # What trio.sleep(GROUP_TICK_MS / 1000) would wait for.
+                tick_at = trio.current_time() + GROUP_TICK_MS / 1000
+                while self._idle():
+                    await wait_for_any((self.broker.changes, self.signal, self._work))
+                    while tick_at < trio.current_time():
+                        tick_at += GROUP_TICK_MS / 1000
+                await trio.sleep_until(tick_at)
                 self.tick()
+
+    def _idle(self) -> bool:
+        """True when `tick` has nothing to look at."""
+        return not self.groups and not self.loaded and OFFSETS_TOPIC not in self.broker.logs.topics
 
     def tick(self) -> None:
         for index, epoch in list(self.loaded.items()):
@@ -316,6 +332,7 @@ class GroupCoordinator:
         group = self.groups.get(group_id)
         if group is None:
             group = self.groups[group_id] = self._new_group(group_id)
+            self._work.notify()
         return group
 
     async def join(self, group_id: str, request: JoinRequest, require_known_id: bool) -> JoinResult:
