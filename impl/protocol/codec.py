@@ -333,6 +333,7 @@ class _Slot:
     array: bool = False
     nullable: bool = False
     compact: bool = False
+    kind: str = ""  # a primitive field's type ("string", "records", ...); "" otherwise
 
 
 ReadStep = Callable[[Reader, dict[str, Any]], None]
@@ -523,8 +524,18 @@ def _slot(field: Field, version: int, flexible: bool) -> _Slot:
     fixed = _FIXED.get(field.type)
     fixed_format = fixed.format.lstrip(">") if fixed is not None else ""
     default = _default_factory(field, version, nested)
+    kind = field.type if nested is None and not field.is_array else ""
     return _Slot(
-        field.name, read, write, default, fixed_format, nested, field.is_array, nullable, flexible
+        field.name,
+        read,
+        write,
+        default,
+        fixed_format,
+        nested,
+        field.is_array,
+        nullable,
+        flexible,
+        kind,
     )
 
 
@@ -533,6 +544,13 @@ class _Fallback(Exception):
 
 
 _CONSTANT_TYPES = (int, float, str, bytes, type(None))
+# A compact string or bytes field whose length fits one varint byte `b` at `p`, read in
+# line (anything else goes through the field's reader).
+_INLINE_READS = {
+    "string": "str(r.buf[p + 1 : p + b], 'utf-8')",
+    "bytes": "bytes(r.buf[p + 1 : p + b])",
+    "records": "r.buf[p + 1 : p + b]",
+}
 
 
 def _generate(codec: StructCodec) -> tuple[Read, Write]:
@@ -550,14 +568,8 @@ def _generate(codec: StructCodec) -> tuple[Read, Write]:
         reads += _read_lines(index, step, env)
         writes += _write_lines(index, step, env)
     if codec.flexible:
-        env["TAGGED_READS"], env["TEMPLATE_SIZE"] = codec.tagged_reads, len(codec.template)
-        env["FILL_TAGGED"], env["WRITE_TAGGED"] = _tagged_filler(codec), codec._write_tagged
-        reads += [
-            " r.tagged(TAGGED_READS, out)",
-            " if len(out) < TEMPLATE_SIZE:",
-            "  FILL_TAGGED(out)",
-        ]
-        writes.append(" WRITE_TAGGED(w, value)")
+        reads += _tagged_read_lines(codec, env)
+        writes += _tagged_write_lines(codec, env)
     reads.append(" return out")
     exec("\n".join(reads) + "\n" + "\n".join(writes), env)
     return env["fast_read"], env["fast_write"]
@@ -572,6 +584,50 @@ def _runs(slots: list[_Slot]) -> list[list[_Slot]]:
         else:
             runs.append([slot])
     return runs
+
+
+def _default_expression(slot: _Slot, name: str, env: dict[str, Any]) -> str:
+    """A slot's default as an expression: a shared constant when immutable."""
+    default = slot.default()
+    if isinstance(default, _CONSTANT_TYPES):
+        env[name] = default
+        return name
+    env[name] = slot.default
+    return f"{name}()"
+
+
+def _tagged_read_lines(codec: StructCodec, env: dict[str, Any]) -> list[str]:
+    """No tagged fields (a 0 count, the usual case) sets every default inline."""
+    env["TAGGED_READS"], env["TEMPLATE_SIZE"] = codec.tagged_reads, len(codec.template)
+    env["FILL_TAGGED"] = _tagged_filler(codec)
+    defaults = [
+        f"  out[{slot.name!r}] = {_default_expression(slot, f'T{tag}', env)}"
+        for tag, slot in codec.tagged.items()
+    ]
+    return [
+        " p = r.pos",
+        " if p < r.end and r.buf[p] == 0:",
+        "  r.pos = p + 1",
+        *defaults,
+        " else:",
+        "  r.tagged(TAGGED_READS, out)",
+        "  if len(out) < TEMPLATE_SIZE:",
+        "   FILL_TAGGED(out)",
+    ]
+
+
+def _tagged_write_lines(codec: StructCodec, env: dict[str, Any]) -> list[str]:
+    """A 0 count when every tagged field is absent or at its default, as `_write_tagged`
+    decides; otherwise `_write_tagged` itself."""
+    env["WRITE_TAGGED"], env["_MISSING"] = codec._write_tagged, _MISSING
+    lines = [" t = False"]
+    for tag, slot in codec.tagged.items():
+        default = _default_expression(slot, f"T{tag}", env)
+        lines += [
+            f" v = value.get({slot.name!r}, _MISSING)",
+            f" t = t or (v is not _MISSING and v != {default})",
+        ]
+    return [*lines, " if t:", "  WRITE_TAGGED(w, value)", " else:", "  w.buf.append(0)"]
 
 
 def _tagged_filler(codec: StructCodec) -> Callable[[dict[str, Any]], None]:
@@ -598,6 +654,17 @@ def _read_lines(index: int, run: list[_Slot], env: dict[str, Any]) -> list[str]:
         ]
     if slot.nested is None:
         env[f"R{index}"] = slot.read
+        if slot.compact and slot.kind in _INLINE_READS:
+            value = _INLINE_READS[slot.kind]
+            return [
+                " p = r.pos",
+                " b = r.buf[p] if p < r.end else 0",
+                " if 0 < b < 0x80 and p + b <= r.end:",
+                f"  out[{slot.name!r}] = {value}",
+                "  r.pos = p + b",
+                " else:",
+                f"  out[{slot.name!r}] = R{index}(r)",
+            ]
         return [f" out[{slot.name!r}] = R{index}(r)"]
     env[f"NR{index}"] = slot.nested.fast_read
     if not slot.array:
@@ -630,6 +697,16 @@ def _write_lines(index: int, run: list[_Slot], env: dict[str, Any]) -> list[str]
     value = _value(slot, f"D{index}", env)
     if slot.nested is None:
         env[f"W{index}"] = slot.write
+        if slot.compact and slot.kind == "string":
+            return [
+                f" v = {value}",
+                " d = v.encode() if v.__class__ is str else None",
+                " if d is not None and len(d) < 0x7F:",
+                "  w.buf.append(len(d) + 1)",
+                "  w.buf += d",
+                " else:",
+                f"  W{index}(w, v)",
+            ]
         return [f" W{index}(w, {value})"]
     env[f"NW{index}"] = slot.nested.fast_write
     if not slot.array:

@@ -11,7 +11,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from protocol_strategies import bodies, versions
 
-from impl.protocol.codec import BLOB_INLINE_BYTES_MAX, Reader, Writer, body_codec, encode_body
+from impl.protocol.codec import (
+    BLOB_INLINE_BYTES_MAX,
+    Reader,
+    Writer,
+    body_codec,
+    decode_body,
+    encode_body,
+)
 from impl.protocol.errors import ProtocolError
 from impl.protocol.schema_types import Message
 from impl.protocol.schemas import MESSAGES
@@ -89,3 +96,38 @@ def test_errors_still_name_the_field_through_the_generated_path() -> None:
     }
     with pytest.raises(ProtocolError, match=r"topic_data\[0\]\.partition_data\[1\]\.index"):
         encode_body(message, 9, Writer(), body)
+
+
+def test_the_inlined_cases_and_their_neighbours_match_the_steps() -> None:
+    """One-byte lengths are inlined, longer ones and nulls are not; a tagged count of 0
+    is inlined, a present tagged field is not: both sides of each, in one body."""
+    message = next(m for m in MESSAGES if m.name == "FetchResponse")
+    codec = body_codec(message, 12)
+    row = {"partition_index": 0, "error_code": 0, "high_watermark": 5, "records": b"r" * 5}
+    rows = [
+        row,
+        {**row, "partition_index": 1, "records": b"r" * 300},
+        {**row, "partition_index": 2, "records": None},
+        {**row, "partition_index": 3, "diverging_epoch": {"epoch": 2, "end_offset": 9}},
+    ]
+    body = {"responses": [{"topic": "t", "partitions": rows}, {"topic": "x" * 200}]}
+    fast, steps = Writer(), Writer()
+    codec.fast_write(fast, body)
+    codec.write_steps_one_by_one(steps, body)
+    frame = fast.getvalue()
+    assert frame == steps.getvalue()
+    decoded = codec.fast_read(Reader(frame))
+    assert decoded == codec.read_steps_one_by_one(Reader(frame))
+    assert decoded["responses"][1]["topic"] == "x" * 200
+    assert decoded["responses"][0]["partitions"][3]["diverging_epoch"]["end_offset"] == 9
+    assert bytes(decoded["responses"][0]["partitions"][1]["records"]) == b"r" * 300
+
+
+def test_a_bad_string_is_refused_with_its_field_as_before() -> None:
+    message = next(m for m in MESSAGES if m.name == "FetchResponse")
+    w = Writer()
+    body_codec(message, 12).write(w, {"responses": [{"topic": "ab"}]})
+    frame = bytearray(w.getvalue())
+    frame[frame.index(b"ab") : frame.index(b"ab") + 2] = b"\xff\xfe"
+    with pytest.raises(ProtocolError, match=r"responses\[0\]\.topic: string is not UTF-8"):
+        decode_body(message, 12, Reader(bytes(frame)))
