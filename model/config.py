@@ -188,10 +188,8 @@ class Config:
     delete_retention_ms: int = 86_400_000
     min_cleanable_dirty_ratio: float = 0.5
     log_cleaner_backoff_ms: int = 15_000
-    # Kafka bounds a pass by its dedupe buffer; replog by the dirty bytes a pass maps,
-    # since a pass holds the broker's event loop (`replog bench storage`: up to ~0.5 s
-    # with one-record batches in 1 MiB segments).
-    cleaner_pass_bytes_max: int = 1_048_576
+    # Kafka bounds a pass by its dedupe buffer; replog by the dirty bytes a pass maps.
+    cleaner_pass_bytes_max: int = 4_194_304
     segment_bytes: int = 1_073_741_824
     segment_ms: int = 604_800_000
     flush_messages: int = 9_223_372_036_854_775_807

@@ -154,7 +154,7 @@ class Broker:
                 nursery.start_soon(
                     self._every, self.config.log_retention_check_interval_ms, self._retain
                 )
-                nursery.start_soon(self._every, self.config.log_cleaner_backoff_ms, self._clean)
+                nursery.start_soon(self._clean_periodically)
                 log.info("broker %d listening on %s:%d", self.broker_id, self.host, self.port)
                 task_status.started(self.port)
         finally:
@@ -404,9 +404,12 @@ class Broker:
         if deleted:
             log.info("retention deleted %d segments", deleted)
 
-    def _clean(self) -> None:
-        cleaned = self.logs.clean_filthiest(self.clock.wall_ms())
-        if cleaned is not None:
+    async def _clean_periodically(self) -> None:
+        while True:
+            await trio.sleep(self.config.log_cleaner_backoff_ms / 1000)
+            cleaned = await self.logs.clean_filthiest(self.clock.wall_ms())
+            if cleaned is None:
+                continue
             partition, result = cleaned
             log.info(
                 "cleaned %s-%d: %d segments of %d bytes into %d of %d bytes, %d records "

@@ -14,6 +14,8 @@ import posixpath
 import re
 from dataclasses import dataclass, field
 
+import trio
+
 from impl.broker.partition import Partition
 from impl.runtime.fs import FileSystem
 from impl.storage.batch import CodecError
@@ -23,7 +25,7 @@ from impl.storage.checkpoint import (
     write_atomically,
     write_offset_checkpoint,
 )
-from impl.storage.cleaner import CleaningResult, clean_pass, dirty_ratio
+from impl.storage.cleaner import CleaningResult, clean_steps, dirty_ratio
 from impl.storage.log import PartitionLog, mkdir_durably, partition_dir_name
 from model.config import Config, ConfigError
 from model.errors import Errors
@@ -150,12 +152,12 @@ class LogManager:
             p.log.apply_retention(now_ms, p.high_watermark) for p in self.partitions.values()
         )
 
-    def clean_filthiest(self, now_ms: int) -> tuple[Partition, CleaningResult] | None:
+    async def clean_filthiest(self, now_ms: int) -> tuple[Partition, CleaningResult] | None:
         """One cleaner pass over the compacted log with the highest dirty ratio at or
-        above its min.cleanable.dirty.ratio (Kafka's grabFilthiestCompactedLog); None if
-        no log is due. A log whose batches turn out damaged or undecodable is skipped from
-        then on (Kafka marks it uncleanable); reads report the damage and followers
-        refetch it."""
+        above its min.cleanable.dirty.ratio (Kafka's grabFilthiestCompactedLog), letting
+        other tasks run between its steps; None if no log is due or the pass gave up. A
+        log whose batches turn out damaged or undecodable is skipped from then on (Kafka
+        marks it uncleanable); reads report the damage and followers refetch it."""
         due = []
         for key, partition in self.partitions.items():
             log_ = partition.log
@@ -168,8 +170,13 @@ class LogManager:
             return None
         _, key = max(due)
         partition = self.partitions[key]
+        steps = clean_steps(partition.log, now_ms, partition.high_watermark)
         try:
-            result = clean_pass(partition.log, now_ms, partition.high_watermark)
+            while True:
+                next(steps)
+                await trio.lowlevel.checkpoint()
+        except StopIteration as done:
+            result = done.value
         except CodecError as error:
             self._uncleanable.add(key)
             log.warning("not cleaning %s-%d again: %s", key[0], key[1], error)

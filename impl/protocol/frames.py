@@ -40,6 +40,16 @@ class FrameReader:
 
     def feed(self, data: bytes) -> list[bytes]:
         """Every frame `data` completes, size prefix stripped, in arrival order."""
+        # The usual arrival, exactly one whole frame, is sliced without buffering.
+        if (
+            not self._buffer
+            and self._next_size is None
+            and type(data) is bytes
+            and len(data) >= SIZE_PREFIX_BYTES
+        ):
+            size = _check_size(INT32.unpack_from(data)[0], self.max_frame_bytes)
+            if len(data) - SIZE_PREFIX_BYTES == size:
+                return [data[SIZE_PREFIX_BYTES:]]
         self._buffer += data
         frames: list[bytes] = []
         position = 0

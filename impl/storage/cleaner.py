@@ -32,6 +32,13 @@ A pass over one log (`clean_pass`):
    lying wholly above the new one's last offset may survive such a crash, which only
    keeps records a newer one already supersedes (Kafka's recovery has the same rule).
 
+A pass runs in steps (`clean_steps`): it yields after about STEP_BYTES of batches, so
+that the broker's event loop runs other tasks between them (Kafka runs its cleaner on
+threads of its own). Whatever removes, cuts or replaces closed segments meanwhile (a
+follower's truncation, retention, starting over at the leader's log start) aborts the
+pass at its next step: its `.cleaned` files are removed, segments it already swapped in
+stay (each is complete), the dirty offset does not move.
+
 Kafka's rule for tombstones holds here too: a consumer (or an out-of-sync follower) that
 reads a key's older record and then falls more than `delete.retention.ms` behind may
 miss its tombstone.
@@ -40,7 +47,7 @@ miss its tombstone.
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -63,6 +70,7 @@ if TYPE_CHECKING:
 CLEANED_SUFFIX = ".cleaned"
 SWAP_SUFFIX = ".swap"
 READ_BYTES = 1024 * 1024
+STEP_BYTES = 256 * 1024
 _BASE_OFFSET_DIGITS = 20
 
 
@@ -96,6 +104,28 @@ class _Pass:
     tombstones_removed: int = 0
 
 
+class _Aborted(Exception):
+    """The log's closed segments changed while the pass was suspended."""
+
+
+@dataclass(slots=True)
+class _Steps:
+    """Where a pass yields, and the check that the log stayed as it found it."""
+
+    log: PartitionLog
+    layout: int
+    bytes_since_yield: int = 0
+
+    def advance(self, size_bytes: int) -> Generator[None, None, None]:
+        self.bytes_since_yield += size_bytes
+        if self.bytes_since_yield < STEP_BYTES:
+            return
+        self.bytes_since_yield = 0
+        yield
+        if self.log.layout_version != self.layout:
+            raise _Aborted
+
+
 def _dirty_segments(log: PartitionLog, cleanable: list[Segment]) -> list[Segment]:
     """The cleanable segments holding offsets at or above the log's first dirty offset."""
     return [s for s in cleanable if s.next_offset > log.first_dirty_offset and s.size_bytes]
@@ -111,7 +141,20 @@ def dirty_ratio(log: PartitionLog, below_offset: int) -> float:
 
 
 def clean_pass(log: PartitionLog, now_ms: int, below_offset: int) -> CleaningResult | None:
-    """One pass over a compacted log (see the module docstring); None if nothing is dirty.
+    """One pass over a compacted log, all steps at once (see `clean_steps`)."""
+    steps = clean_steps(log, now_ms, below_offset)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def clean_steps(
+    log: PartitionLog, now_ms: int, below_offset: int
+) -> Generator[None, None, CleaningResult | None]:
+    """One pass over a compacted log (see the module docstring), yielding between steps;
+    returns None if nothing is dirty or the pass was aborted.
 
     Raises CorruptBatchError if a batch it reads is damaged; segments already swapped in
     stay (each one is complete), the dirty offset does not move.
@@ -121,17 +164,32 @@ def clean_pass(log: PartitionLog, now_ms: int, below_offset: int) -> CleaningRes
     dirty = _dirty_segments(log, cleanable)
     if not dirty:
         return None
-    offset_map, mapped_bytes, map_end = _build_map(
-        log, dirty, log.first_dirty_offset, log.config.cleaner_pass_bytes_max
+    steps = _Steps(log, log.layout_version)
+    try:
+        return (yield from _clean(log, now_ms, cleanable, dirty, steps))
+    except _Aborted:
+        return None
+
+
+def _clean(
+    log: PartitionLog,
+    now_ms: int,
+    cleanable: list[Segment],
+    dirty: list[Segment],
+    steps: _Steps,
+) -> Generator[None, None, CleaningResult]:
+    offset_map, mapped_bytes, map_end = yield from _build_map(
+        log, dirty, log.first_dirty_offset, log.config.cleaner_pass_bytes_max, steps
     )
     rewrite = [s for s in cleanable if s.base_offset < map_end]
-    last_batches = _producers_last_batches(rewrite)
+    last_batches = yield from _producers_last_batches(rewrite, steps)
     size_before = sum(s.size_bytes for s in rewrite)
     pass_ = _Pass(offset_map, map_end, now_ms - log.config.delete_retention_ms, last_batches)
     cleaned_segments = []
     for group in _groups(rewrite, log.config.segment_bytes):
-        cleaned = _clean_group(log, group, pass_)
+        cleaned = yield from _clean_group(log, group, pass_, steps)
         log.replace_segments(group, cleaned)
+        steps.layout = log.layout_version
         cleaned_segments.append(cleaned)
     log.first_dirty_offset = map_end
     return CleaningResult(
@@ -163,8 +221,8 @@ def _batches(segment: Segment, start: int = 0) -> Iterator[tuple[BatchHeader, me
 
 
 def _build_map(
-    log: PartitionLog, dirty: list[Segment], first_dirty: int, bytes_max: int
-) -> tuple[dict[bytes, int], int, int]:
+    log: PartitionLog, dirty: list[Segment], first_dirty: int, bytes_max: int, steps: _Steps
+) -> Generator[None, None, tuple[dict[bytes, int], int, int]]:
     """(key -> newest offset, bytes read, the map's end offset): the batches from
     `first_dirty` in order until the next would pass `bytes_max`, at least one. A map
     that takes a whole segment ends at the next segment's base offset."""
@@ -181,17 +239,21 @@ def _build_map(
                         offset_map[key] = offset
             mapped_bytes += header.size_bytes
             map_end = header.next_offset
+            yield from steps.advance(header.size_bytes)
         map_end = log.segment_after(segment).base_offset
     return offset_map, mapped_bytes, map_end
 
 
-def _producers_last_batches(segments: list[Segment]) -> set[int]:
+def _producers_last_batches(
+    segments: list[Segment], steps: _Steps
+) -> Generator[None, None, set[int]]:
     """Base offsets of each producer id's last batch in these segments (headers only)."""
     last: dict[int, int] = {}
     for segment in segments:
         for header, _ in _batches(segment):
             if header.producer_id >= 0:
                 last[header.producer_id] = header.base_offset
+            yield from steps.advance(header.size_bytes)
     return set(last.values())
 
 
@@ -213,21 +275,25 @@ def _groups(segments: list[Segment], size_bytes_max: int) -> Iterator[list[Segme
         yield group
 
 
-def _clean_group(log: PartitionLog, group: list[Segment], pass_: _Pass) -> Segment:
+def _clean_group(
+    log: PartitionLog, group: list[Segment], pass_: _Pass, steps: _Steps
+) -> Generator[None, None, Segment]:
     """The group's retained batches in a new, fsynced `.cleaned` segment."""
     cleaned = Segment.create(
         log.fs, log.directory, group[0].base_offset, gaps=True, suffix=CLEANED_SUFFIX
     )
     try:
-        _copy_retained(group, cleaned, pass_)
-    except CodecError:
+        yield from _copy_retained(group, cleaned, pass_, steps)
+    except (CodecError, _Aborted, GeneratorExit):
         cleaned.delete()
         raise
     cleaned.close()
     return cleaned
 
 
-def _copy_retained(group: list[Segment], cleaned: Segment, pass_: _Pass) -> None:
+def _copy_retained(
+    group: list[Segment], cleaned: Segment, pass_: _Pass, steps: _Steps
+) -> Generator[None, None, None]:
     run: list[tuple[bytes, BatchHeader]] = []
     run_bytes = 0
     for segment in group:
@@ -238,16 +304,14 @@ def _copy_retained(group: list[Segment], cleaned: Segment, pass_: _Pass) -> None
                 or header.base_offset in pass_.producers_last_batches
                 or header.base_offset >= pass_.map_end
             )
-            if kept_whole:
-                run.append((bytes(batch), header))
-            elif (rewritten := _retained(header, batch, pass_)) is not None:
-                run.append((rewritten, parse_header(rewritten)))
-            else:
-                continue
-            run_bytes += run[-1][1].size_bytes
+            kept = bytes(batch) if kept_whole else _retained(header, batch, pass_)
+            if kept is not None:
+                run.append((kept, header if kept_whole else parse_header(kept)))
+                run_bytes += len(kept)
             if run_bytes >= READ_BYTES:
                 cleaned.append_run(run)
                 run, run_bytes = [], 0
+            yield from steps.advance(header.size_bytes)
     if run:
         cleaned.append_run(run)
 

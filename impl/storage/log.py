@@ -132,6 +132,9 @@ class PartitionLog:
         # dir's cleaner-offset-checkpoint; replog starts over at the log start, which
         # costs one more pass, not correctness).
         self.first_dirty_offset = segments[0].base_offset
+        # Bumped whenever closed segments are removed, cut or replaced: a cleaner pass
+        # suspended between steps gives up when it changed.
+        self.layout_version = 0
         self._segments = segments
         self._epochs = epochs
         self.truncations = truncations
@@ -477,6 +480,7 @@ class PartitionLog:
         assert offset >= 0, "a log starts at a non-negative offset"
         for segment in reversed(self._segments):
             segment.delete()
+        self.layout_version += 1
         self._segments = [Segment.create(self.fs, self.directory, offset, gaps=self.compacted)]
         self.first_dirty_offset = offset
         self.fs.fsync_dir(self.directory)
@@ -488,6 +492,7 @@ class PartitionLog:
     def _delete_oldest_segment(self) -> None:
         assert len(self._segments) > 1, "the active segment is never deleted"
         self._segments.pop(0).delete()
+        self.layout_version += 1
 
     def _after_start_moved(self) -> None:
         self.fs.fsync_dir(self.directory)
@@ -509,6 +514,7 @@ class PartitionLog:
             raise OffsetOutOfRangeError(
                 f"cannot truncate to {offset}, below the log start offset {self.log_start_offset}"
             )
+        self.layout_version += 1
         doomed = [s for s in self._segments[1:] if s.base_offset > offset]
         for segment in reversed(doomed):
             segment.delete()
@@ -544,6 +550,7 @@ class PartitionLog:
         assert start + len(old) < len(self._segments), "the active segment is never cleaned"
         swap_in(self.fs, self.directory, old, cleaned)
         self._segments[start : start + len(old)] = [cleaned]
+        self.layout_version += 1
 
     # ---- reads -----------------------------------------------------------------------
 

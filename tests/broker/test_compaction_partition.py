@@ -4,6 +4,8 @@ leader across its gaps while the leader keeps assigning consecutive offsets."""
 
 from __future__ import annotations
 
+import trio
+
 from impl.broker.logs import LogManager
 from impl.broker.partition import Appended, Partition
 from impl.runtime.fs import MemoryFileSystem
@@ -47,10 +49,10 @@ def test_only_what_followers_have_is_cleaned_and_the_dirtiest_log_goes_first():
         assert isinstance(table.append_as_leader(_keyed(round_), now_ms=0), Appended)
         assert isinstance(plain.append_as_leader(_keyed(round_), now_ms=0), Appended)
     assert table.high_watermark == 0, "the follower has fetched nothing yet"
-    assert logs.clean_filthiest(now_ms=0) is None
+    assert trio.run(logs.clean_filthiest, 0) is None
     table.follower_leos[1] = table.log.log_end_offset
     table.advance_high_watermark()
-    cleaned = logs.clean_filthiest(now_ms=0)
+    cleaned = trio.run(logs.clean_filthiest, 0)
     assert cleaned is not None and cleaned[0] is table
     assert cleaned[1].records_removed > 0
     assert len(plain.log.batches()) == 20, "a delete-policy topic is never cleaned"
@@ -74,7 +76,7 @@ def test_a_follower_copies_a_cleaned_leader_and_the_leader_stays_consecutive():
         leader.append_as_leader(_keyed(round_), now_ms=0)
     leader.follower_leos[1] = leader.log.log_end_offset
     leader.advance_high_watermark()
-    while leader_logs.clean_filthiest(now_ms=0) is not None:
+    while trio.run(leader_logs.clean_filthiest, 0) is not None:
         pass
     follower_logs = _manager(fs, 1)
     assert follower_logs.create_topic("table", TOPIC_ID, 1, 1, COMPACT)[0] == Errors.NONE

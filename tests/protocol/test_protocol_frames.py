@@ -45,6 +45,17 @@ def test_negative_prefix_is_refused() -> None:
         FrameReader(LIMIT).feed(b"\xff\xff\xff\xfe")
 
 
+def test_one_whole_frame_per_arrival_and_a_frame_after_a_partial_one() -> None:
+    reader = FrameReader(LIMIT)
+    assert reader.feed(framed(b"one")) == [b"one"]
+    assert reader.feed(framed(b"two")[:5]) == []
+    assert reader.feed(framed(b"two")[5:] + framed(b"three")) == [b"two", b"three"]
+    assert reader.feed(framed(b"")) == [b""]
+    assert reader.buffered_bytes == 0
+    with pytest.raises(FrameTooLargeError):
+        reader.feed(framed(b"x" * (LIMIT + 1)))
+
+
 def test_empty_frames_are_frames() -> None:
     assert FrameReader(LIMIT).feed(framed(b"") * 3) == [b"", b"", b""]
 

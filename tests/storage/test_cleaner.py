@@ -17,7 +17,7 @@ from impl.storage.batch import (
     encode_batch,
     record_keys,
 )
-from impl.storage.cleaner import clean_pass, dirty_ratio
+from impl.storage.cleaner import STEP_BYTES, clean_pass, clean_steps, dirty_ratio
 from impl.storage.log import PartitionLog
 from model.config import Config
 
@@ -367,3 +367,50 @@ def test_the_cleaners_key_view_agrees_with_the_full_decode(codec):
     expected = [(o, r.key, r.value is None) for o, r in decode_records(batch)]
     assert record_keys(batch) == expected
     assert [o for o, _, _ in expected] == [40, 41, 42, 43]
+
+
+def _big_log(fs: MemoryFileSystem) -> PartitionLog:
+    log = _open(fs, COMPACT.with_values(segment_bytes=200_000))
+    _fill(log, random.Random(14), 8_000)
+    log.roll()
+    return log
+
+
+def test_a_pass_yields_between_steps_and_ends_as_a_pass_at_once_does():
+    at_once = _big_log(MemoryFileSystem())
+    stepped = _big_log(MemoryFileSystem())
+    assert at_once.size_bytes > 4 * STEP_BYTES
+    expected = clean_pass(at_once, NOW_MS, at_once.log_end_offset)
+    steps = clean_steps(stepped, NOW_MS, stepped.log_end_offset)
+    yields = 0
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            assert done.value == expected
+            break
+        yields += 1
+    assert yields >= 4
+    assert _pairs(stepped) == _pairs(at_once)
+
+
+def test_a_truncation_between_steps_aborts_the_pass_and_keeps_the_log_whole():
+    fs = MemoryFileSystem()
+    log = _big_log(fs)
+    files = fs.list_dir(DIR)
+    steps = clean_steps(log, NOW_MS, log.log_end_offset)
+    for _ in range(100):
+        next(steps)
+        if any(n.endswith(".cleaned") for n in fs.list_dir(DIR)):
+            break
+    assert any(n.endswith(".cleaned") for n in fs.list_dir(DIR)), "suspended mid-copy"
+    cut = log.segment_base_offsets[1] + 5
+    log.truncate_to(cut)
+    expected = _pairs(log)
+    with pytest.raises(StopIteration) as done:
+        next(steps)
+    assert done.value.value is None, "the pass gave up"
+    assert not [n for n in fs.list_dir(DIR) if n.endswith((".cleaned", ".swap"))]
+    assert set(fs.list_dir(DIR)) <= set(files)
+    assert _pairs(log) == expected
+    assert clean_pass(log, NOW_MS, log.log_end_offset) is not None, "the next pass runs"
