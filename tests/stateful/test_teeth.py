@@ -17,15 +17,18 @@ after its epoch-2 ones. The HighWatermarkMonotonic breaks that variant shows ear
 (RACES trial 23) do not end the search: an HW going back is neither a lost write nor
 diverged logs. replog.truncation=kip-101 (56) under LEADER_MOVES, as LogMatching: a
 follower that led an epoch kept its own records after the next leader's answer for
-that epoch. replog.isr.expand=hw-only (5) under EXPANSIONS (none in 150 trials of RACES,
+that epoch. replog.isr.expand=hw-only (6) under EXPANSIONS (none in 150 trials of RACES,
 200 of LEADER_MOVES): a follower pauses, a burst is acknowledged once the ISR drops it,
 the leader pauses before the other follower learned the new HW, the paused follower
 returns to the new leader at that lagging HW and is added to the ISR below the
 leader's epoch start, and the next failover, while it still fetches the rest one batch
 at a time, elects it (NoAcknowledgedWriteLost); the same steps under the defaults lose
-nothing (the follower waits for the epoch start). Later hits in the budget: trials 7
-and 15. A last test checks what EXPANSIONS relies on: in its world a returning follower
-gains one batch per replication round trip (with the default fetch size, all at once).
+nothing (the follower waits for the epoch start). Later hits in the budget: trials 13
+and 17 (8 of the first 100 trials, 9 of 100 from seed 2000). A test checks what
+EXPANSIONS relies on: in its world a returning follower gains one batch per replication
+round trip (with the default fetch size, all at once). The defaults are clean under
+EXPANSIONS in 250 trials from SEED and 152 of 200 from seed 2000; trial 153 there is an
+impl finding (a strict xfail at the end of this file).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from fault_search import (
     Finding,
     SlowLinksWorld,
     replay,
+    run_trial,
     search,
 )
 from stateful_harness import BROKERS
@@ -65,7 +69,7 @@ UNSAFE = [
 # A follower refusing a batch that breaks its log's epoch order counts as diverged logs
 # only here: under kip-101 the impl bug of test_stateful_findings makes the same refusal.
 STALE_FETCH = (("replog.fetch.epoch-fencing=false",), RACES, 48)
-EARLY_REJOIN = (("replog.isr.expand=hw-only",), EXPANSIONS, 16)
+EARLY_REJOIN = (("replog.isr.expand=hw-only",), EXPANSIONS, 24)
 ALL_VOCABULARIES = [KILLS, ONE_STOP, RACES, LEADER_MOVES, EXPANSIONS]
 CATCH_UP_S_MAX = 10.0
 CATCH_UP_POLL_S = 0.001
@@ -150,3 +154,17 @@ def test_the_expansions_world_catches_a_follower_up_one_batch_per_round_trip():
     assert min(gaps_s) >= 2 * BROKER_LINK_LATENCY_S - CATCH_UP_POLL_S, changes
     changes = _catching_up((), records)
     assert [leo for _, leo in changes] == [first, first + records], changes
+
+
+# Found by EXPANSIONS under the defaults (seed 2000, trial 153; not fixed). Leader 2's
+# AlterPartition adding broker 0 reached the controller (ISR {0,1,2}), but the answer
+# was held while 2 was paused until the request timed out, and `_alter_partition` then
+# drops the pending ISR (`pending_isr = None`) though the outcome is unknown: 2 counts
+# its HW over {1,2}. Resumed, deposed but not yet told, it served broker 1's held
+# epoch-2 fetch and raised its HW over an acks=1 record that the next leader (0, from
+# the controller's ISR) never had. Kafka keeps a pending ISR whose outcome is unknown
+# (the HW counts its additions) and retries until the controller answers.
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="pending ISR dropped on timeout")
+def test_a_leader_keeps_counting_an_isr_addition_whose_answer_timed_out():
+    found = run_trial((), 2153, 153, EXPANSIONS)
+    assert found is None, found.describe()
