@@ -27,7 +27,7 @@ nothing (the follower waits for the epoch start). Later hits in the budget: tria
 and 17 (8 of the first 100 trials, 9 of 100 from seed 2000). A test checks what
 EXPANSIONS relies on: in its world a returning follower gains one batch per replication
 round trip (with the default fetch size, all at once). The defaults are clean under
-EXPANSIONS in 250 trials from SEED and 152 of 200 from seed 2000; trial 153 there is an
+EXPANSIONS in 250 trials from SEED and 199 of 200 from seed 2000; trial 153 there is an
 impl finding (a strict xfail at the end of this file).
 """
 
