@@ -114,14 +114,24 @@ def list_offsets(
     state: State, partition: int, spec: str, *, broker: int | None = None
 ) -> tuple[Errors, int]:
     """ListOffsets: `earliest` is the log start offset, `latest` the HW (what a
-    read_uncommitted consumer may read up to)."""
+    read_uncommitted consumer may read up to), or OFFSET_NOT_AVAILABLE while a new
+    leader's HW is below the start of its epoch (KIP-207: the HW it learned as a
+    follower may be behind what was acknowledged)."""
     if spec not in ("earliest", "latest"):
         raise ValueError(f"spec must be 'earliest' or 'latest', got {spec!r}")
     start = log_start_offset(state, partition)
     result = fetch(state, partition, start, broker=broker)
     if result.error == Errors.NOT_LEADER_OR_FOLLOWER:
         return result.error, UNKNOWN
-    return Errors.NONE, start if spec == "earliest" else result.high_watermark
+    if spec == "earliest":
+        return Errors.NONE, start
+    target = leader_of(state, partition) if broker is None else broker
+    replica = state.replicas[target][partition]
+    epoch = state.brokers[target].views[partition].leader_epoch
+    epoch_start = next((o for e, o in reversed(replica.epochs) if e == epoch), 0)
+    if result.high_watermark < epoch_start:
+        return Errors.OFFSET_NOT_AVAILABLE, UNKNOWN
+    return Errors.NONE, result.high_watermark
 
 
 # --- consumer groups, the clock and retention ------------------------------------------

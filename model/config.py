@@ -92,6 +92,10 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "replication.factor": ("replication_factor", _int_at_least(1)),
     "unclean.leader.election.enable": ("unclean_leader_election_enable", _parse_bool),
     "replica.lag.time.max.ms": ("replica_lag_time_max_ms", _int_at_least(1)),
+    "replica.high.watermark.checkpoint.interval.ms": (
+        "replica_high_watermark_checkpoint_interval_ms",
+        _int_at_least(1),
+    ),
     "replica.fetch.max.bytes": ("replica_fetch_max_bytes", _int_at_least(1)),
     "retention.ms": ("retention_ms", _retention),
     "retention.bytes": ("retention_bytes", _retention),
@@ -180,6 +184,9 @@ class Config:
     replication_factor: int = 3
     unclean_leader_election_enable: bool = False
     replica_lag_time_max_ms: int = 30_000
+    # A broker restarted after a crash knows the HW as of its last checkpoint (and
+    # recovery points are written along with it).
+    replica_high_watermark_checkpoint_interval_ms: int = 5_000
     # Per partition and fetch; the first batch is sent whole even when larger (KIP-74).
     replica_fetch_max_bytes: int = 1_048_576
     retention_ms: int = 604_800_000

@@ -42,9 +42,6 @@ from model.errors import Errors
 
 log = logging.getLogger("replog.broker")
 
-# Kafka's replica.high.watermark.checkpoint.interval.ms: a restarted follower knows the
-# HW as of at most this long ago (recovery points are written along with it).
-CHECKPOINT_INTERVAL_MS = 5_000
 FLUSH_CHECK_INTERVAL_MS_MAX = 1_000
 PRODUCER_ID_BLOCK_FILE = "producer-id-block"
 CREATE_TOPICS_FORWARD_TIMEOUT_MS = 10_000
@@ -150,7 +147,11 @@ class Broker:
                 if "broker" in self.roles:
                     nursery.start_soon(self.coordinator.run)
                 nursery.start_soon(self._every, self._flush_interval_ms(), self._flush)
-                nursery.start_soon(self._every, CHECKPOINT_INTERVAL_MS, self._checkpoint)
+                nursery.start_soon(
+                    self._every,
+                    self.config.replica_high_watermark_checkpoint_interval_ms,
+                    self._checkpoint,
+                )
                 nursery.start_soon(
                     self._every, self.config.log_retention_check_interval_ms, self._retain
                 )

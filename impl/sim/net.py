@@ -103,6 +103,14 @@ class _Pipe:
         self.wake_reader(-math.inf)
         self._free_space()
 
+    def lose_if_held(self) -> None:
+        """Its writer's machine is gone: bytes a held link kept (its kernel was to
+        retransmit them) will never arrive."""
+        if self.chunks and self.fabric.holds(self.link):
+            self.chunks.clear()
+            self.buffered_bytes = 0
+            self._free_space()
+
     def _free_space(self) -> None:
         self.space.set()
         self.space = trio.Event()
@@ -218,6 +226,11 @@ class SimStream(trio.abc.HalfCloseableStream):
         self._out.write_eof()
         await trio.lowlevel.checkpoint()
 
+    def lose_held_input_from(self, writer: Endpoint) -> None:
+        opener, listener = self._in.link
+        if writer == (opener if self.owner == listener else listener):
+            self._in.lose_if_held()
+
     def close_now(self) -> None:
         """Close without a checkpoint (a crashed process's sockets, closed by the kernel)."""
         if self._closed:
@@ -303,6 +316,15 @@ class SimNetwork:
         """A crash: every socket of the node is closed by its kernel."""
         for stream in list(self.streams.pop(node, {})):
             stream.close_now()
+
+    def lose_held_bytes(self, node: Endpoint) -> None:
+        """The node's machine died (not just its process): what it wrote into a cut or
+        paused link is lost rather than delivered at the heal, on the connections it
+        already closed too (a live kernel would still retransmit those)."""
+        for owner, streams in self.streams.items():
+            if owner != node:
+                for stream in streams:
+                    stream.lose_held_input_from(node)
 
     def forget(self, stream: SimStream) -> None:
         self.streams.get(stream.owner, {}).pop(stream, None)

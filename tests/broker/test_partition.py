@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from impl.broker.apis import _list_offset
 from impl.broker.logs import DataDirError, LogManager
 from impl.broker.partition import Appended, Partition
 from impl.runtime.fs import MemoryFileSystem
@@ -206,3 +207,26 @@ def test_unparsable_topic_table_is_a_clear_error():
     fs.append("/data/topics.json", b"{not json")
     with pytest.raises(DataDirError, match=r"topics\.json does not parse"):
         manager(fs)
+
+
+def test_a_lagging_new_leader_refuses_latest_but_not_earliest():
+    """KIP-207 as Kafka's fetchOffsetForTimestamp has it: until a new leader's HW reaches
+    its epoch start, a client's latest and a timestamp with nothing below the HW are
+    OFFSET_NOT_AVAILABLE; earliest (the log start) and a follower's log end are answered."""
+    p = partition(MemoryFileSystem(), replicas=(0, 1))
+    p.append_as_leader(batch([b"a", b"b"], ts=100), now_ms=0)
+    p.become_leader(1, 1, (0, 1), frozenset((0, 1)), now_ms=0)
+    assert (p.high_watermark, p.epoch_start_offset) == (0, 2)
+
+    def lookup(timestamp: int, replica_id: int = -1) -> tuple[int, int]:
+        row = _list_offset(p, {"partition_index": 0, "timestamp": timestamp}, replica_id)
+        return row["error_code"], row.get("offset", -1)
+
+    assert lookup(-2) == (Errors.NONE, 0)
+    assert lookup(-1) == (Errors.OFFSET_NOT_AVAILABLE, -1)
+    assert lookup(100) == (Errors.OFFSET_NOT_AVAILABLE, -1)
+    assert lookup(-1, replica_id=1) == (Errors.NONE, 2)
+    p.follower_leos[1] = 2
+    p.advance_high_watermark()
+    assert lookup(-1) == (Errors.NONE, 2)
+    assert lookup(100) == (Errors.NONE, 0)

@@ -92,6 +92,19 @@ def test_fetch_offsets_hw_and_out_of_range():
     assert client.list_offsets(s, P, "latest") == (Errors.NONE, 2)
 
 
+def test_a_new_leader_whose_hw_lags_its_epoch_start_has_no_latest_offset():
+    m = model()
+    s, _ = client.produce(m, m.initial_state(), P, 10)
+    s, _ = client.produce(m, s, P, 11)
+    s = fetch_round(m, s, B)  # B has both records but learned HW 0
+    s = do(m, crash(m, s, A), Action("fence", A, P, B), Action("deliver", B))
+    assert s.replicas[B][P].hw == 0
+    assert client.list_offsets(s, P, "latest") == (Errors.OFFSET_NOT_AVAILABLE, -1)
+    assert client.list_offsets(s, P, "earliest") == (Errors.NONE, 0)
+    s = client.replicate(m, s)
+    assert client.list_offsets(s, P, "latest") == (Errors.NONE, 2)
+
+
 def test_fetch_with_old_epoch_is_fenced_and_newer_is_unknown():
     m = model()
     s = fail_over(m, crash(m, m.initial_state(), A), A, B)

@@ -134,3 +134,30 @@ def test_a_reader_cancelled_before_the_delivery_still_gets_the_bytes_later(clock
 
     early, first, second = _simulate(check, clock)
     assert early and first == b"one" and second == b"two"
+
+
+def test_a_dead_machine_loses_what_a_cut_held_even_on_closed_connections(clock):
+    async def check(fabric, client, server):
+        fabric.cut({("a", "b"), ("b", "a")})
+        await client.send_all(b"stale")
+        await client.aclose()  # the process closed it; its kernel would retransmit
+        fabric.lose_held_bytes("a")
+        fabric.heal()
+        with trio.fail_after(10):
+            return await server.receive_some()
+
+    assert _simulate(check, clock) == b"", "only the FIN is left of what a sent"
+
+
+def test_losing_held_bytes_spares_other_writers_and_unheld_links(clock):
+    async def check(fabric, client, server):
+        await server.send_all(b"unheld")
+        fabric.lose_held_bytes("b")  # no cut: nothing is held, nothing is lost
+        fabric.cut({("a", "b")})
+        await server.send_all(b"held")
+        fabric.lose_held_bytes("a")  # a's machine died: b's bytes to it are not a's
+        fabric.heal()
+        with trio.fail_after(10):
+            return await _receive_exactly(client, 10)
+
+    assert _simulate(check, clock) == b"unheldheld"

@@ -32,6 +32,7 @@ specs/invariants.py that an observation can decide:
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import trio
@@ -174,11 +175,21 @@ class SimWorld:
 
     # ---- faults ----------------------------------------------------------------------------
 
-    def kill(self, node: int) -> dict:
-        return self.bridge.call(self.cluster.kill, node)
+    def kill(self, node: int, machine_down: bool = False) -> dict:
+        """kill -9; `machine_down`: the whole machine stopped with it, so what it wrote
+        into a cut or paused link never arrives (a live kernel would deliver it at the
+        heal: a heartbeat of the dead incarnation, say)."""
+        return self.bridge.call(self._stop, self.cluster.kill, node, machine_down)
 
-    def crash(self, node: int) -> dict:
-        return self.bridge.call(self.cluster.crash, node)
+    def crash(self, node: int, machine_down: bool = False) -> dict:
+        """Power loss; `machine_down` as for `kill`."""
+        return self.bridge.call(self._stop, self.cluster.crash, node, machine_down)
+
+    async def _stop(self, stop: Callable[[int], Awaitable[dict]], node: int, down: bool) -> dict:
+        if down:
+            # No checkpoint between this and the stop: the node writes nothing after it.
+            self.cluster.net.lose_held_bytes(node)
+        return await stop(node)
 
     def restart(self, node: int) -> dict:
         return self.bridge.call(self.cluster.restart, node)
