@@ -209,3 +209,26 @@ def test_a_lagging_new_leader_answers_earliest_but_not_latest():
         assert machine.world.list_offsets(EARLIEST) == ("NONE", 0)
     finally:
         machine.teardown()
+
+
+# Harness gap (campaign profile, --hypothesis-seed=104): after the heal the impl's new
+# leader, broker 2, had the acks=0 record the model's had not: its fetch, held while it
+# was paused, reached the isolated old leader 1 and was answered before either heard of
+# the election. The state machine now also tries fetches before the controller's steps.
+def test_a_held_fetch_is_answered_before_the_new_leadership_is_known():
+    machine = _run_rules(
+        [
+            ("start", {"seed": 551}),
+            ("crash", {"broker": 0, "power_loss": True}),
+            ("pause", {"broker": 2}),
+            ("produce", {"acks": 0}),
+            ("isolate", {"broker": 1}),
+            ("heal", {}),
+        ]
+    )
+    try:
+        assert machine.world is not None
+        seen = machine.world.observe()
+        assert seen.leader == 2 and [v for _, _, v in seen.replicas[2].records] == [1], seen
+    finally:
+        machine.teardown()
