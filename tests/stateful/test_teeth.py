@@ -7,8 +7,10 @@ vocabulary)` and the first trial that breaks an invariant is the finding (printe
 its seed and steps; `fault_search.run_trial(config, seed, trial, vocabulary)` replays
 it). The budgets are what the search needed with SEED, with room to spare.
 
-Found with SEED (trial index): acks=1 (4), unclean election (4) and
-replog.hw.min-isr-guard=false (5) under KILLS;
+Found with SEED (trial index): acks=1 (4) and replog.hw.min-isr-guard=false (5) under
+KILLS; unclean election (28) under RACES (its KILLS trial 4 stopped losing when the group
+coordinator's offset-expiry timer changed the simulation's schedule; KILLS finds it in
+trial 35 now);
 min.insync.replicas=1 (19), replog.truncation=high-watermark (20) and replog.elr=false
 (19) under ONE_STOP; replog.fetch.epoch-fencing=false (36) under RACES, as a
 DivergentAppend: a fetch answer of the deposed epoch-1 leader reached a follower of the
@@ -59,7 +61,7 @@ LOSSES = ("NoAcknowledgedWriteLost", "LeaderCompleteness", "LogMatching")
 # (config, vocabulary, trials): the trial that found it with SEED is well inside.
 UNSAFE = [
     (("acks=1",), KILLS, 8),
-    (("unclean.leader.election.enable=true",), KILLS, 12),
+    (("unclean.leader.election.enable=true",), RACES, 48),
     (("replog.hw.min-isr-guard=false",), KILLS, 12),
     (("min.insync.replicas=1",), ONE_STOP, 24),
     (("replog.truncation=high-watermark",), ONE_STOP, 24),
