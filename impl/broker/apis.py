@@ -231,9 +231,9 @@ async def _await_replication(
 
     # Only a change to a partition written to can complete the request.
     written = [p.changes for _, _, p, o in outcomes if p is not None and isinstance(o, Appended)]
-    with trio.move_on_after(timeout_ms / 1000):
-        while pending():
-            await wait_for_any(written)
+    deadline = trio.current_time() + timeout_ms / 1000
+    while pending() and await wait_for_any(written, deadline=deadline):
+        pass
     return [(t, i, p, completion(p, o)) for t, i, p, o in outcomes]
 
 
@@ -264,16 +264,15 @@ async def fetch(broker: Broker, request: Request) -> Body:
     deadline = trio.current_time() + min(max(body["max_wait_ms"], 0), FETCH_WAIT_MS_MAX) / 1000
     # A consumer reads below the HW: an append that leaves the HW alone cannot answer it.
     below_hw = _fetching_replica(body) < 0
-    with trio.move_on_at(deadline):
-        while True:
-            responses, total_bytes, read = _fetch_once(broker, body)
-            # Kafka answers at once when a partition has an error: waiting cannot fix it.
-            failed = any(p["error_code"] != Errors.NONE for t in responses for p in t["partitions"])
-            if failed or total_bytes >= body["min_bytes"] or trio.current_time() >= deadline:
-                return _fetch_response(responses)
-            await wait_for_any((p.changes for p in read), below_hw)
-    responses, _, _ = _fetch_once(broker, body)
-    return _fetch_response(responses)
+    while True:
+        responses, total_bytes, read = _fetch_once(broker, body)
+        # Kafka answers at once when a partition has an error: waiting cannot fix it.
+        failed = any(p["error_code"] != Errors.NONE for t in responses for p in t["partitions"])
+        if failed or total_bytes >= body["min_bytes"] or trio.current_time() >= deadline:
+            return _fetch_response(responses)
+        if not await wait_for_any((p.changes for p in read), below_hw, deadline):
+            responses, _, _ = _fetch_once(broker, body)
+            return _fetch_response(responses)
 
 
 def _fetch_response(responses: list[Body]) -> Body:

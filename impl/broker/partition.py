@@ -12,13 +12,13 @@ class owns the partition's state and the invariants that must hold over it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import Enum
 
-import trio
-
 from impl.broker.producer_state import Duplicate, ProducerState
+from impl.runtime.waits import Flag
 from impl.storage.batch import BatchHeader, CodecError, parse_header
 from impl.storage.log import (
     InvalidRecordError,
@@ -55,10 +55,10 @@ class ChangeSignal:
     """
 
     def __init__(self) -> None:
-        self._waiters: dict[trio.Event, None] = {}
+        self._waiters: dict[Flag, None] = {}
         # Waiters that read only below the HW (consumer fetches): an append that leaves
         # the HW where it was changes nothing they can see, so it does not wake them.
-        self._below_hw: dict[trio.Event, None] = {}
+        self._below_hw: dict[Flag, None] = {}
 
     def notify(self) -> None:
         self.notify_appended()
@@ -76,17 +76,21 @@ class ChangeSignal:
         await wait_for_any((self,))
 
 
-async def wait_for_any(signals: Iterable[ChangeSignal], below_hw: bool = False) -> None:
-    """Until one of `signals` is notified (with none, until cancelled); `below_hw`
-    waiters sleep through appends that leave the HW where it was."""
+async def wait_for_any(
+    signals: Iterable[ChangeSignal], below_hw: bool = False, deadline: float = math.inf
+) -> bool:
+    """Until one of `signals` is notified (True) or trio's clock reaches `deadline`
+    (False; with no signals, only that or a cancellation ends it); `below_hw` waiters
+    sleep through appends that leave the HW where it was. The deadline is a `Flag`'s,
+    not a cancel scope's: a delayed fetch or produce waits without one."""
     # Registered before the first suspension, so a change made after the caller checked
     # its condition cannot be missed.
-    event = trio.Event()
+    event = Flag()
     registered = [signal._below_hw if below_hw else signal._waiters for signal in signals]
     for waiters in registered:
         waiters[event] = None
     try:
-        await event.wait()
+        return await event.wait_until(deadline)
     finally:
         for waiters in registered:
             waiters.pop(event, None)

@@ -41,6 +41,7 @@ from impl.client.errors import (
 from impl.client.metadata import Cluster, TopicPartition
 from impl.protocol import API_KEYS
 from impl.runtime.runtime import Runtime
+from impl.runtime.waits import Flag
 from impl.storage.batch import NO_PRODUCER_ID, Codec, codec_from_name
 from model.config import Config
 from model.errors import Errors
@@ -79,7 +80,7 @@ class Sender:
         self.flushing = 0
         self.producer_id = NO_PRODUCER_ID
         self.producer_epoch = -1
-        self._wakeup = trio.Event()
+        self._wakeup = Flag()
         self._requests_in_flight: dict[int, int] = defaultdict(int)
         self._nursery: trio.Nursery | None = None
         self._outboxes: dict[int, trio.MemorySendChannel[list[ProducerBatch]]] = {}
@@ -96,10 +97,11 @@ class Sender:
             self._nursery = nursery
             task_status.started()
             while True:
-                self._wakeup = trio.Event()
+                self._wakeup = Flag()
                 wake_at_ms = self._run_once()
-                with trio.move_on_after(max(0, wake_at_ms - self.now_ms()) / 1000):
-                    await self._wakeup.wait()
+                # A Flag's deadline: no cancel scope per pass of the loop.
+                wait_s = max(0, wake_at_ms - self.now_ms()) / 1000
+                await self._wakeup.wait_until(trio.current_time() + wait_s)
 
     def _run_once(self) -> int:
         """One pass: expiry, background jobs, sending. Returns when to look again.
