@@ -25,6 +25,7 @@ from impl.broker.fetcher import run_fetcher
 from impl.broker.partition import NO_LEADER, Partition, Phase
 from impl.client.connection import Connection
 from impl.client.errors import ClientError
+from impl.controller.controller import ControllerError
 from impl.controller.metadata import MetadataImage, TopicImage, apply_all, decode_batch
 from impl.protocol import API_KEYS
 from impl.storage.checkpoint import write_atomically
@@ -339,6 +340,12 @@ class ClusterMember:
         self._nursery.start_soon(self._alter_partition, partition, new_isr)
 
     async def _alter_partition(self, partition: Partition, new_isr: frozenset[int]) -> None:
+        """Kafka's AlterPartitionManager and Partition.handleAlterPartitionError: until the
+        controller answers, the outcome is unknown and the pending ISR stays (the HW counts
+        the maximal ISR: the committed one plus pending additions), and the same request
+        is sent again. Only the controller's "not applied" answer resets the pending ISR;
+        any other refusal leaves it for the metadata to override. The retries end when
+        the metadata moves the partition on, as Kafka's do."""
         body = {
             "broker_id": self.broker.broker_id,
             "topic": partition.topic,
@@ -347,18 +354,51 @@ class ClusterMember:
             "partition_epoch": partition.partition_epoch,
             "new_isr": sorted(new_isr),
         }
-        try:
-            response = await self.call_controller("AlterPartition", body)
-        except ControllerUnavailable:
-            response = {"error_code": Errors.NOT_CONTROLLER}
-        if response["error_code"] == Errors.NONE:
-            log.info(
-                "ISR of %s-%d is now %s (partition epoch %d)",
-                partition.topic,
-                partition.index,
-                response["isr"],
-                response["partition_epoch"],
-            )
-            partition.isr_change_committed(frozenset(response["isr"]), response["partition_epoch"])
-        else:
-            partition.pending_isr = None
+        while _proposal_current(partition, body, new_isr):
+            try:
+                response = await self.call_controller("AlterPartition", body)
+            except ControllerUnavailable as error:
+                log.debug("AlterPartition of %s-%d: %s", partition.topic, partition.index, error)
+                await trio.sleep(CONTROLLER_RETRY_BACKOFF_MS / 1000)
+                continue
+            if _proposal_current(partition, body, new_isr):
+                _apply_alter_partition_answer(partition, response)
+            return
+
+
+def _proposal_current(partition: Partition, body: Body, new_isr: frozenset[int]) -> bool:
+    """Whether `body` is still the partition's pending change: a late answer to a change
+    that the metadata already overrode must not touch a newer one."""
+    return (
+        partition.is_leader
+        and partition.pending_isr == new_isr
+        and partition.leader_epoch == body["leader_epoch"]
+        and partition.partition_epoch == body["partition_epoch"]
+    )
+
+
+def _apply_alter_partition_answer(partition: Partition, response: Body) -> None:
+    error = response["error_code"]
+    if error == Errors.NONE:
+        log.info(
+            "ISR of %s-%d is now %s (partition epoch %d)",
+            partition.topic,
+            partition.index,
+            response["isr"],
+            response["partition_epoch"],
+        )
+        partition.isr_change_committed(frozenset(response["isr"]), response["partition_epoch"])
+    elif error == ControllerError.INELIGIBLE_REPLICA:
+        # The controller says it did not apply the change at our (current) partition
+        # epoch, and no controller can apply it later: back to the committed ISR.
+        partition.pending_isr = None
+    else:
+        # Stale epochs, unknown partition, invalid request: the change may have been
+        # applied (a retry of an applied change is refused as a stale version), so the
+        # pending ISR stays until the metadata overrides it.
+        log.info(
+            "AlterPartition of %s-%d refused (%d): pending ISR kept until the metadata moves on",
+            partition.topic,
+            partition.index,
+            error,
+        )

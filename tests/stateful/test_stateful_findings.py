@@ -5,7 +5,7 @@ sequences), and one loss that is Kafka's own documented behaviour."""
 from __future__ import annotations
 
 import trio
-from fault_search import DIVERGENT_APPEND, RACES, replay, run_trial
+from fault_search import DIVERGENT_APPEND, EXPANSIONS, RACES, replay, run_trial
 from stateful_harness import EARLIEST, LATEST, TOPIC, SimWorld, value_bytes
 from test_stateful import ClusterVersusModel
 
@@ -87,6 +87,19 @@ def test_defaults_lose_acknowledged_writes_to_the_last_known_leader_election():
 def test_a_follower_truncating_to_its_log_end_drops_a_stale_epoch():
     found = run_trial(("replog.truncation=kip-101",), 1039, 39, RACES)
     assert found is None or DIVERGENT_APPEND not in str(found.violations), found.describe()
+
+
+# Found by fault_search's EXPANSIONS vocabulary under the defaults (seed 2000, trial 153),
+# as LogMatching. Leader 2's AlterPartition adding broker 0 reached the controller (ISR
+# {0,1,2}), but its answer was held while 2 was paused until the request timed out, and
+# `ClusterMember._alter_partition` dropped the pending ISR though the outcome was
+# unknown: 2 counted its HW over {1,2}. Resumed, deposed but not yet told, it served
+# broker 1's held epoch-2 fetch and raised its HW over an acks=1 record that the next
+# leader (0, from the controller's ISR) never had. Kafka keeps a pending ISR whose
+# outcome is unknown (the HW counts the maximal ISR) and retries; so does ours now.
+def test_a_leader_keeps_counting_an_isr_addition_whose_answer_timed_out():
+    found = run_trial((), 2153, 153, EXPANSIONS)
+    assert found is None, found.describe()
 
 
 # ---- mismatches random runs of test_stateful found, replayed as rule sequences ----------

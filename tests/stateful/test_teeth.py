@@ -29,8 +29,8 @@ nothing (the follower waits for the epoch start). Later hits in the budget: tria
 and 17 (8 of the first 100 trials, 9 of 100 from seed 2000). A test checks what
 EXPANSIONS relies on: in its world a returning follower gains one batch per replication
 round trip (with the default fetch size, all at once). The defaults are clean under
-EXPANSIONS in 250 trials from SEED and 199 of 200 from seed 2000; trial 153 there is an
-impl finding (a strict xfail at the end of this file).
+EXPANSIONS in 250 trials from SEED and 199 of 200 from seed 2000; trial 153 there was an
+impl finding, fixed (its regression is in test_stateful_findings.py).
 """
 
 from __future__ import annotations
@@ -51,7 +51,6 @@ from fault_search import (
     Finding,
     SlowLinksWorld,
     replay,
-    run_trial,
     search,
 )
 from stateful_harness import BROKERS
@@ -156,17 +155,3 @@ def test_the_expansions_world_catches_a_follower_up_one_batch_per_round_trip():
     assert min(gaps_s) >= 2 * BROKER_LINK_LATENCY_S - CATCH_UP_POLL_S, changes
     changes = _catching_up((), records)
     assert [leo for _, leo in changes] == [first, first + records], changes
-
-
-# Found by EXPANSIONS under the defaults (seed 2000, trial 153; not fixed). Leader 2's
-# AlterPartition adding broker 0 reached the controller (ISR {0,1,2}), but the answer
-# was held while 2 was paused until the request timed out, and `_alter_partition` then
-# drops the pending ISR (`pending_isr = None`) though the outcome is unknown: 2 counts
-# its HW over {1,2}. Resumed, deposed but not yet told, it served broker 1's held
-# epoch-2 fetch and raised its HW over an acks=1 record that the next leader (0, from
-# the controller's ISR) never had. Kafka keeps a pending ISR whose outcome is unknown
-# (the HW counts its additions) and retries until the controller answers.
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="pending ISR dropped on timeout")
-def test_a_leader_keeps_counting_an_isr_addition_whose_answer_timed_out():
-    found = run_trial((), 2153, 153, EXPANSIONS)
-    assert found is None, found.describe()
