@@ -40,6 +40,7 @@ from impl.protocol import (
     encode_request,
 )
 from impl.runtime.runtime import Runtime
+from impl.runtime.waits import Flag
 from model.errors import Errors
 
 API_VERSIONS = API_KEYS["ApiVersions"]
@@ -72,7 +73,7 @@ class PendingRequest:
         self.frame = frame
         # Set once the first byte may have left: from then on the outcome is unknown.
         self.written = False
-        self.done = trio.Event()
+        self.done = Flag()
         self.body: Body | None = None
         self.error: OutcomeUnknown | None = None
 
@@ -166,17 +167,10 @@ class Connection:
 
     async def request(self, api_key: int, body: Body, timeout_ms: int | None = None) -> Body:
         """Send and wait for the response body. Raises NotSent, RequestTimeout, ConnectionLost."""
-        # `send` then `receive` under one cancel scope (a scope costs as much as a step).
         deadline = self._deadline(timeout_ms)
         pending = self._prepare(api_key, body)
-        written = False
-        with trio.move_on_at(deadline):
-            await self._write(pending, True)
-            written = True
-            return await self._response(pending)
-        if written:
-            raise await self._timed_out()
-        raise self._write_cut_off(pending)
+        await self._write_by(pending, True, deadline)
+        return await self.receive(pending, deadline)
 
     async def send(
         self, api_key: int, body: Body, deadline: float, expect_response: bool = True
@@ -184,29 +178,36 @@ class Connection:
         """Write a request; its response is then awaited with `receive`. Callers that
         need requests on the wire in a given order call this in that order."""
         pending = self._prepare(api_key, body)
-        with trio.move_on_at(deadline):
-            await self._write(pending, expect_response)
-            return pending
-        raise self._write_cut_off(pending)
+        await self._write_by(pending, expect_response, deadline)
+        return pending
 
     async def receive(self, pending: PendingRequest, deadline: float) -> Body:
         """The response to a request `send` wrote, by `deadline` (trio time)."""
+        # A Flag's deadline, not a cancel scope (which costs about as much as a step).
+        if not await pending.done.wait_until(deadline):
+            raise await self._timed_out()
+        if pending.error is not None:
+            raise pending.error
+        assert pending.body is not None
+        return pending.body
+
+    async def _write_by(
+        self, pending: PendingRequest, expect_response: bool, deadline: float
+    ) -> None:
+        """Write `pending` unless `deadline` passes first (then NotSent or ConnectionLost).
+        What cannot wait (a free lock, a stream with room for the frame) needs no
+        deadline, hence no cancel scope."""
+        if await self._write_at_once(pending, expect_response, deadline):
+            return
         with trio.move_on_at(deadline):
-            return await self._response(pending)
-        raise await self._timed_out()
+            await self._write(pending, expect_response)
+            return
+        raise self._write_cut_off(pending)
 
     def _write_cut_off(self, pending: PendingRequest) -> OutcomeUnknown | NotSent:
         if not pending.written:
             return NotSent(f"could not write to {self.address} before the deadline")
         return ConnectionLost(f"write to {self.address} cut off at the deadline")
-
-    @staticmethod
-    async def _response(pending: PendingRequest) -> Body:
-        await pending.done.wait()
-        if pending.error is not None:
-            raise pending.error
-        assert pending.body is not None
-        return pending.body
 
     async def _timed_out(self) -> RequestTimeout:
         message = f"no response from {self.address} in time"
@@ -281,6 +282,31 @@ class Connection:
         finally:
             self._send_lock.release()
         pending.frame = b""
+
+    async def _write_at_once(
+        self, pending: PendingRequest, expect_response: bool, deadline: float
+    ) -> bool:
+        """`_write` where nothing can make it wait: True once written; False (nothing
+        done) where it could wait, the stream has no `send_all_nowait` (the simulator's
+        has) or `deadline` has passed (which `_write` under its scope answers)."""
+        send_nowait = getattr(self._stream, "send_all_nowait", None)
+        if send_nowait is None or self._send_lock.locked() or deadline <= trio.current_time():
+            return False
+        await trio.lowlevel.checkpoint_if_cancelled()
+        self._check_alive()
+        try:
+            if not send_nowait(pending.frame):
+                return False
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as error:
+            pending.written = True
+            with trio.CancelScope(shield=True):
+                await self._break(f"write failed: {error!r}")
+            raise ConnectionLost(f"write to {self.address} failed: {error}") from error
+        if expect_response:
+            self._pending.append(pending)
+        pending.written = True
+        pending.frame = b""
+        return True
 
     async def _acquire_send_lock(self) -> None:
         """`async with lock` without its scheduling pass when nobody holds it: send_all,

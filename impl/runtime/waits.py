@@ -69,13 +69,13 @@ class Flag:
     async def wait_until(self, deadline: float) -> bool:
         """True once set; False when trio's clock reaches `deadline` first (like leaving
         `with trio.move_on_at(deadline): await event.wait()` by its deadline)."""
+        if deadline <= trio.current_time():
+            # move_on_at with a passed deadline cancels even a set event's checkpoint.
+            await trio.lowlevel.checkpoint()
+            return False
         if self._set:
             await trio.lowlevel.checkpoint()
             return True
-        if deadline <= trio.current_time():
-            # move_on_at with a passed deadline cancels the wait at its first checkpoint.
-            await trio.lowlevel.checkpoint()
-            return False
         waiter = _Waiter(trio.lowlevel.current_task())
         self._waiters.append(waiter)
         clock = trio.lowlevel.current_clock()

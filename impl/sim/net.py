@@ -80,8 +80,17 @@ class _Pipe:
         return max(last, trio.current_time() + self.latency_s)
 
     async def write(self, data: bytes) -> None:
-        while self.buffered_bytes >= PIPE_BYTES_MAX and not self.reader_closed:
+        while self.full:
             await self.space.wait()
+        self.write_nowait(data)
+
+    @property
+    def full(self) -> bool:
+        """A write would wait for the reader to take bytes."""
+        return self.buffered_bytes >= PIPE_BYTES_MAX and not self.reader_closed
+
+    def write_nowait(self, data: bytes) -> None:
+        assert not self.full, "a full pipe's writer waits for space"
         if self.reader_closed:
             raise trio.BrokenResourceError("connection reset by peer")
         if self.link in self.fabric.cut_links:
@@ -211,6 +220,20 @@ class SimStream(trio.abc.HalfCloseableStream):
                 await self._out.write(bytes(data))
         finally:
             self._sending = False
+
+    def send_all_nowait(self, data: bytes | bytearray | memoryview) -> bool:
+        """`send_all` where it would not wait (the peer's buffer has room): True once
+        the bytes are on their way, False (nothing sent) where it would wait; errors as
+        `send_all`'s. A caller need not set a deadline on what cannot wait."""
+        if self._closed:
+            raise trio.ClosedResourceError("stream closed")
+        if self._sending:
+            raise trio.BusyResourceError("another task is sending on this stream")
+        if self._out.full:
+            return False
+        if data:
+            self._out.write_nowait(bytes(data))
+        return True
 
     async def wait_send_all_might_not_block(self) -> None:
         while self._out.buffered_bytes >= PIPE_BYTES_MAX and not self._out.reader_closed:

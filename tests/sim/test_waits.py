@@ -49,14 +49,17 @@ def test_the_deadline_ends_the_wait_and_a_later_set_wakes_nobody(clock):
     assert _simulate(main, clock) == (False, 0.5)
 
 
-def test_a_set_flag_and_a_passed_deadline_answer_at_the_next_checkpoint(clock):
+def test_a_passed_deadline_wins_over_a_set_flag_at_the_next_checkpoint(clock):
     async def main():
         flag = Flag()
         passed = await flag.wait_until(trio.current_time())
         flag.set()
-        return passed, await flag.wait_until(trio.current_time()), await flag.wait_until(-1.0)
+        soon = trio.current_time() + 1.0
+        return passed, await flag.wait_until(soon), await flag.wait_until(trio.current_time())
 
-    assert _simulate(main, clock) == (False, True, True)
+    # As `with trio.move_on_at(deadline): await event.wait()`: a passed deadline wins
+    # even over a set event.
+    assert _simulate(main, clock) == (False, True, False)
 
 
 def test_outer_cancellation_ends_the_wait_and_voids_its_timer(clock):
