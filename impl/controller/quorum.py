@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import posixpath
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -41,6 +42,7 @@ from impl.controller.raft_storage import RaftStorage
 from impl.controller.raft_wire import RaftWireError, decode_message, encode_message
 from impl.protocol import API_KEYS
 from impl.runtime.runtime import Runtime
+from impl.runtime.waits import Flag
 from model.config import Config
 from model.errors import Errors
 
@@ -94,7 +96,10 @@ class QuorumNode:
         self.applied_index = 0
         self.active: decide.ControllerState | None = None
         self._commit_waiters: dict[int, trio.Event] = {}
-        self._inbox_send, self._inbox = trio.open_memory_channel[Message](INBOX_MESSAGES_MAX)
+        # A queue and a Flag rather than a memory channel: the driver's wait for the next
+        # message then ends at its timer without a cancel scope (see impl.runtime.waits).
+        self._inbox: deque[Message] = deque()
+        self._inbox_arrived = Flag()
         self._outboxes = {
             peer: trio.open_memory_channel[Message](OUTBOX_MESSAGES_MAX)
             for peer in voters
@@ -124,23 +129,31 @@ class QuorumNode:
             # Sleep until the node's next timer, not a fixed tick: an idle quorum wakes
             # for heartbeats and messages only. The cap is a safety net, not a tick.
             wait_ms = self.node.next_deadline_ms() - self.runtime.clock.monotonic_ms()
-            with trio.move_on_after(min(max(wait_ms, 0), TICK_INTERVAL_MS_MAX) / 1000):
-                message = await self._inbox.receive()
+            wait_s = min(max(wait_ms, 0), TICK_INTERVAL_MS_MAX) / 1000
+            if await self._message_by(trio.current_time() + wait_s):
                 # The node's clock must be current before it handles the message: an
                 # election deadline it resets is counted from its last tick.
                 self.node.tick(self.runtime.clock.monotonic_ms())
-                self.node.receive(message)
                 self._drain_inbox()
             self.node.tick(self.runtime.clock.monotonic_ms())
             self._process_ready()
 
+    async def _message_by(self, deadline: float) -> bool:
+        """Whether a message is queued by `deadline`, scheduled as a memory channel's
+        `receive` under `trio.move_on_at(deadline)` would be: a passed deadline or a
+        queued message costs one checkpoint, else the wait ends at the first arrival."""
+        if deadline <= trio.current_time():
+            await trio.lowlevel.checkpoint()
+            return False
+        if self._inbox:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return True
+        self._inbox_arrived = Flag()
+        return await self._inbox_arrived.wait_until(deadline)
+
     def _drain_inbox(self) -> None:
-        while True:
-            try:
-                message = self._inbox.receive_nowait()
-            except trio.WouldBlock:
-                return
-            self.node.receive(message)
+        while self._inbox:
+            self.node.receive(self._inbox.popleft())
 
     def _process_ready(self) -> None:
         """Persist, send, apply, advance: the contract of `RaftNode.ready()`."""
@@ -201,10 +214,11 @@ class QuorumNode:
             return Errors.INVALID_REQUEST
         if message.target != self.node_id or message.source not in self._outboxes:
             return Errors.INVALID_REQUEST
-        try:
-            self._inbox_send.send_nowait(message)
-        except trio.WouldBlock:
+        if len(self._inbox) >= INBOX_MESSAGES_MAX:
             log.debug("dropping a message from %d: the inbox is full", message.source)
+        else:
+            self._inbox.append(message)
+            self._inbox_arrived.set()
         return Errors.NONE
 
     async def _send_to_peer(self, peer: int, outbox: trio.MemoryReceiveChannel[Message]) -> None:

@@ -102,3 +102,9 @@ class Flag:
     def _forget(self, waiter: _Waiter) -> None:
         if waiter in self._waiters:
             self._waiters.remove(waiter)
+
+
+async def sleep_until(deadline: float) -> None:
+    """`trio.sleep_until`, scheduled alike, without its cancel scope on a clock with
+    `wake_at` (a flag nobody sets)."""
+    await Flag().wait_until(deadline)

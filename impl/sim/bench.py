@@ -28,6 +28,7 @@ import trio
 from impl.client import Consumer, Producer, TopicPartition
 from impl.client.admin import create_topics, wait_for_leaders
 from impl.client.errors import ClientError
+from impl.runtime.waits import sleep_until
 from impl.sim.cluster import SimCluster
 from impl.sim.guard import run
 from model.config import Config
@@ -120,7 +121,7 @@ async def _producer(
             else:
                 figures.writes += 1
             next_at = max(next_at + 1 / rate, trio.current_time())
-            await trio.sleep_until(next_at)
+            await sleep_until(next_at)
 
 
 async def _consumer(cluster: SimCluster, figures: Figures) -> None:

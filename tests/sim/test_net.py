@@ -102,6 +102,26 @@ def test_a_full_buffer_blocks_the_sender_until_the_reader_drains(clock):
     assert blocked and last == b"z"
 
 
+def test_send_all_nowait_sends_only_where_send_all_would_not_wait(clock):
+    async def check(fabric, client, server):
+        sent_first = client.send_all_nowait(b"a" * PIPE_BYTES_MAX)
+        sent_while_full = client.send_all_nowait(b"b")
+        drained = await _receive_exactly(server, PIPE_BYTES_MAX)
+        sent_after = client.send_all_nowait(b"c")
+        last = await server.receive_some()
+        server.close_now()
+        await trio.sleep(1)
+        with pytest.raises(trio.BrokenResourceError):
+            client.send_all_nowait(b"d")
+        client.close_now()
+        with pytest.raises(trio.ClosedResourceError):
+            client.send_all_nowait(b"e")
+        return sent_first, sent_while_full, drained == b"a" * PIPE_BYTES_MAX, sent_after, last
+
+    # A full pipe refuses the write and keeps nothing of it: only "c" follows the "a"s.
+    assert _simulate(check, clock) == (True, False, True, True, b"c")
+
+
 def test_close_is_eof_then_reset_and_streams_are_forgotten(clock):
     async def check(fabric, client, server):
         await client.aclose()

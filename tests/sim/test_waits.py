@@ -10,7 +10,7 @@ import pytest
 import trio
 import trio.testing
 
-from impl.runtime.waits import Flag
+from impl.runtime.waits import Flag, sleep_until
 from impl.sim.guard import SimulatedClock, deterministic, run
 
 
@@ -120,6 +120,16 @@ def test_resumes_in_the_same_scheduling_pass_as_move_on_at():
         flagged = run(race, True, seed=seed)
         scoped = run(race, False, seed=seed)
         assert flagged == scoped, seed
+
+
+def test_sleep_until_wakes_at_the_deadline_and_a_passed_one_is_a_checkpoint(clock):
+    async def main():
+        await sleep_until(trio.current_time() + 0.75)
+        woke = trio.current_time()
+        await sleep_until(woke - 1.0)
+        return woke, trio.current_time()
+
+    assert _simulate(main, clock) == (0.75, 0.75)
 
 
 async def _set_after(flag: Flag, delay_s: float) -> None:
