@@ -29,8 +29,8 @@ nothing (the follower waits for the epoch start). Later hits in the budget: tria
 and 17 (8 of the first 100 trials, 9 of 100 from seed 2000). A test checks what
 EXPANSIONS relies on: in its world a returning follower gains one batch per replication
 round trip (with the default fetch size, all at once). The defaults are clean under
-EXPANSIONS in 250 trials from SEED and 199 of 200 from seed 2000; trial 153 there was an
-impl finding, fixed (its regression is in test_stateful_findings.py).
+EXPANSIONS in 250 trials from SEED and 200 from seed 2000 (trial 153 there was an impl
+finding, fixed: its regression is in test_stateful_findings.py).
 """
 
 from __future__ import annotations
