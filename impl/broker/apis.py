@@ -21,6 +21,7 @@ from impl.broker.partition import (
     Diverging,
     FetchedData,
     Partition,
+    WaitOn,
     wait_for_any,
 )
 from impl.controller import controller as decide
@@ -232,7 +233,7 @@ async def _await_replication(
     # Only a change to a partition written to can complete the request.
     written = [p.changes for _, _, p, o in outcomes if p is not None and isinstance(o, Appended)]
     deadline = trio.current_time() + timeout_ms / 1000
-    while pending() and await wait_for_any(written, deadline=deadline):
+    while pending() and await wait_for_any(written, WaitOn.HIGH_WATERMARK, deadline):
         pass
     return [(t, i, p, completion(p, o)) for t, i, p, o in outcomes]
 
@@ -262,15 +263,16 @@ async def fetch(broker: Broker, request: Request) -> Body:
     """Read until min_bytes are available or max_wait_ms passes (a delayed fetch)."""
     body = request.body
     deadline = trio.current_time() + min(max(body["max_wait_ms"], 0), FETCH_WAIT_MS_MAX) / 1000
-    # A consumer reads below the HW: an append that leaves the HW alone cannot answer it.
-    below_hw = _fetching_replica(body) < 0
+    # A consumer reads below the HW, a follower to the log end (Kafka's fetch isolation):
+    # a change to the other one cannot answer it.
+    on = WaitOn.HIGH_WATERMARK if _fetching_replica(body) < 0 else WaitOn.LOG_END
     while True:
         responses, total_bytes, read = _fetch_once(broker, body)
         # Kafka answers at once when a partition has an error: waiting cannot fix it.
         failed = any(p["error_code"] != Errors.NONE for t in responses for p in t["partitions"])
         if failed or total_bytes >= body["min_bytes"] or trio.current_time() >= deadline:
             return _fetch_response(responses)
-        if not await wait_for_any((p.changes for p in read), below_hw, deadline):
+        if not await wait_for_any((p.changes for p in read), on, deadline):
             responses, _, _ = _fetch_once(broker, body)
             return _fetch_response(responses)
 

@@ -56,37 +56,58 @@ class ChangeSignal:
 
     def __init__(self) -> None:
         self._waiters: dict[Flag, None] = {}
-        # Waiters that read only below the HW (consumer fetches): an append that leaves
+        # Waiters on the HW (consumer fetches, acks=all produces): an append that leaves
         # the HW where it was changes nothing they can see, so it does not wake them.
-        self._below_hw: dict[Flag, None] = {}
+        self._hw: dict[Flag, None] = {}
+        # Waiters on the log end (follower fetches): as Kafka's DelayedFetch with
+        # FetchIsolation.LOG_END, a move of the HW alone adds no bytes to their read, so
+        # followers learn the new HW with their next fetch.
+        self._leo: dict[Flag, None] = {}
 
     def notify(self) -> None:
-        self.notify_appended()
-        below_hw, self._below_hw = self._below_hw, {}
-        for event in below_hw:
-            event.set()
+        """Anything else changed (leadership, ISR, truncation): wakes every waiter."""
+        self._wake_all(self._waiters)
+        self._wake_all(self._hw)
+        self._wake_all(self._leo)
 
     def notify_appended(self) -> None:
-        """An append that left the HW where it was: wakes all but the below-HW waiters."""
-        waiters, self._waiters = self._waiters, {}
-        for event in waiters:
+        """The log end moved."""
+        self._wake_all(self._waiters)
+        self._wake_all(self._leo)
+
+    def notify_high_watermark(self) -> None:
+        """The HW moved."""
+        self._wake_all(self._waiters)
+        self._wake_all(self._hw)
+
+    @staticmethod
+    def _wake_all(waiters: dict[Flag, None]) -> None:
+        taken = list(waiters)
+        waiters.clear()
+        for event in taken:
             event.set()
 
     async def wait(self) -> None:
         await wait_for_any((self,))
 
 
+class WaitOn(Enum):
+    ANY = "any"
+    HIGH_WATERMARK = "high-watermark"
+    LOG_END = "log-end"
+
+
 async def wait_for_any(
-    signals: Iterable[ChangeSignal], below_hw: bool = False, deadline: float = math.inf
+    signals: Iterable[ChangeSignal], on: WaitOn = WaitOn.ANY, deadline: float = math.inf
 ) -> bool:
-    """Until one of `signals` is notified (True) or trio's clock reaches `deadline`
-    (False; with no signals, only that or a cancellation ends it); `below_hw` waiters
-    sleep through appends that leave the HW where it was. The deadline is a `Flag`'s,
-    not a cancel scope's: a delayed fetch or produce waits without one."""
+    """Until one of `signals` is notified of what `on` names, or of a change to
+    anything else (True), or trio's clock reaches `deadline` (False; with no signals,
+    only that or a cancellation ends it). The deadline is a `Flag`'s, not a cancel
+    scope's: a delayed fetch or produce waits without one."""
     # Registered before the first suspension, so a change made after the caller checked
     # its condition cannot be missed.
     event = Flag()
-    registered = [signal._below_hw if below_hw else signal._waiters for signal in signals]
+    registered = [_waiters_for(signal, on) for signal in signals]
     for waiters in registered:
         waiters[event] = None
     try:
@@ -94,6 +115,14 @@ async def wait_for_any(
     finally:
         for waiters in registered:
             waiters.pop(event, None)
+
+
+def _waiters_for(signal: ChangeSignal, on: WaitOn) -> dict[Flag, None]:
+    if on is WaitOn.HIGH_WATERMARK:
+        return signal._hw
+    if on is WaitOn.LOG_END:
+        return signal._leo
+    return signal._waiters
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,7 +273,7 @@ class Partition:
             return False
         assert candidate <= self.log.log_end_offset, "HW can never pass the leader's LEO"
         self.high_watermark = candidate
-        self.changes.notify()
+        self.changes.notify_high_watermark()
         return True
 
     def check_min_isr(self, acks: int) -> Errors:
@@ -321,8 +350,8 @@ class Partition:
             info.first_offset,
             info.last_offset,
         )
-        if not self.advance_high_watermark():
-            self.changes.notify_appended()
+        self.changes.notify_appended()
+        self.advance_high_watermark()
         return Appended(info.first_offset, info.last_offset, self.log.log_start_offset)
 
     def read(self, offset: int, max_bytes: int, up_to: int) -> FetchedData | Errors:
