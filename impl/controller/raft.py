@@ -84,7 +84,7 @@ class StorageState:
 class RaftConfig:
     # KRaft's controller.quorum.election.timeout.ms default; jitter adds up to as much again.
     election_timeout_ms: int = 1_000
-    heartbeat_interval_ms: int = 100
+    heartbeat_interval_ms: int = 250
     pre_vote: bool = True
     check_quorum: bool = True
     append_entries_max: int = 64
