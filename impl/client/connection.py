@@ -19,6 +19,7 @@ one that was written (or partly written) and got no answer raises `RequestTimeou
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import trio
@@ -62,6 +63,7 @@ class PendingRequest:
         "done",
         "error",
         "frame",
+        "on_settled",
         "version",
         "written",
     )
@@ -76,14 +78,33 @@ class PendingRequest:
         self.done = Flag()
         self.body: Body | None = None
         self.error: OutcomeUnknown | None = None
+        self.on_settled: Callable[[PendingRequest], None] | None = None
 
     def resolve(self, body: Body) -> None:
-        self.body = body
-        self.done.set()
+        # A request that timed out stays failed: its late answer changes nothing.
+        if not self.done.is_set():
+            self.body = body
+            self._settled()
 
     def fail(self, error: OutcomeUnknown) -> None:
-        self.error = error
+        if not self.done.is_set():
+            self.error = error
+            self._settled()
+
+    def _settled(self) -> None:
         self.done.set()
+        if self.on_settled is not None:
+            on_settled, self.on_settled = self.on_settled, None
+            on_settled(self)
+
+    def call_when_settled(self, on_settled: Callable[[PendingRequest], None]) -> None:
+        """Run `on_settled(self)` once the request is answered or failed (now, if it
+        is): in the task that settles it, so nobody has to wake up to await it."""
+        assert self.on_settled is None, "one callback per request"
+        if self.done.is_set():
+            on_settled(self)
+        else:
+            self.on_settled = on_settled
 
 
 def negotiate_versions(broker_ranges: list[Body]) -> dict[int, int]:
@@ -213,6 +234,13 @@ class Connection:
         message = f"no response from {self.address} in time"
         await self._break(message)
         return RequestTimeout(message)
+
+    async def time_out(self, pending: PendingRequest) -> None:
+        """`pending` (written by `send`) passed its deadline unanswered: it fails with
+        RequestTimeout, the connection breaks (as `receive` past its deadline does)."""
+        message = f"no response from {self.address} in time"
+        pending.fail(RequestTimeout(message))
+        await self._break(message)
 
     def _deadline(self, timeout_ms: int | None) -> float:
         timeout_ms = self.request_timeout_ms if timeout_ms is None else timeout_ms

@@ -222,11 +222,14 @@ class Producer:
         batch, index, wake = self._append(queue, record, size_bytes)
         if partition is None and key is None:
             state.sticky_batch = batch
-        if wake:
-            # A closed or new batch changes what the sender should do; let it run now.
-            assert self._sender is not None
+        assert self._sender is not None
+        if wake and (batch.closed or self.config.linger_ms == 0 or self._sender.flushing):
+            # A batch ready now changes what the sender should do; let it run now.
             self._sender.wake()
             await trio.sleep(0)
+        elif wake:
+            # A new batch lingers: the sender need only look when its linger is up.
+            self._sender.look_at_ms(batch.created_ms + self.config.linger_ms)
         return Delivery(batch.result, index, timestamp_ms)
 
     async def flush(self) -> None:

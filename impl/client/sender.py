@@ -2,10 +2,12 @@
 
 One loop task decides what to send and hands each Produce request to its broker's
 writer task, which puts requests on the wire in the order they were drained (the
-order sequence numbers need); each response is then awaited by a task of its own, so
-up to max.in.flight.requests.per.connection requests per broker are in flight. The
-loop sleeps until the next linger, backoff or delivery deadline, or until something
-wakes it (a new or full batch, a finished request, a flush, a background job).
+order sequence numbers need); each response is settled by the connection's reader as
+it arrives (no task awaits it), so up to max.in.flight.requests.per.connection
+requests per broker are in flight. The loop sleeps until the next linger, backoff,
+delivery or request deadline, or until something wakes it (a full batch, a finished
+request that leaves work, a flush, a background job); a new batch only brings its
+sleep forward to the batch's linger.
 
 Retries: a batch whose attempt failed with a retriable error goes back to the front
 of its queue after retry.backoff.ms, until `retries` attempts or delivery.timeout.ms
@@ -19,8 +21,11 @@ sequenced batch fails for good the partition continues under a fresh producer id
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import trio
@@ -59,6 +64,17 @@ TRANSACTION_TIMEOUT_MS = 60_000
 RequestObserver = Callable[[float, int], None]
 
 
+@dataclass(frozen=True, slots=True)
+class _InFlight:
+    """A written Produce request awaiting its answer (by `deadline`, trio time)."""
+
+    node: int
+    batches: list[ProducerBatch]
+    connection: Connection
+    deadline: float
+    started: float
+
+
 class Sender:
     def __init__(
         self,
@@ -85,9 +101,18 @@ class Sender:
         self._nursery: trio.Nursery | None = None
         self._outboxes: dict[int, trio.MemorySendChannel[list[ProducerBatch]]] = {}
         self._jobs: set[str] = set()
+        self._in_flight: dict[PendingRequest, _InFlight] = {}
 
     def wake(self) -> None:
         self._wakeup.set()
+
+    def look_at_ms(self, at_ms: int) -> None:
+        """Run a pass by `at_ms` (a new batch's linger): sooner than the sleeping loop
+        planned, if need be, without waking it now."""
+        self._wakeup.hasten(self._deadline_for_ms(at_ms))
+
+    def _deadline_for_ms(self, at_ms: int) -> float:
+        return trio.current_time() + max(0, at_ms - self.now_ms()) / 1000
 
     def now_ms(self) -> int:
         return self.runtime.clock.monotonic_ms()
@@ -100,8 +125,7 @@ class Sender:
                 self._wakeup = Flag()
                 wake_at_ms = self._run_once()
                 # A Flag's deadline: no cancel scope per pass of the loop.
-                wait_s = max(0, wake_at_ms - self.now_ms()) / 1000
-                await self._wakeup.wait_until(trio.current_time() + wait_s)
+                await self._wakeup.wait_until(self._deadline_for_ms(wake_at_ms))
 
     def _run_once(self) -> int:
         """One pass: expiry, background jobs, sending. Returns when to look again.
@@ -115,7 +139,11 @@ class Sender:
         self._expire(self.now_ms())
         if self.idempotent and self._producer_ids_needed():
             self._spawn_once("producer ids", self._acquire_producer_ids)
-        return self._send_ready(self.now_ms())
+        next_deadline = self._time_out_requests(trio.current_time())
+        wake_at_ms = self._send_ready(self.now_ms())
+        if next_deadline < math.inf:
+            wake_at_ms = min(wake_at_ms, math.ceil(next_deadline * 1000))
+        return wake_at_ms
 
     def _spawn_once(self, name: str, job: Callable[[], Awaitable[None]]) -> None:
         if name in self._jobs:
@@ -247,28 +275,31 @@ class Sender:
                     self._succeed(batch, -1, -1)
                 self._finish(node, batches, started)
                 continue
-            assert self._nursery is not None
-            self._nursery.start_soon(
-                self._await_response, node, batches, connection, pending, deadline, started
-            )
+            request = _InFlight(node, batches, connection, deadline, started)
+            self._in_flight[pending] = request
+            pending.call_when_settled(self._settled)
 
-    async def _await_response(
-        self,
-        node: int,
-        batches: list[ProducerBatch],
-        connection: Connection,
-        pending: PendingRequest,
-        deadline: float,
-        started: float,
-    ) -> None:
-        try:
-            response = await connection.receive(pending, deadline)
-        except OutcomeUnknown as error:
-            self._settle_error(batches, error)
+    def _settled(self, pending: PendingRequest) -> None:
+        """A Produce response (or its failure), in the task that read it."""
+        request = self._in_flight.pop(pending)
+        if pending.error is not None:
+            self._settle_error(request.batches, pending.error)
         else:
-            self._settle(batches, response)
-        finally:
-            self._finish(node, batches, started)
+            assert pending.body is not None
+            self._settle(request.batches, pending.body)
+        self._finish(request.node, request.batches, request.started)
+
+    def _time_out_requests(self, now: float) -> float:
+        """Break the connection of every request past its deadline (its batches then
+        settle as unknown outcomes); the next deadline of the others."""
+        next_deadline = math.inf
+        for pending, request in self._in_flight.items():
+            if request.deadline <= now:
+                job = partial(request.connection.time_out, pending)
+                self._spawn_once(f"time out {id(pending)}", job)
+            else:
+                next_deadline = min(next_deadline, request.deadline)
+        return next_deadline
 
     def _settle_error(self, batches: list[ProducerBatch], error: ClientError) -> None:
         """A whole request failed: retriable unless the broker cannot serve it at all."""
@@ -285,7 +316,15 @@ class Sender:
         if self.observer is not None:
             records = sum(len(batch.records) for batch in batches)
             self.observer((trio.current_time() - started) * 1000, records)
-        self.wake()
+        if self._work_waits():
+            self.wake()
+
+    def _work_waits(self) -> bool:
+        """A pass could do something now: queued batches (which this request's slot may
+        free), a partition awaiting a new producer id, or metadata to refresh."""
+        if self.cluster.is_stale():
+            return True
+        return any(q.batches or q.reset_needed for q in self.queues.values())
 
     def _settle(self, batches: list[ProducerBatch], response: dict[str, Any]) -> None:
         answers = {

@@ -25,13 +25,16 @@ import trio
 class _Waiter:
     """One parked task; `park` never changes (one waiter per wait)."""
 
-    __slots__ = ("by_set", "park", "sleeping", "task")
+    __slots__ = ("by_set", "deadline", "park", "scope", "sleeping", "task")
 
-    def __init__(self, task: trio.lowlevel.Task) -> None:
+    def __init__(self, task: trio.lowlevel.Task, deadline: float) -> None:
         self.task = task
         self.park = 1
         self.sleeping = True
         self.by_set = False
+        self.deadline = deadline
+        # The cancel scope that holds the deadline on a clock without `wake_at`.
+        self.scope: trio.CancelScope | None = None
 
     def parked_as(self, park: int) -> bool:
         return self.sleeping and self.park == park
@@ -63,6 +66,24 @@ class Flag:
                 waiter.by_set = True
                 trio.lowlevel.reschedule(waiter.task)
 
+    def hasten(self, deadline: float) -> None:
+        """Bring the waiters' deadline forward to `deadline` (if it is earlier): a
+        waiter that must look again at a known time need not be woken now for it."""
+        for waiter in self._waiters:
+            if not waiter.sleeping or deadline >= waiter.deadline:
+                continue
+            clock = trio.lowlevel.current_clock()
+            wake_at = getattr(clock, "wake_at", None)
+            if deadline <= trio.current_time() or (wake_at is None and waiter.scope is None):
+                self.set()
+                return
+            waiter.deadline = deadline
+            if wake_at is not None:
+                wake_at(deadline, waiter.task, waiter)
+            else:
+                assert waiter.scope is not None
+                waiter.scope.deadline = deadline
+
     async def wait(self) -> None:
         await self.wait_until(math.inf)
 
@@ -76,7 +97,7 @@ class Flag:
         if self._set:
             await trio.lowlevel.checkpoint()
             return True
-        waiter = _Waiter(trio.lowlevel.current_task())
+        waiter = _Waiter(trio.lowlevel.current_task(), deadline)
         self._waiters.append(waiter)
         clock = trio.lowlevel.current_clock()
         wake_at = getattr(clock, "wake_at", None)
@@ -85,7 +106,8 @@ class Flag:
                 wake_at(deadline, waiter.task, waiter)
             await trio.lowlevel.wait_task_rescheduled(self._abort(waiter))
         else:
-            with trio.move_on_at(deadline):
+            with trio.move_on_at(deadline) as scope:
+                waiter.scope = scope
                 await trio.lowlevel.wait_task_rescheduled(self._abort(waiter))
         if not waiter.by_set:
             self._forget(waiter)
