@@ -84,6 +84,8 @@ class StorageState:
 class RaftConfig:
     # KRaft's controller.quorum.election.timeout.ms default; jitter adds up to as much again.
     election_timeout_ms: int = 1_000
+    # Four heartbeats per election timeout, as KRaft's followers fetch (500 ms waits)
+    # four times per controller.quorum.fetch.timeout.ms: one late message is no election.
     heartbeat_interval_ms: int = 250
     pre_vote: bool = True
     check_quorum: bool = True

@@ -35,6 +35,7 @@ from impl.client.consumer import Consumer, ConsumerRecord, OffsetReset
 from impl.client.errors import ClientError, NoOffsetForPartition, OffsetOutOfRange
 from impl.client.group import RebalanceEvent
 from impl.client.metadata import TopicPartition
+from impl.runtime.runtime import Runtime
 from jepsen_py import consumer as consumer_checker
 from jepsen_py import perf
 from jepsen_py.campaign import generator as g
@@ -57,6 +58,22 @@ POLL_MS = 200
 LAG_INTERVAL_S = 0.5
 RETENTION_CHECKED_MS_MIN = 3_600_000
 WRITES = frozenset({"send"})
+
+
+async def start_group_at_zero(
+    runtime: Runtime,
+    bootstrap: str,
+    config: Config,
+    topic: str,
+    partitions: int,
+    group: str = GROUP,
+) -> None:
+    """Commit offset 0 of every partition for `group` before any member starts: every
+    record the run produces is then due for processing, whatever auto.offset.reset says
+    (without it, a first member that crashed before its first commit left its successor
+    no committed offset, and `latest` skipped what was produced meanwhile)."""
+    async with Consumer(runtime, bootstrap, config, group_id=group) as committer:
+        await committer.commit({TopicPartition(topic, p): 0 for p in range(partitions)})
 
 
 def is_member(thread: g.Thread) -> bool:

@@ -38,9 +38,9 @@ from impl.client.metadata import ClusterSession, TopicPartition
 from impl.client.offsets import LATEST_TIMESTAMP, list_offsets
 from impl.cluster.launcher import NODES_MAX
 from impl.runtime.runtime import Runtime, real_runtime
+from jepsen_py.campaign import consumer_workload, outputs, workloads
 from jepsen_py.campaign import generator as g
 from jepsen_py.campaign import nemesis as nemeses
-from jepsen_py.campaign import outputs, workloads
 from jepsen_py.campaign.nemesis import Faults, Nemesis
 from jepsen_py.campaign.processes import ProcessCluster
 from jepsen_py.campaign.progress import Progress
@@ -322,6 +322,10 @@ async def _run_phases(
         topics = [(TOPIC, spec.partitions, replication, {})]
         await create_topics(control, cluster.bootstrap, topics, config=config)
         await wait_for_leaders(control, cluster.bootstrap, [TOPIC], config=config)
+        if spec.workload == "consumer":
+            await consumer_workload.start_group_at_zero(
+                control, cluster.bootstrap, config, TOPIC, spec.partitions
+            )
     target = workloads.Target(
         backend.client_runtime(),
         cluster.bootstrap,

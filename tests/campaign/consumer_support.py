@@ -10,8 +10,6 @@ from typing import Any
 import trio
 
 from impl.client.admin import create_topics, wait_for_leaders
-from impl.client.consumer import Consumer
-from impl.client.metadata import TopicPartition
 from impl.runtime.runtime import Runtime
 from jepsen_py.campaign import consumer_workload
 from jepsen_py.campaign import generator as g
@@ -73,8 +71,9 @@ async def prepare(
         topic_config = {"min.insync.replicas": "1"}
     await create_topics(runtime, bootstrap, [(topic, PARTITIONS, 1, topic_config)], config=config)
     await wait_for_leaders(runtime, bootstrap, [topic], config=config)
-    async with Consumer(runtime, bootstrap, config, group_id=group) as committer:
-        await committer.commit({TopicPartition(topic, p): 0 for p in range(PARTITIONS)})
+    await consumer_workload.start_group_at_zero(
+        runtime, bootstrap, config, topic, PARTITIONS, group
+    )
 
 
 async def run_consumers(
