@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from impl.broker import configs
 from impl.broker.group_coordinator import OFFSETS_TOPIC, OffsetToCommit
 from impl.broker.groups import GroupState, JoinRequest
 from impl.broker.partition import (
@@ -757,6 +758,23 @@ async def list_groups(broker: Broker, request: Request) -> Body:
     return {"error_code": Errors.NONE, "groups": groups}
 
 
+# ---- DescribeConfigs -------------------------------------------------------------------
+
+
+async def describe_configs(broker: Broker, request: Request) -> Body:
+    """Topics from this broker's metadata (Kafka forwards no describe), and its own
+    broker configs; see impl/broker/configs.py."""
+    body = request.body
+    options = configs.Options(body["include_synonyms"], body.get("include_documentation", False))
+    results = [
+        configs.describe_resource(
+            resource, broker.broker_id, broker.config, broker.topic_overrides, options
+        )
+        for resource in body["resources"]
+    ]
+    return {"throttle_time_ms": 0, "results": results}
+
+
 # ---- the controller quorum's own APIs (brokers and controllers only) ------------------
 
 
@@ -886,4 +904,5 @@ HANDLERS: dict[int, Handler] = {
     API_KEYS["OffsetFetch"]: offset_fetch,
     API_KEYS["DescribeGroups"]: describe_groups,
     API_KEYS["ListGroups"]: list_groups,
+    API_KEYS["DescribeConfigs"]: describe_configs,
 }

@@ -237,6 +237,15 @@ class Broker:
             for name, topic in self.member.image.topics.items()
         }
 
+    def topic_overrides(self, name: str) -> dict[str, str] | None:
+        """A topic's config overrides, None if there is no such topic (in a cluster: as
+        this broker's metadata image has them, which is what DescribeConfigs answers)."""
+        if self.member is None:
+            topic = self.logs.topics.get(name)
+            return None if topic is None else dict(topic.overrides)
+        image = self.member.image.topics.get(name)
+        return None if image is None else dict(image.configs)
+
     # ---- state changes the handlers ask for --------------------------------------------
 
     def create_topic(

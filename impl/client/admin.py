@@ -1,4 +1,5 @@
-"""Topic administration for tests, the harness and the CLI: create topics, wait for leaders."""
+"""Topic administration for tests, the harness and the CLI: create topics, wait for leaders,
+read topic configs."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from model.config import Config
 from model.errors import Errors
 
 CREATE_TOPICS = API_KEYS["CreateTopics"]
+RESOURCE_TYPE_TOPIC = 2
 ADMIN_TIMEOUT_MS = 30_000
 CLIENT_ID = "replog-admin"
 
@@ -77,6 +79,71 @@ async def _ask_controller(cluster: Cluster, body: dict, timeout_ms: int) -> dict
                 return response
             await trio.sleep(cluster.config.retry_backoff_ms / 1000)
     raise RequestTimeout(f"CreateTopics got no answer from the controller in {timeout_ms} ms")
+
+
+async def describe_topic_configs(
+    runtime: Runtime,
+    bootstrap: str | Sequence[str],
+    topics: Iterable[str],
+    *,
+    keys: Sequence[str] | None = None,
+    timeout_ms: int = ADMIN_TIMEOUT_MS,
+    config: Config | None = None,
+) -> dict[str, dict[str, str | None]]:
+    """`topic_configs` over a session of its own."""
+    async with ClusterSession(runtime, bootstrap, config or Config(), CLIENT_ID) as session:
+        return await topic_configs(session.cluster, topics, keys=keys, timeout_ms=timeout_ms)
+
+
+async def topic_configs(
+    cluster: Cluster,
+    topics: Iterable[str],
+    *,
+    keys: Sequence[str] | None = None,
+    timeout_ms: int = ADMIN_TIMEOUT_MS,
+) -> dict[str, dict[str, str | None]]:
+    """Each topic's effective configs (key -> value; `keys` picks some, None all), from
+    DescribeConfigs at any broker: each answers from its metadata, as in Kafka.
+
+    A topic the broker does not know is left out. Any other refusal raises its KafkaError;
+    a broker without DescribeConfigs raises IncompatibleBroker, and RequestTimeout means
+    no broker answered within `timeout_ms`.
+    """
+    body = {
+        "resources": [
+            {
+                "resource_type": RESOURCE_TYPE_TOPIC,
+                "resource_name": name,
+                "configuration_keys": None if keys is None else list(keys),
+            }
+            for name in sorted(set(topics))
+        ],
+        "include_synonyms": False,
+        "include_documentation": False,
+    }
+    response = await _ask_any(cluster, "DescribeConfigs", body, timeout_ms)
+    found = {}
+    for result in response["results"]:
+        code = result["error_code"]
+        if code == Errors.UNKNOWN_TOPIC_OR_PARTITION:
+            continue
+        if code != Errors.NONE:
+            message = f"topic {result['resource_name']}: {result.get('error_message') or ''}"
+            raise kafka_error(code, message)
+        found[result["resource_name"]] = {c["name"]: c["value"] for c in result["configs"]}
+    return found
+
+
+async def _ask_any(cluster: Cluster, api: str, body: dict, timeout_ms: int) -> dict:
+    """A read-only request at any broker, retried (on another) until `timeout_ms`."""
+    with trio.move_on_after(timeout_ms / 1000):
+        while True:
+            try:
+                connection = await cluster.any_connection()
+                return await connection.request(API_KEYS[api], body, timeout_ms)
+            except (NotSent, OutcomeUnknown):
+                await trio.sleep(cluster.config.retry_backoff_ms / 1000)
+    raise RequestTimeout(f"{api} got no answer from any broker in {timeout_ms} ms")
 
 
 async def wait_for_leaders(

@@ -32,9 +32,11 @@ with kafka-python 3.0.12 and confluent-kafka 2.16.1 (librdkafka 2.16.0).
 | ApiVersions | 18 | 0-4 | 3 | 4 | 3 | (last) |
 | CreateTopics | 19 | 2-7 | 5 | 7 | 4 | (last) |
 | InitProducerId | 22 | 0-4 | 2 | 4 | 4 | v5: TRANSACTION_ABORTABLE (KIP-890) |
+| DescribeConfigs | 32 | 1-4 | 4 | 4 (broker) | 1 (broker) | (last; config_apis.py) |
 
-kafka-python's Heartbeat version is read from its source (no cap below Kafka's v4); the
-test session ends before its first heartbeat. An ApiVersions request above v4 gets a v0
+DescribeConfigs' "(broker)" versions were read off a replog broker's handler, not the fake
+broker. kafka-python's Heartbeat version is read from its source (no cap below Kafka's
+v4); the test session ends before its first heartbeat. An ApiVersions request above v4 gets a v0
 answer with UNSUPPORTED_VERSION; both clients then retry lower (tested).
 """
 

@@ -17,7 +17,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-from impl.protocol import group_apis, internal, schemas
+from impl.protocol import config_apis, group_apis, internal, schemas
 from impl.protocol.codec import (
     ENCODE_FAILURES,
     INT16,
@@ -40,7 +40,12 @@ from impl.protocol.errors import (
 from impl.protocol.frames import SIZE_PREFIX_BYTES
 from impl.protocol.schema_types import Message, in_versions
 
-_ALL_MESSAGES = (*schemas.MESSAGES, *group_apis.MESSAGES, *internal.MESSAGES)
+_ALL_MESSAGES = (
+    *schemas.MESSAGES,
+    *group_apis.MESSAGES,
+    *config_apis.MESSAGES,
+    *internal.MESSAGES,
+)
 REQUESTS: dict[int, Message] = {m.api_key: m for m in _ALL_MESSAGES if m.kind == "request"}
 RESPONSES: dict[int, Message] = {m.api_key: m for m in _ALL_MESSAGES if m.kind == "response"}
 API_KEYS: dict[str, int] = {m.name.removesuffix("Request"): k for k, m in REQUESTS.items()}
@@ -65,6 +70,7 @@ SUPPORTED: dict[int, tuple[int, int]] = {
     API_KEYS["CreateTopics"]: (2, 7),
     API_KEYS["InitProducerId"]: (0, 4),
     **group_apis.SUPPORTED,
+    **config_apis.SUPPORTED,
     **internal.SUPPORTED,
 }
 

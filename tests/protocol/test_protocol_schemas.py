@@ -8,7 +8,7 @@ from types import ModuleType
 
 import pytest
 
-from impl.protocol import API_KEYS, SUPPORTED, group_apis, internal
+from impl.protocol import API_KEYS, SUPPORTED, config_apis, group_apis, internal
 from impl.protocol import schemas as schemas_module
 from impl.protocol.messages import REQUESTS, RESPONSES
 from impl.protocol.schema_types import parse_versions
@@ -53,7 +53,8 @@ def test_field_names_are_kafkas_in_snake_case(kafka: str, ours: str) -> None:
 
 def test_every_api_has_both_halves_and_a_supported_range_inside_kafkas() -> None:
     assert set(REQUESTS) == set(RESPONSES) == set(API_KEYS.values()) == set(SUPPORTED)
-    assert len(API_KEYS) == 14 + len(group_apis.SUPPORTED) + len(internal.SUPPORTED)
+    extra = len(group_apis.SUPPORTED) + len(config_apis.SUPPORTED) + len(internal.SUPPORTED)
+    assert len(API_KEYS) == 14 + extra
     assert API_KEYS["Produce"] == 0 and API_KEYS["ApiVersions"] == 18
     assert API_KEYS["OffsetForLeaderEpoch"] == 23 and API_KEYS["RaftMessage"] == 1000
     for key, (low, high) in SUPPORTED.items():
