@@ -10,12 +10,14 @@ retention deletes it:
   skips everything up to the head, silently). That is CRITICAL.
 - AGE-MS: how old the record at the committed offset is (now minus its timestamp); 0
   when the group is caught up.
-- RETENTION-MS: the retention window. It is `--retention-ms` when given (the topic's
-  retention.ms). Without it, once retention has deleted anything (log start > 0), it is
-  the window the log keeps now: now minus the timestamp of the oldest retained record.
-  That is the effective retention, segment rounding included, and it also reflects
-  retention.bytes at the current produce rate. While nothing has been deleted yet it is
-  unknown ("-").
+- RETENTION-MS: the retention window: `--retention-ms` when given, else the topic's
+  retention.ms as the broker reports it (DescribeConfigs: the topic's override or the
+  broker's default). Where there is no window (retention.ms=-1, unlimited, or a broker
+  that cannot describe the topic) and retention has deleted anything (log start > 0),
+  it is the window the log keeps now: now minus the timestamp of the oldest retained
+  record. That is the effective retention, segment rounding included, and it also
+  reflects retention.bytes at the current produce rate. While nothing has been deleted
+  yet it is unknown ("-"), and so are TIME-LEFT-MS and USED.
 - TIME-LEFT-MS: RETENTION-MS minus AGE-MS, the estimated time until the committed record
   falls off the log if the consumer makes no progress. Retention deletes whole segments
   once their newest record is past the window, so the record may live a little longer
@@ -43,9 +45,10 @@ from typing import NoReturn
 
 import trio
 
+from impl.client.admin import topic_configs
 from impl.client.consumer import Consumer
-from impl.client.errors import ClientError, OffsetOutOfRange
-from impl.client.metadata import TopicPartition, parse_bootstrap
+from impl.client.errors import ClientError, IncompatibleBroker, OffsetOutOfRange
+from impl.client.metadata import Cluster, TopicPartition, parse_bootstrap
 from impl.protocol import group_data
 from impl.protocol.errors import ProtocolError
 from impl.protocol.group_data import OFFSETS_TOPIC
@@ -58,6 +61,7 @@ WARN_FRACTION = 0.5
 DEFAULT_TIMEOUT_MS = 15_000
 POLL_MS = 200
 OFFSETS_READ_RECORDS_MAX = 1_000_000
+RETENTION_MS = "retention.ms"
 
 
 class UsageError(Exception):
@@ -153,21 +157,48 @@ async def _first_timestamps(
     return found
 
 
+async def retention_windows(
+    cluster: Cluster, topics: set[str], retention_ms: int | None, timeout_ms: int
+) -> dict[str, int | None]:
+    """Per topic, the window to judge against: `retention_ms` (--retention-ms) when given,
+    else the topic's retention.ms from DescribeConfigs. None: no window (-1, unlimited) or
+    none known (a broker without DescribeConfigs, a topic it does not know)."""
+    if retention_ms is not None:
+        return dict.fromkeys(topics, retention_ms)
+    try:
+        found = await topic_configs(cluster, topics, keys=[RETENTION_MS], timeout_ms=timeout_ms)
+    except IncompatibleBroker:
+        return dict.fromkeys(topics)
+    return {topic: _window(found.get(topic, {}).get(RETENTION_MS)) for topic in topics}
+
+
+def _window(raw: str | None) -> int | None:
+    try:
+        value = int(raw) if raw is not None else -1
+    except ValueError:
+        return None
+    # retention.ms=0 deletes every closed segment at once: the smallest window there is.
+    return None if value < 0 else max(value, 1)
+
+
 async def describe_group(
     runtime: Runtime,
     bootstrap: str,
     group: str,
     config: Config,
-    retention_ms: int | None,
+    retention_ms: int | None = None,
 ) -> list[PartitionLag]:
+    """The group's partitions, judged against `retention_ms` (None: each topic's own)."""
     async with Consumer(runtime, bootstrap, config, client_id="replog-lag", group_id=group) as c:
         committed = {tp: o.offset for tp, o in (await c.committed()).items() if o is not None}
         if not committed:
             return []
         partitions = sorted(committed)
+        timeout_ms = config.default_api_timeout_ms
+        topics = {tp.topic for tp in partitions}
+        windows = await retention_windows(c.cluster, topics, retention_ms, timeout_ms)
         starts = await c.beginning_offsets(partitions)
         ends = await c.end_offsets(partitions)
-        timeout_ms = config.default_api_timeout_ms
         at_commit = await _first_timestamps(c, committed, starts, ends, timeout_ms)
         oldest = await _first_timestamps(c, starts, starts, ends, timeout_ms, True)
         now_ms = runtime.clock.wall_ms()
@@ -175,7 +206,7 @@ async def describe_group(
     for tp in partitions:
         start, end, offset = starts[tp], ends[tp], committed[tp]
         age, window, left, used, status = assess(
-            offset, start, end, at_commit[tp], oldest[tp], now_ms, retention_ms
+            offset, start, end, at_commit[tp], oldest[tp], now_ms, windows[tp.topic]
         )
         lag = max(0, end - offset)
         rows.append(
@@ -290,7 +321,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--bootstrap", required=True, help="HOST:PORT[,HOST:PORT]")
     parser.add_argument("--group", action="append", default=[], help="a group (repeatable)")
-    parser.add_argument("--retention-ms", type=int, default=None, help="the topics' retention.ms")
+    parser.add_argument(
+        "--retention-ms",
+        type=int,
+        default=None,
+        help="judge every topic against this window (default: each topic's retention.ms)",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
     parser.add_argument("--timeout-ms", type=int, default=DEFAULT_TIMEOUT_MS)
     parser.add_argument("--config", action="append", default=[], metavar="KEY=VALUE")

@@ -17,7 +17,8 @@ Threads: even ones are group members, odd ones produce, and thread 1 also takes
   is jepsen_py.consumer's (what was polled, processed, committed, and the group's
   assign / revoke / auto.offset.reset events since the last cycle). A poll refused
   under auto.offset.reset=none is `fail` with the error and the reset event.
-- lag     `None` -> ok `{"status", "partitions"}`: jepsen_py.lag.describe_group of GROUP.
+- lag     `None` -> ok `{"status", "partitions"}`: jepsen_py.lag.describe_group of GROUP,
+  judged against the topic's retention.ms as the broker describes it.
 - final reads, as the queue workload's: every key from its start to its end offset.
 
 Judged by jepsen_py.consumer, and by the queue and durability checkers while retention
@@ -176,7 +177,7 @@ class ConsumerClient(QueueClient):
         target = self.target
         config = target.config.with_values(auto_offset_reset="none")
         try:
-            rows = await describe_group(target.runtime, target.bootstrap, self.group, config, None)
+            rows = await describe_group(target.runtime, target.bootstrap, self.group, config)
         except ClientError as error:
             return Completion("fail", None, _describe(error))
         partitions = [

@@ -114,7 +114,7 @@ def test_a_group_behind_retention_goes_critical_and_each_policy_resets_as_docume
     assert code == lag.EXIT_CRITICAL and report["status"] == "CRITICAL"
     (row,) = report["partitions"]
     assert row["log_start"] == start > row["committed"] == COMMITTED
-    assert row["retention_ms"] is not None, f"retention has deleted: the window is observed {row}"
+    assert row["retention_ms"] == RETENTION_MS, "the topic's retention.ms, from DescribeConfigs"
 
     code, everyone = lag_report(bootstrap)
     assert code == lag.EXIT_CRITICAL
@@ -147,6 +147,108 @@ def test_a_group_behind_retention_goes_critical_and_each_policy_resets_as_docume
 
     with pytest.raises(OffsetOutOfRange):
         run(lambda runtime: consume(runtime, "none"))
+
+
+async def _produce_dated(
+    runtime: Runtime, bootstrap: str, topic: str, configs: dict[str, str], ages_ms: list[int]
+) -> None:
+    """A topic whose records carry the given ages (CreateTime now minus each), one per batch."""
+    await create_topics(runtime, bootstrap, [(topic, 1, 1, configs)])
+    await wait_for_leaders(runtime, bootstrap, [topic])
+    now_ms = runtime.clock.wall_ms()
+    async with Producer(runtime, bootstrap, Config.parse(["linger.ms=0"])) as producer:
+        for age_ms in ages_ms:
+            delivery = await producer.send(topic, VALUE, partition=0, timestamp_ms=now_ms - age_ms)
+            await delivery.wait()
+
+
+async def _commit(runtime: Runtime, bootstrap: str, group: str, tp: TopicPartition) -> None:
+    async with Consumer(runtime, bootstrap, consumer_config("none"), group_id=group) as c:
+        c.assign([tp])
+        await c.commit({tp: COMMITTED})
+
+
+def test_without_retention_ms_the_topics_own_retention_warns_and_goes_critical(
+    broker: BrokerProcess, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No --retention-ms: `replog lag` reads each topic's retention.ms from the broker.
+    Dated records make it deterministic: the committed record of `half-spent` is 40 s
+    into a 60 s window (one active segment, which retention never deletes), and
+    `expired` loses its closed segments of 120 s old records to a 30 s retention."""
+    bootstrap = broker.bootstrap
+    half_spent, expired = TopicPartition("half-spent", 0), TopicPartition("expired", 0)
+
+    async def setup(runtime: Runtime) -> None:
+        await _produce_dated(
+            runtime, bootstrap, half_spent.topic, {"retention.ms": "60000"}, [40_000] * 10
+        )
+        await _commit(runtime, bootstrap, "half-spent-group", half_spent)
+        expired_configs = {"retention.ms": "30000", "segment.bytes": "1024"}
+        await _produce_dated(
+            runtime, bootstrap, expired.topic, expired_configs, [120_000] * 20 + [0] * 10
+        )
+        await _commit(runtime, bootstrap, "expired-group", expired)
+
+    run(setup)
+    capsys.readouterr()
+    assert lag.main(["--bootstrap", bootstrap, "--group", "half-spent-group"]) == lag.EXIT_WARN
+    header, row = capsys.readouterr().out.splitlines()
+    assert header.split() == [
+        "GROUP",
+        "TOPIC",
+        "PARTITION",
+        "CURRENT-OFFSET",
+        "LOG-END-OFFSET",
+        "LAG",
+        "LOG-START-OFFSET",
+        "AGE-MS",
+        "RETENTION-MS",
+        "TIME-LEFT-MS",
+        "USED",
+        "STATUS",
+    ]
+    group, topic, partition, committed, end, behind, start, age, window, left, used, status = (
+        row.split()
+    )
+    assert (group, topic, partition, committed, end, behind, start, window, status) == (
+        "half-spent-group",
+        "half-spent",
+        "0",
+        "5",
+        "10",
+        "5",
+        "0",
+        "60000",
+        "WARN",
+    )
+    assert 40_000 <= int(age) < 50_000 and int(left) == 60_000 - int(age)
+    assert used == f"{int(age) / 60_000:.2f}"
+
+    code, report = lag_report(bootstrap, "--group", "half-spent-group", "--retention-ms", "600000")
+    assert code == lag.EXIT_OK, "--retention-ms still overrides the topic's"
+    assert report["partitions"][0]["retention_ms"] == 600_000
+
+    start = run(lambda runtime: _wait_for_retention(runtime, bootstrap, expired))
+    code, report = lag_report(bootstrap, "--group", "expired-group")
+    assert code == lag.EXIT_CRITICAL
+    (row,) = report["partitions"]
+    assert row["log_start"] >= start > row["committed"] == COMMITTED
+    assert row["retention_ms"] == 30_000, "the topic's window, not the 120 s observed one"
+
+
+def test_render_table_aligns_columns_and_marks_unknowns() -> None:
+    rows = [
+        lag.PartitionLag("g", "events", 0, 5, 60, 55, 0, 40_000, 60_000, 20_000, 2 / 3, "WARN"),
+        lag.PartitionLag("group-2", "t", 11, 7, 7, 0, 0, 0, None, None, None, "OK"),
+    ]
+    assert lag.render_table(rows).splitlines() == [
+        "GROUP    TOPIC   PARTITION  CURRENT-OFFSET  LOG-END-OFFSET  LAG  LOG-START-OFFSET"
+        "  AGE-MS  RETENTION-MS  TIME-LEFT-MS  USED  STATUS",
+        "g        events  0          5               60              55   0                "
+        " 40000   60000         20000         0.67  WARN",
+        "group-2  t       11         7               7               0    0                "
+        " 0       -             -             -     OK",
+    ]
 
 
 @pytest.mark.parametrize(
