@@ -77,7 +77,7 @@ def test_real_processes_with_broker_kills_and_crashing_members(tmp_path):
         rate_per_s=60.0,
         concurrency=4,
         partitions=2,
-        seed=seed,
+        seed=SEED,
         out=tmp_path,
         config=CONFIG,
     )
