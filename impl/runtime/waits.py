@@ -130,3 +130,9 @@ async def sleep_until(deadline: float) -> None:
     """`trio.sleep_until`, scheduled alike, without its cancel scope on a clock with
     `wake_at` (a flag nobody sets)."""
     await Flag().wait_until(deadline)
+
+
+async def sleep(seconds: float) -> None:
+    """`trio.sleep` as `sleep_until` does it: for periodic loops, whose sleeps always
+    run to their end (a cancel scope's expiry raises Cancelled through the task)."""
+    await sleep_until(trio.current_time() + seconds)
