@@ -16,6 +16,7 @@ import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import Enum
+from typing import NamedTuple
 
 from impl.broker.producer_state import Duplicate, ProducerState
 from impl.runtime.waits import Flag
@@ -125,16 +126,16 @@ def _waiters_for(signal: ChangeSignal, on: WaitOn) -> dict[Flag, None]:
     return signal._waiters
 
 
-@dataclass(frozen=True, slots=True)
-class Appended:
+# NamedTuples, not frozen dataclasses: one is built per append or read, and a frozen
+# dataclass's __init__ (an object.__setattr__ per field) costs several tuples.
+class Appended(NamedTuple):
     first_offset: int
     last_offset: int
     log_start_offset: int
     duplicate: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class FetchedData:
+class FetchedData(NamedTuple):
     records: bytes
     high_watermark: int
     log_start_offset: int

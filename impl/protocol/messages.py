@@ -14,8 +14,7 @@ Frames passed to the decoders exclude the 4-byte size prefix; encoders include i
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from impl.protocol import group_apis, internal, schemas
 from impl.protocol.codec import (
@@ -72,16 +71,16 @@ _REQUEST_PREFIX = struct.Struct(">hhi")
 _NO_TAGS: dict[int, Any] = {}
 
 
-@dataclass(frozen=True)
-class RequestHeader:
+# NamedTuples, not frozen dataclasses: two are built per request, and a frozen
+# dataclass's __init__ (an object.__setattr__ per field) costs several tuples.
+class RequestHeader(NamedTuple):
     api_key: int
     api_version: int
     correlation_id: int
     client_id: str | None
 
 
-@dataclass(frozen=True)
-class Request:
+class Request(NamedTuple):
     header: RequestHeader
     body: dict[str, Any]
 
