@@ -120,6 +120,9 @@ def _has_tagged_header(message: Message, version: int) -> bool:
 
 def _framed(w: Writer) -> bytes:
     """The writer's bytes with the size prefix (reserved as its first 4 bytes) filled in."""
+    if not w.parts:  # the usual frame: no blob kept by reference
+        INT32.pack_into(w.buf, 0, len(w.buf) - SIZE_PREFIX_BYTES)
+        return bytes(w.buf)
     chunks = w.chunks()
     INT32.pack_into(chunks[0], 0, w.size() - SIZE_PREFIX_BYTES)
     return b"".join(chunks)
