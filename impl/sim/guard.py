@@ -130,6 +130,8 @@ class SimulatedClock(trio.abc.Clock):
         self._now = 0.0
         self._seq = 0
         self._wakeups: list[tuple[float, int, trio.lowlevel.Task, WakeToken, int]] = []
+        # trio's run loop, for its wait_all_tasks_blocked waiters (set by start_clock).
+        self._runner: Any = None
 
     def wake_at(self, when: float, task: trio.lowlevel.Task, token: WakeToken) -> None:
         """Reschedule `task` at simulated time `when` unless `token` moved on by then."""
@@ -139,9 +141,12 @@ class SimulatedClock(trio.abc.Clock):
 
     def _next_wakeup(self) -> float:
         wakeups = self._wakeups
-        while wakeups and not wakeups[0][3].parked_as(wakeups[0][4]):
+        while wakeups:
+            when, _, _, token, park = wakeups[0]
+            if token.parked_as(park):
+                return when
             heapq.heappop(wakeups)
-        return wakeups[0][0] if wakeups else math.inf
+        return math.inf
 
     def _fire_due(self) -> None:
         wakeups = self._wakeups
@@ -152,7 +157,7 @@ class SimulatedClock(trio.abc.Clock):
                 trio.lowlevel.reschedule(task)
 
     def start_clock(self) -> None:
-        pass
+        self._runner = sys.modules["trio._core._run"].GLOBAL_RUN_CONTEXT.runner
 
     def current_time(self) -> float:
         return self._now
@@ -164,7 +169,7 @@ class SimulatedClock(trio.abc.Clock):
         if deadline <= self._now:
             self._fire_due()
             return 0.0
-        if _tasks_wait_for_idle():
+        if self._runner.waiting_for_idle:
             return deadline - self._now
         self._now = deadline
         self._fire_due()
@@ -191,11 +196,6 @@ class WakeToken:
 
     def woken(self) -> None:
         self.sleeping = False
-
-
-def _tasks_wait_for_idle() -> bool:
-    runner = sys.modules["trio._core._run"].GLOBAL_RUN_CONTEXT.runner
-    return bool(runner.waiting_for_idle)
 
 
 def run(async_fn: Callable[..., Any], *args: Any, seed: int) -> Any:
