@@ -40,6 +40,7 @@ NO_PRODUCER_EPOCH = -1
 NO_SEQUENCE = -1
 NO_PARTITION_LEADER_EPOCH = -1
 
+_new_tuple = tuple.__new__
 _CODEC_MASK = 0x07
 _TIMESTAMP_TYPE_MASK = 0x08
 _TRANSACTIONAL_MASK = 0x10
@@ -360,7 +361,9 @@ def parse_header(buf: bytes | memoryview, position: int = 0) -> BatchHeader:
             f"only {len(buf) - position} bytes left, a batch header needs {HEADER_SIZE_BYTES}",
             position=position,
         )
-    return BatchHeader._make(HEADER.unpack_from(buf, position))
+    # tuple.__new__ straight from the unpack (the 13 fields in order): _make or
+    # BatchHeader(*...) add a Python-level call per header.
+    return _new_tuple(BatchHeader, HEADER.unpack_from(buf, position))
 
 
 def check_header(header: BatchHeader, available_bytes: int) -> None:
