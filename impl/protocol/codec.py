@@ -171,8 +171,9 @@ class Writer:
 
     __slots__ = ("buf", "parts")
 
-    def __init__(self) -> None:
-        self.buf = bytearray()
+    def __init__(self, reserve: int = 0) -> None:
+        # `reserve` zero bytes to fill in later (a frame's size prefix).
+        self.buf = bytearray(reserve)
         self.parts: list[bytes | bytearray | memoryview] = []
 
     def blob(self, data: bytes | bytearray | memoryview) -> None:
