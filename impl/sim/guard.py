@@ -122,14 +122,22 @@ class SimulatedClock(trio.abc.Clock):
     reschedules the task if the token says it still sleeps in the same park (it may have
     been woken otherwise, or cancelled, meanwhile). A cancel scope's expiry costs a
     Cancelled raised through the sleeping task; this costs a heap entry.
+
+    Most entries go void long before they are due (a delayed fetch answered in a
+    millisecond leaves its 500 ms deadline behind): once the heap has doubled since it
+    was last swept, the void ones are dropped, which keeps every push and pop shallow.
+    A void entry never comes back to life (a park's number is not reused), so the
+    sweep changes no wakeup.
     """
 
     IDLE_SLEEP_S = 3600.0
+    SWEEP_SIZE_MIN = 256
 
     def __init__(self) -> None:
         self._now = 0.0
         self._seq = 0
         self._wakeups: list[tuple[float, int, trio.lowlevel.Task, WakeToken, int]] = []
+        self._sweep_at = self.SWEEP_SIZE_MIN
         # trio's run loop, for its wait_all_tasks_blocked waiters (set by start_clock).
         self._runner: Any = None
 
@@ -138,6 +146,14 @@ class SimulatedClock(trio.abc.Clock):
         assert when > self._now, "a wakeup due now is a direct reschedule"
         self._seq += 1
         heapq.heappush(self._wakeups, (when, self._seq, task, token, token.park))
+        if len(self._wakeups) >= self._sweep_at:
+            self._sweep()
+
+    def _sweep(self) -> None:
+        live = [entry for entry in self._wakeups if entry[3].parked_as(entry[4])]
+        heapq.heapify(live)
+        self._wakeups = live
+        self._sweep_at = max(self.SWEEP_SIZE_MIN, 2 * len(live))
 
     def _next_wakeup(self) -> float:
         wakeups = self._wakeups
