@@ -366,7 +366,12 @@ class Partition:
                 result = log.read(offset, max_bytes)
             except OffsetOutOfRangeError:
                 return Errors.OFFSET_OUT_OF_RANGE
-            records = _batches_below(result.data, up_to)
+            if result.next_offset <= up_to:
+                # Every batch read starts below next_offset: none to cut (a follower's
+                # read to the LEO, a consumer's up to a HW past what it read).
+                records = bytes(result.data)
+            else:
+                records = _batches_below(result.data, up_to)
         return FetchedData(records, self.high_watermark, log.log_start_offset, log.log_end_offset)
 
     def serve_follower_fetch(
