@@ -35,6 +35,7 @@ from impl.protocol import (
     encode_response,
 )
 from impl.protocol.frames import RECEIVE_CHUNK_BYTES
+from impl.runtime import waits
 from impl.runtime.runtime import Runtime
 from impl.storage.checkpoint import write_atomically
 from model.config import Config
@@ -400,7 +401,7 @@ class Broker:
 
     async def _every(self, interval_ms: int, action: Any) -> None:
         while True:
-            await trio.sleep(interval_ms / 1000)
+            await waits.sleep(interval_ms / 1000)
             action()
 
     def _flush(self) -> None:
@@ -416,7 +417,7 @@ class Broker:
 
     async def _clean_periodically(self) -> None:
         while True:
-            await trio.sleep(self.config.log_cleaner_backoff_ms / 1000)
+            await waits.sleep(self.config.log_cleaner_backoff_ms / 1000)
             cleaned = await self.logs.clean_filthiest(self.clock.wall_ms())
             if cleaned is None:
                 continue

@@ -18,6 +18,7 @@ from impl.broker.partition import Partition, Phase
 from impl.client.connection import Connection
 from impl.client.errors import ClientError
 from impl.protocol import API_KEYS
+from impl.runtime import waits
 from model.errors import Errors
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ async def run_fetcher(member: ClusterMember, leader_id: int) -> None:
     while member.following(leader_id):
         address = member.endpoint_of(leader_id)
         if address is None:
-            await trio.sleep(REPLICA_FETCH_BACKOFF_MS / 1000)
+            await waits.sleep(REPLICA_FETCH_BACKOFF_MS / 1000)
             continue
         try:
             async with trio.open_nursery() as nursery:
@@ -59,7 +60,7 @@ async def run_fetcher(member: ClusterMember, leader_id: int) -> None:
                         await connection.aclose()
         except* ClientError as group:
             log.debug("fetching from broker %d: %s", leader_id, group.exceptions[0])
-            await trio.sleep(REPLICA_FETCH_BACKOFF_MS / 1000)
+            await waits.sleep(REPLICA_FETCH_BACKOFF_MS / 1000)
 
 
 async def _fetch_loop(member: ClusterMember, leader_id: int, connection: Connection) -> None:
@@ -69,7 +70,7 @@ async def _fetch_loop(member: ClusterMember, leader_id: int, connection: Connect
             await _look_up_epochs(member, leader_id, connection, truncating)
         fetching = [p for p in partitions if p.phase is Phase.FETCHING]
         if fetching and not await _fetch(member, leader_id, connection, fetching):
-            await trio.sleep(REPLICA_FETCH_BACKOFF_MS / 1000)
+            await waits.sleep(REPLICA_FETCH_BACKOFF_MS / 1000)
 
 
 def _request_epoch(partition: Partition) -> int:

@@ -28,6 +28,7 @@ from impl.client.errors import ClientError
 from impl.controller.controller import ControllerError
 from impl.controller.metadata import MetadataImage, TopicImage, apply_all, decode_batch
 from impl.protocol import API_KEYS
+from impl.runtime import waits
 from impl.storage.checkpoint import write_atomically
 from model.errors import Errors
 
@@ -169,9 +170,9 @@ class ClusterMember:
                     await self._heartbeat()
             except ControllerUnavailable as error:
                 log.debug("%s", error)
-                await trio.sleep(CONTROLLER_RETRY_BACKOFF_MS / 1000)
+                await waits.sleep(CONTROLLER_RETRY_BACKOFF_MS / 1000)
                 continue
-            await trio.sleep(interval_s if self.incarnation >= 0 else 0.1)
+            await waits.sleep(interval_s if self.incarnation >= 0 else 0.1)
 
     async def _register(self) -> None:
         broker = self.broker
@@ -204,7 +205,7 @@ class ClusterMember:
         while True:
             fetched = await self._fetch_metadata()
             if not fetched:
-                await trio.sleep(METADATA_POLL_INTERVAL_MS / 1000)
+                await waits.sleep(METADATA_POLL_INTERVAL_MS / 1000)
 
     async def _fetch_metadata(self) -> bool:
         """Apply the next committed entries from any voter (waiting there up to
@@ -326,7 +327,7 @@ class ClusterMember:
         config = self.broker.config
         interval_ms = max(1, min(config.replica_lag_time_max_ms // 2, ISR_CHECK_INTERVAL_MS_MAX))
         while True:
-            await trio.sleep(interval_ms / 1000)
+            await waits.sleep(interval_ms / 1000)
             now_ms = self.broker.clock.wall_ms()
             for partition in list(self.broker.logs.partitions.values()):
                 proposal = partition.isr_shrink(now_ms)
@@ -359,7 +360,7 @@ class ClusterMember:
                 response = await self.call_controller("AlterPartition", body)
             except ControllerUnavailable as error:
                 log.debug("AlterPartition of %s-%d: %s", partition.topic, partition.index, error)
-                await trio.sleep(CONTROLLER_RETRY_BACKOFF_MS / 1000)
+                await waits.sleep(CONTROLLER_RETRY_BACKOFF_MS / 1000)
                 continue
             if _proposal_current(partition, body, new_isr):
                 _apply_alter_partition_answer(partition, response)

@@ -16,6 +16,7 @@ import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import Enum
+from typing import NamedTuple
 
 from impl.broker.producer_state import Duplicate, ProducerState
 from impl.runtime.waits import Flag
@@ -125,16 +126,16 @@ def _waiters_for(signal: ChangeSignal, on: WaitOn) -> dict[Flag, None]:
     return signal._waiters
 
 
-@dataclass(frozen=True, slots=True)
-class Appended:
+# NamedTuples, not frozen dataclasses: one is built per append or read, and a frozen
+# dataclass's __init__ (an object.__setattr__ per field) costs several tuples.
+class Appended(NamedTuple):
     first_offset: int
     last_offset: int
     log_start_offset: int
     duplicate: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class FetchedData:
+class FetchedData(NamedTuple):
     records: bytes
     high_watermark: int
     log_start_offset: int
@@ -365,7 +366,12 @@ class Partition:
                 result = log.read(offset, max_bytes)
             except OffsetOutOfRangeError:
                 return Errors.OFFSET_OUT_OF_RANGE
-            records = _batches_below(result.data, up_to)
+            if result.next_offset <= up_to:
+                # Every batch read starts below next_offset: none to cut (a follower's
+                # read to the LEO, a consumer's up to a HW past what it read).
+                records = bytes(result.data)
+            else:
+                records = _batches_below(result.data, up_to)
         return FetchedData(records, self.high_watermark, log.log_start_offset, log.log_end_offset)
 
     def serve_follower_fetch(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from model.errors import Errors
 
@@ -20,8 +21,9 @@ PRODUCERS_PER_PARTITION_MAX = 10_000
 SEQUENCE_MAX = 2**31 - 1
 
 
-@dataclass(frozen=True, slots=True)
-class CachedBatch:
+# A NamedTuple, not a frozen dataclass: one is built per append, and a frozen
+# dataclass's __init__ (an object.__setattr__ per field) costs several tuples.
+class CachedBatch(NamedTuple):
     first_sequence: int
     last_sequence: int
     first_offset: int

@@ -137,6 +137,8 @@ class Connection:
         self.request_timeout_ms = request_timeout_ms
         self.versions: dict[int, int] = {}
         self._stream = stream
+        # The simulator's streams can write without waiting; a socket stream cannot.
+        self._send_nowait: Callable[[bytes], bool] | None = getattr(stream, "send_all_nowait", None)
         self._frames = FrameReader(max_frame_bytes)
         self._send_lock = trio.Lock()
         self._pending: deque[PendingRequest] = deque()
@@ -317,7 +319,7 @@ class Connection:
         """`_write` where nothing can make it wait: True once written; False (nothing
         done) where it could wait, the stream has no `send_all_nowait` (the simulator's
         has) or `deadline` has passed (which `_write` under its scope answers)."""
-        send_nowait = getattr(self._stream, "send_all_nowait", None)
+        send_nowait = self._send_nowait
         if send_nowait is None or self._send_lock.locked() or deadline <= trio.current_time():
             return False
         await trio.lowlevel.checkpoint_if_cancelled()

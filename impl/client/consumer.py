@@ -72,6 +72,7 @@ from impl.client.offsets import (
 )
 from impl.protocol import API_KEYS
 from impl.runtime.runtime import Runtime
+from impl.runtime.waits import Flag, sleep_until
 from impl.storage.batch import (
     HEADER_SIZE_BYTES,
     CodecError,
@@ -177,7 +178,7 @@ class Consumer:
         self._states: dict[TopicPartition, _PartitionState] = {}
         self._fetching: set[int] = set()
         self._completed: deque[_CompletedFetch] = deque()
-        self._fetch_done = trio.Event()
+        self._fetch_done = Flag()
         self._backoff_until_ms: dict[int, int] = {}
         # A fetch failure retrying cannot fix, raised by the next poll.
         self._fetch_error: ClientError | None = None
@@ -434,23 +435,37 @@ class Consumer:
         """
         if self._group is not None:
             self._group.polled()
-        with trio.move_on_after(timeout_ms / 1000):
-            while True:
-                self._fetch_done = trio.Event()
-                if self._fetch_error is not None:
-                    error, self._fetch_error = self._fetch_error, None
-                    raise error
-                await self.cluster.refresh_if_stale()
-                await self._resolve_positions()
-                self._take_completed()
-                records = self._drain(self.config.max_poll_records)
-                if records:
-                    return records
-                if self._start_fetches():
-                    await self._fetch_done.wait()
-                else:
-                    await trio.sleep(self.config.retry_backoff_ms / 1000)
-        return []
+        # As `with trio.move_on_after(timeout)` around the loop, and resuming in the same
+        # scheduling passes, but with a cancel scope only around a metadata refresh or an
+        # offset lookup: the usual poll waits for a fetch with a Flag's deadline.
+        deadline = trio.current_time() + timeout_ms / 1000
+        while True:
+            self._fetch_done = Flag()
+            if self._fetch_error is not None:
+                error, self._fetch_error = self._fetch_error, None
+                raise error
+            if self.cluster.is_stale() or self._positions_to_resolve():
+                with trio.move_on_at(deadline) as scope:
+                    await self.cluster.refresh_if_stale()
+                    await self._resolve_positions()
+                if scope.cancelled_caught:
+                    return []
+            self._take_completed()
+            records = self._drain(self.config.max_poll_records)
+            if records:
+                return records
+            if self._start_fetches():
+                if not await self._fetch_done.wait_until(deadline):
+                    return []
+            else:
+                backoff_s = self.config.retry_backoff_ms / 1000
+                await sleep_until(min(trio.current_time() + backoff_s, deadline))
+                if trio.current_time() >= deadline:
+                    return []
+
+    def _positions_to_resolve(self) -> bool:
+        """Whether `_resolve_positions` has anything to do (then it may wait)."""
+        return any(s.position is None or s.reset is not None for s in self._states.values())
 
     def _drain(self, max_records: int) -> list[ConsumerRecord]:
         records: list[ConsumerRecord] = []

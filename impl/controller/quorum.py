@@ -41,6 +41,7 @@ from impl.controller.raft import (
 from impl.controller.raft_storage import RaftStorage
 from impl.controller.raft_wire import RaftWireError, decode_message, encode_message
 from impl.protocol import API_KEYS
+from impl.runtime import waits
 from impl.runtime.runtime import Runtime
 from impl.runtime.waits import Flag
 from model.config import Config
@@ -237,7 +238,7 @@ class QuorumNode:
                     await self._pump(connection, outbox)
             except* ClientError as group:
                 log.debug("link to controller %d down: %s", peer, group.exceptions[0])
-            await trio.sleep(PEER_RETRY_BACKOFF_MS / 1000)
+            await waits.sleep(PEER_RETRY_BACKOFF_MS / 1000)
 
     async def _pump(
         self, connection: Connection, outbox: trio.MemoryReceiveChannel[Message]
@@ -255,7 +256,7 @@ class QuorumNode:
     async def _check_sessions(self) -> None:
         """Fence brokers whose session expired (only the active controller acts)."""
         while True:
-            await trio.sleep(FENCE_CHECK_INTERVAL_MS / 1000)
+            await waits.sleep(FENCE_CHECK_INTERVAL_MS / 1000)
             if self.active is not None:
                 now_ms = self.runtime.clock.monotonic_ms()
                 decision = decide.fence_expired_brokers(self.active, now_ms, self.config)

@@ -171,8 +171,9 @@ class Writer:
 
     __slots__ = ("buf", "parts")
 
-    def __init__(self) -> None:
-        self.buf = bytearray()
+    def __init__(self, reserve: int = 0) -> None:
+        # `reserve` zero bytes to fill in later (a frame's size prefix).
+        self.buf = bytearray(reserve)
         self.parts: list[bytes | bytearray | memoryview] = []
 
     def blob(self, data: bytes | bytearray | memoryview) -> None:
@@ -669,8 +670,18 @@ def _read_lines(index: int, run: list[_Slot], env: dict[str, Any]) -> list[str]:
     env[f"NR{index}"] = slot.nested.fast_read
     if not slot.array:
         return [f" out[{slot.name!r}] = NR{index}(r)"]
-    count = "r.uvarint() - 1" if slot.compact else "r.unpack(INT32)"
-    lines = [f" n = {count}", " if n < 0 or n > r.end - r.pos:"]
+    if slot.compact:  # a count below 127 is one varint byte, read in line
+        lines = [
+            " p = r.pos",
+            " if p < r.end and r.buf[p] < 0x80:",
+            "  n = r.buf[p] - 1",
+            "  r.pos = p + 1",
+            " else:",
+            "  n = r.uvarint() - 1",
+        ]
+    else:
+        lines = [" n = r.unpack(INT32)"]
+    lines.append(" if n < 0 or n > r.end - r.pos:")
     if slot.nullable:
         lines += ["  if n != -1:", "   raise _Fallback", f"  out[{slot.name!r}] = None"]
     else:
@@ -707,17 +718,36 @@ def _write_lines(index: int, run: list[_Slot], env: dict[str, Any]) -> list[str]
                 " else:",
                 f"  W{index}(w, v)",
             ]
+        if slot.compact and slot.kind in ("bytes", "records"):
+            return [
+                f" v = {value}",
+                " if v.__class__ is bytes:",
+                "  w.uvarint(len(v) + 1)",
+                "  w.blob(v)",
+                " else:",
+                f"  W{index}(w, v)",
+            ]
         return [f" W{index}(w, {value})"]
     env[f"NW{index}"] = slot.nested.fast_write
     if not slot.array:
         return [f" NW{index}(w, {value})"]
     env[f"W{index}"] = slot.write
+    if slot.compact:  # a count below 127 is one varint byte, written in line
+        count = [
+            "  n = len(items) + 1",
+            "  if n < 0x80:",
+            "   w.buf.append(n)",
+            "  else:",
+            "   w.uvarint(n)",
+        ]
+    else:
+        count = ["  w.length(False, INT32, len(items))"]
     return [
         f" items = {value}",
         " if items is None:",
         f"  W{index}(w, None)",
         " else:",
-        f"  w.length({slot.compact}, INT32, len(items))",
+        *count,
         "  for item in items:",
         f"   NW{index}(w, item)",
     ]

@@ -14,8 +14,8 @@ Frames passed to the decoders exclude the 4-byte size prefix; encoders include i
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
-from typing import Any
+from functools import cache, lru_cache
+from typing import Any, NamedTuple
 
 from impl.protocol import config_apis, group_apis, internal, schemas
 from impl.protocol.codec import (
@@ -78,16 +78,16 @@ _REQUEST_PREFIX = struct.Struct(">hhi")
 _NO_TAGS: dict[int, Any] = {}
 
 
-@dataclass(frozen=True)
-class RequestHeader:
+# NamedTuples, not frozen dataclasses: two are built per request, and a frozen
+# dataclass's __init__ (an object.__setattr__ per field) costs several tuples.
+class RequestHeader(NamedTuple):
     api_key: int
     api_version: int
     correlation_id: int
     client_id: str | None
 
 
-@dataclass(frozen=True)
-class Request:
+class Request(NamedTuple):
     header: RequestHeader
     body: dict[str, Any]
 
@@ -127,15 +127,39 @@ def _has_tagged_header(message: Message, version: int) -> bool:
 
 def _framed(w: Writer) -> bytes:
     """The writer's bytes with the size prefix (reserved as its first 4 bytes) filled in."""
+    if not w.parts:  # the usual frame: no blob kept by reference
+        INT32.pack_into(w.buf, 0, len(w.buf) - SIZE_PREFIX_BYTES)
+        return bytes(w.buf)
     chunks = w.chunks()
     INT32.pack_into(chunks[0], 0, w.size() - SIZE_PREFIX_BYTES)
     return b"".join(chunks)
 
 
 def _new_framed_writer() -> Writer:
+    return Writer(reserve=SIZE_PREFIX_BYTES)
+
+
+@cache
+def _request_schema(api_key: int, api_version: int) -> tuple[Message, bool]:
+    """The request's schema and whether its header is v2 (tagged fields), looked up once
+    per API and version: every request asks."""
+    message = _message(REQUESTS, api_key, api_version)
+    return message, is_flexible(message, api_version)
+
+
+@cache
+def _response_schema(api_key: int, version: int) -> tuple[Message, bool]:
+    """The response's schema and whether its header is v1 (tagged fields), once each."""
+    message = _message(RESPONSES, api_key, version)
+    return message, _has_tagged_header(message, version)
+
+
+@lru_cache(maxsize=256)
+def _client_id_bytes(client_id: str | None) -> bytes:
+    """The request header's client_id field, encoded once per client id."""
     w = Writer()
-    w.buf += bytes(SIZE_PREFIX_BYTES)
-    return w
+    write_client_id(w, client_id)
+    return bytes(w.buf)
 
 
 def _read_request_header(r: Reader) -> tuple[RequestHeader, Message]:
@@ -187,14 +211,14 @@ def encode_request(
     body: dict[str, Any],
 ) -> bytes:
     """A size-prefixed request frame with header v1, or v2 for flexible versions."""
-    message = _message(REQUESTS, api_key, api_version)
+    message, tagged_header = _request_schema(api_key, api_version)
     w = _new_framed_writer()
     try:
         w.buf += _REQUEST_PREFIX.pack(api_key, api_version, correlation_id)
-        write_client_id(w, client_id)
+        w.buf += _client_id_bytes(client_id)
     except ENCODE_FAILURES as error:
         raise ProtocolError(f"{message.name} v{api_version} request header: {error}") from None
-    if is_flexible(message, api_version):
+    if tagged_header:
         w.uvarint(0)
     encode_body(message, api_version, w, body)
     return _framed(w)
@@ -203,13 +227,13 @@ def encode_request(
 def encode_response(header: RequestHeader, body: dict[str, Any]) -> bytes:
     """A size-prefixed response to `header`, with response header v0 or v1 by Kafka's rules."""
     version = _response_version(header)
-    message = _message(RESPONSES, header.api_key, version)
+    message, tagged_header = _response_schema(header.api_key, version)
     w = _new_framed_writer()
     try:
         w.buf += INT32.pack(header.correlation_id)
     except struct.error as error:
         raise ProtocolError(f"{message.name} response header: {error}") from None
-    if _has_tagged_header(message, version):
+    if tagged_header:
         w.uvarint(0)
     encode_body(message, version, w, body)
     return _framed(w)
@@ -226,11 +250,11 @@ def decode_response(
     api_key: int, api_version: int, frame: bytes | memoryview
 ) -> tuple[int, dict[str, Any]]:
     """(correlation_id, body) of a response frame (size prefix stripped) to a request we sent."""
-    message = _message(RESPONSES, api_key, api_version)
+    message, tagged_header = _response_schema(api_key, api_version)
     r = Reader(frame)
     try:
         correlation_id = r.unpack(INT32)
-        if _has_tagged_header(message, api_version):
+        if tagged_header:
             r.tagged(_NO_TAGS, {})
     except ProtocolError as error:
         raise ProtocolError(f"{message.name} v{api_version} response header: {error}") from None

@@ -49,7 +49,9 @@ def parse_versions(spec: str) -> tuple[int, int]:
     return (int(low), int(high or low))
 
 
+@lru_cache(maxsize=4096)
 def in_versions(version: int, spec: str) -> bool:
+    # Cached as a whole: every message encoded or decoded asks it a few times.
     low, high = parse_versions(spec)
     return low <= version <= high
 

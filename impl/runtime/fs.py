@@ -200,6 +200,11 @@ class MemoryFileSystem:
         self._last_written: _Inode | None = None
 
     def _inode(self, path: str) -> _Inode:
+        # Keys are normalised, so a path found as it is needs no normpath (the log's
+        # reads and appends always name their files the same way).
+        inode = self._files.get(path)
+        if inode is not None:
+            return inode
         key = _norm(path)
         inode = self._files.get(key)
         if inode is None:
@@ -240,13 +245,15 @@ class MemoryFileSystem:
         return bytes(self._inode(path).data[position : position + size])
 
     def append(self, path: str, data: bytes) -> None:
-        key = _norm(path)
-        inode = self._files.get(key)
+        inode = self._files.get(path)
         if inode is None:
-            if key in self._dirs:
-                raise IsADirectoryError(path)
-            self._require_parent(key, path)
-            inode = self._files[key] = _Inode()
+            key = _norm(path)
+            inode = self._files.get(key)
+            if inode is None:
+                if key in self._dirs:
+                    raise IsADirectoryError(path)
+                self._require_parent(key, path)
+                inode = self._files[key] = _Inode()
         inode.data += data
         self._last_written = inode
 

@@ -90,7 +90,8 @@ class Flag:
     async def wait_until(self, deadline: float) -> bool:
         """True once set; False when trio's clock reaches `deadline` first (like leaving
         `with trio.move_on_at(deadline): await event.wait()` by its deadline)."""
-        if deadline <= trio.current_time():
+        clock = trio.lowlevel.current_clock()
+        if deadline <= clock.current_time():
             # move_on_at with a passed deadline cancels even a set event's checkpoint.
             await trio.lowlevel.checkpoint()
             return False
@@ -99,7 +100,6 @@ class Flag:
             return True
         waiter = _Waiter(trio.lowlevel.current_task(), deadline)
         self._waiters.append(waiter)
-        clock = trio.lowlevel.current_clock()
         wake_at = getattr(clock, "wake_at", None)
         if wake_at is not None or deadline == math.inf:
             if deadline < math.inf:
@@ -130,3 +130,9 @@ async def sleep_until(deadline: float) -> None:
     """`trio.sleep_until`, scheduled alike, without its cancel scope on a clock with
     `wake_at` (a flag nobody sets)."""
     await Flag().wait_until(deadline)
+
+
+async def sleep(seconds: float) -> None:
+    """`trio.sleep` as `sleep_until` does it: for periodic loops, whose sleeps always
+    run to their end (a cancel scope's expiry raises Cancelled through the task)."""
+    await sleep_until(trio.current_time() + seconds)

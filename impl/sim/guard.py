@@ -122,26 +122,47 @@ class SimulatedClock(trio.abc.Clock):
     reschedules the task if the token says it still sleeps in the same park (it may have
     been woken otherwise, or cancelled, meanwhile). A cancel scope's expiry costs a
     Cancelled raised through the sleeping task; this costs a heap entry.
+
+    Most entries go void long before they are due (a delayed fetch answered in a
+    millisecond leaves its 500 ms deadline behind): once the heap has doubled since it
+    was last swept, the void ones are dropped, which keeps every push and pop shallow.
+    A void entry never comes back to life (a park's number is not reused), so the
+    sweep changes no wakeup.
     """
 
     IDLE_SLEEP_S = 3600.0
+    SWEEP_SIZE_MIN = 256
 
     def __init__(self) -> None:
         self._now = 0.0
         self._seq = 0
         self._wakeups: list[tuple[float, int, trio.lowlevel.Task, WakeToken, int]] = []
+        self._sweep_at = self.SWEEP_SIZE_MIN
+        # trio's run loop, for its wait_all_tasks_blocked waiters (set by start_clock).
+        self._runner: Any = None
 
     def wake_at(self, when: float, task: trio.lowlevel.Task, token: WakeToken) -> None:
         """Reschedule `task` at simulated time `when` unless `token` moved on by then."""
         assert when > self._now, "a wakeup due now is a direct reschedule"
         self._seq += 1
         heapq.heappush(self._wakeups, (when, self._seq, task, token, token.park))
+        if len(self._wakeups) >= self._sweep_at:
+            self._sweep()
+
+    def _sweep(self) -> None:
+        live = [entry for entry in self._wakeups if entry[3].parked_as(entry[4])]
+        heapq.heapify(live)
+        self._wakeups = live
+        self._sweep_at = max(self.SWEEP_SIZE_MIN, 2 * len(live))
 
     def _next_wakeup(self) -> float:
         wakeups = self._wakeups
-        while wakeups and not wakeups[0][3].parked_as(wakeups[0][4]):
+        while wakeups:
+            when, _, _, token, park = wakeups[0]
+            if token.parked_as(park):
+                return when
             heapq.heappop(wakeups)
-        return wakeups[0][0] if wakeups else math.inf
+        return math.inf
 
     def _fire_due(self) -> None:
         wakeups = self._wakeups
@@ -152,7 +173,7 @@ class SimulatedClock(trio.abc.Clock):
                 trio.lowlevel.reschedule(task)
 
     def start_clock(self) -> None:
-        pass
+        self._runner = sys.modules["trio._core._run"].GLOBAL_RUN_CONTEXT.runner
 
     def current_time(self) -> float:
         return self._now
@@ -164,7 +185,7 @@ class SimulatedClock(trio.abc.Clock):
         if deadline <= self._now:
             self._fire_due()
             return 0.0
-        if _tasks_wait_for_idle():
+        if self._runner.waiting_for_idle:
             return deadline - self._now
         self._now = deadline
         self._fire_due()
@@ -191,11 +212,6 @@ class WakeToken:
 
     def woken(self) -> None:
         self.sleeping = False
-
-
-def _tasks_wait_for_idle() -> bool:
-    runner = sys.modules["trio._core._run"].GLOBAL_RUN_CONTEXT.runner
-    return bool(runner.waiting_for_idle)
 
 
 def run(async_fn: Callable[..., Any], *args: Any, seed: int) -> Any:

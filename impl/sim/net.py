@@ -59,7 +59,11 @@ class _Pipe:
         self.space = trio.Event()
         self._token = WakeToken()
         self._reader: trio.lowlevel.Task | None = None
-        self._clock: SimulatedClock | None = None
+        # The run's clock, read directly (trio.current_time() reaches it through two
+        # more calls); a SimulatedClock also wakes the parked reader itself.
+        clock = trio.lowlevel.current_clock()
+        self._now = clock.current_time
+        self._clock = clock if isinstance(clock, SimulatedClock) else None
         self._reader_scope: trio.CancelScope | None = None
 
     def wake_reader(self, at: float) -> None:
@@ -67,7 +71,7 @@ class _Pipe:
         if not self._token.sleeping:
             return
         assert self._reader is not None
-        if at <= trio.current_time():
+        if at <= self._now():
             self._token.woken()
             trio.lowlevel.reschedule(self._reader)
         elif self._clock is not None:
@@ -77,7 +81,7 @@ class _Pipe:
 
     def _deliver_at(self) -> float:
         last = self.chunks[-1][0] if self.chunks else 0.0
-        return max(last, trio.current_time() + self.latency_s)
+        return max(last, self._now() + self.latency_s)
 
     async def write(self, data: bytes) -> None:
         while self.full:
@@ -124,9 +128,7 @@ class _Pipe:
         self.space.set()
         self.space = trio.Event()
 
-    def _wake_at(self, held: bool) -> float:
-        if held:
-            return math.inf
+    def _wake_at(self) -> float:
         if self.chunks:
             return self.chunks[0][0]
         return math.inf if self.eof_at is None else self.eof_at
@@ -136,20 +138,22 @@ class _Pipe:
         while True:
             if self.reader_closed:
                 raise trio.ClosedResourceError("stream closed")
-            held = self.fabric.holds(self.link)
-            now = trio.current_time()
-            if not held and self.chunks and self.chunks[0][0] <= now:
-                data = self._take(max_bytes, now)
-                break
-            if not held and not self.chunks and self.eof_at is not None and self.eof_at <= now:
-                data = b""
-                break
-            if held:
+            if self.fabric.holds(self.link):
                 self.fabric.held_readers[self] = None
-            try:
-                await self._park(self._wake_at(held))
-            finally:
-                self.fabric.held_readers.pop(self, None)
+                try:
+                    await self._park(math.inf)
+                finally:
+                    self.fabric.held_readers.pop(self, None)
+            else:
+                now = self._now()
+                if self.chunks:
+                    if self.chunks[0][0] <= now:
+                        data = self._take(max_bytes, now)
+                        break
+                elif self.eof_at is not None and self.eof_at <= now:
+                    data = b""
+                    break
+                await self._park(self._wake_at())
             blocked = True
         if not blocked:
             await trio.lowlevel.checkpoint_if_cancelled()
@@ -158,16 +162,14 @@ class _Pipe:
     async def _park(self, due: float) -> None:
         """Sleep until `due` or an earlier `wake_reader`; a cancellation ends it too."""
         task = trio.lowlevel.current_task()
-        clock = trio.lowlevel.current_clock()
         self._reader = task
         self._token.parking()
-        if isinstance(clock, SimulatedClock):
-            self._clock = clock
+        clock = self._clock
+        if clock is not None:
             if due < math.inf:
                 clock.wake_at(due, task, self._token)
             await trio.lowlevel.wait_task_rescheduled(self._abort)
             return
-        self._clock = None
         with trio.CancelScope(deadline=due) as scope:
             self._reader_scope = scope
             try:

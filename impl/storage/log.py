@@ -29,7 +29,7 @@ import bisect
 import itertools
 import posixpath
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from impl.runtime.fs import FileSystem
 from impl.storage.batch import (
@@ -71,14 +71,14 @@ class InvalidRecordError(LogAppendError):
     for a compacted topic."""
 
 
-@dataclass(frozen=True, slots=True)
-class AppendInfo:
+# NamedTuples, not frozen dataclasses: one is built per append or read, and a frozen
+# dataclass's __init__ (an object.__setattr__ per field) costs several tuples.
+class AppendInfo(NamedTuple):
     first_offset: int
     last_offset: int
 
 
-@dataclass(frozen=True, slots=True)
-class ReadResult:
+class ReadResult(NamedTuple):
     """Whole record batches (a zero-copy view) and the offset just after the last one."""
 
     data: memoryview
