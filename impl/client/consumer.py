@@ -28,14 +28,18 @@ assignment change with its generation.
 Fetching follows Kafka's consumer: one Fetch in flight per leader, carrying every
 assigned partition it leads whose buffered records are used up, with fetch.min.bytes,
 fetch.max.wait.ms, fetch.max.bytes and max.partition.fetch.bytes, and the leader epoch
-from metadata (a stale one is fenced and triggers a metadata refresh). Fetches run as
-tasks of the consumer, so one outlives the `poll` that started it; its data is used
-only if the partition's position did not move meanwhile (a `seek` discards it). A
+from metadata (a stale one is fenced and triggers a metadata refresh). A fetch outlives
+the `poll` that started it: on an open connection `poll` writes it and the connection's
+reader settles it as the answer arrives (no task awaits it; a later `poll` times out one
+past its deadline by breaking the connection, as Kafka's network client does); a fetch
+that must first connect runs as a task of the consumer. Its data is used only if the
+partition's position did not move meanwhile (a `seek` discards it). A
 batch is returned whole by the broker, so records below the position are skipped.
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -44,6 +48,7 @@ from typing import Any
 
 import trio
 
+from impl.client.connection import Connection, PendingRequest
 from impl.client.errors import (
     METADATA_ERRORS,
     ClientError,
@@ -155,6 +160,14 @@ class _CompletedFetch:
     response: dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class _InFlightFetch:
+    node: int
+    offsets: dict[TopicPartition, int]
+    connection: Connection
+    deadline: float
+
+
 class Consumer:
     def __init__(
         self,
@@ -182,6 +195,8 @@ class Consumer:
         self._backoff_until_ms: dict[int, int] = {}
         # A fetch failure retrying cannot fix, raised by the next poll.
         self._fetch_error: ClientError | None = None
+        # Fetches written by `poll` whose answers the connection's reader settles.
+        self._in_flight: dict[PendingRequest, _InFlightFetch] = {}
         self._session = ClusterSession(runtime, bootstrap, self.config, client_id)
 
     # ---- lifecycle ---------------------------------------------------------------------
@@ -454,8 +469,12 @@ class Consumer:
             records = self._drain(self.config.max_poll_records)
             if records:
                 return records
-            if self._start_fetches():
-                if not await self._fetch_done.wait_until(deadline):
+            await self._time_out_fetches()
+            if await self._start_fetches():
+                # Woken by an answer, by a written fetch's deadline (timed out next
+                # pass) or by the poll's.
+                woken = await self._fetch_done.wait_until(min(deadline, self._next_timeout()))
+                if not woken and trio.current_time() >= deadline:
                     return []
             else:
                 backoff_s = self.config.retry_backoff_ms / 1000
@@ -480,7 +499,7 @@ class Consumer:
                 state.position = state.next_fetch_offset
         return records
 
-    def _start_fetches(self) -> bool:
+    async def _start_fetches(self) -> bool:
         """Start a Fetch for every leader that has partitions to fetch and none in flight."""
         now_ms = self.runtime.clock.monotonic_ms()
         by_node: dict[int, list[tuple[TopicPartition, int, int]]] = defaultdict(list)
@@ -497,7 +516,11 @@ class Consumer:
             by_node[node].append((tp, state.position, leader.leader_epoch))
         for node, entries in by_node.items():
             self._fetching.add(node)
-            self._session.nursery.start_soon(self._fetch, node, entries)
+            connection = self.cluster.open_connection(node)
+            if connection is None:
+                self._session.nursery.start_soon(self._fetch, node, entries)
+            else:
+                await self._send_fetch(connection, node, entries)
         return bool(self._fetching)
 
     def _fetch_body(self, entries: list[tuple[TopicPartition, int, int]]) -> dict[str, Any]:
@@ -521,22 +544,69 @@ class Consumer:
             "topics": [{"topic": name, "partitions": rows} for name, rows in topics.items()],
         }
 
+    def _fetch_timeout_ms(self) -> int:
+        return self.config.request_timeout_ms + self.config.fetch_max_wait_ms
+
     async def _fetch(self, node: int, entries: list[tuple[TopicPartition, int, int]]) -> None:
+        """A fetch that must open its connection first, as a task of the consumer."""
+        outcome: dict[str, Any] | ClientError
         try:
             connection = await self.cluster.connection(node)
-            timeout_ms = self.config.request_timeout_ms + self.config.fetch_max_wait_ms
-            response = await connection.request(FETCH, self._fetch_body(entries), timeout_ms)
-            offsets = {tp: offset for tp, offset, _ in entries}
-            self._completed.append(_CompletedFetch(offsets, response))
-        except (NotSent, OutcomeUnknown):
+            body = self._fetch_body(entries)
+            outcome = await connection.request(FETCH, body, self._fetch_timeout_ms())
+        except ClientError as error:
+            outcome = error
+        self._fetch_finished(node, {tp: offset for tp, offset, _ in entries}, outcome)
+
+    async def _send_fetch(
+        self, connection: Connection, node: int, entries: list[tuple[TopicPartition, int, int]]
+    ) -> None:
+        """Write a fetch on an open connection; its reader settles the answer."""
+        offsets = {tp: offset for tp, offset, _ in entries}
+        deadline = trio.current_time() + self._fetch_timeout_ms() / 1000
+        try:
+            pending = await connection.send(FETCH, self._fetch_body(entries), deadline)
+        except ClientError as error:
+            self._fetch_finished(node, offsets, error)
+            return
+        except BaseException:
+            # Cancelled before it was written (a write cut short breaks the connection):
+            # nothing is in flight to this leader.
+            self._fetching.discard(node)
+            raise
+        self._in_flight[pending] = _InFlightFetch(node, offsets, connection, deadline)
+        pending.call_when_settled(self._fetch_settled)
+
+    def _fetch_settled(self, pending: PendingRequest) -> None:
+        fetch = self._in_flight.pop(pending)
+        outcome = pending.error if pending.error is not None else pending.body
+        assert outcome is not None
+        self._fetch_finished(fetch.node, fetch.offsets, outcome)
+
+    def _fetch_finished(
+        self, node: int, offsets: dict[TopicPartition, int], outcome: dict[str, Any] | ClientError
+    ) -> None:
+        if isinstance(outcome, (NotSent, OutcomeUnknown)):
             self.cluster.request_update()
             backoff_ms = self.config.retry_backoff_ms
             self._backoff_until_ms[node] = self.runtime.clock.monotonic_ms() + backoff_ms
-        except ClientError as error:
-            self._fetch_error = error
-        finally:
-            self._fetching.discard(node)
-            self._fetch_done.set()
+        elif isinstance(outcome, ClientError):
+            self._fetch_error = outcome
+        else:
+            self._completed.append(_CompletedFetch(offsets, outcome))
+        self._fetching.discard(node)
+        self._fetch_done.set()
+
+    async def _time_out_fetches(self) -> None:
+        """Break the connection of every written fetch past its deadline: its answer
+        (and every other request's on that connection) fails as an unknown outcome."""
+        now = trio.current_time()
+        expired = [(p, f) for p, f in self._in_flight.items() if f.deadline <= now]
+        for pending, fetch in expired:
+            await fetch.connection.time_out(pending)
+
+    def _next_timeout(self) -> float:
+        return min((f.deadline for f in self._in_flight.values()), default=math.inf)
 
     # ---- fetched data ------------------------------------------------------------------
 

@@ -101,6 +101,12 @@ class Cluster:
             raise NotSent(f"broker {node_id} is not in the metadata")
         return await self._connect(address)
 
+    def open_connection(self, node_id: int) -> Connection | None:
+        """The live connection to a broker known from metadata, if one is open now."""
+        address = self.brokers.get(node_id)
+        connection = None if address is None else self._connections.get(address)
+        return connection if connection is not None and connection.alive else None
+
     async def any_connection(self) -> Connection:
         """A live connection if there is one, else the first known or bootstrap broker
         that answers. Raises NotSent naming every failure."""
