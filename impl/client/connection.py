@@ -25,6 +25,7 @@ from typing import Any
 import trio
 
 from impl.client.errors import (
+    ClientError,
     ConnectionLost,
     IncompatibleBroker,
     NotSent,
@@ -202,6 +203,28 @@ class Connection:
         need requests on the wire in a given order call this in that order."""
         pending = self._prepare(api_key, body)
         await self._write_by(pending, expect_response, deadline)
+        return pending
+
+    def send_nowait(
+        self, api_key: int, body: Body, expect_response: bool = True
+    ) -> PendingRequest | None:
+        """`send` where nothing could make it wait (a free lock, a stream with room for
+        the frame: the simulator's): the request, written; None where it could wait or
+        fails, with nothing written (then `send` waits, or meets the error and breaks the
+        connection as it should)."""
+        send_nowait = self._send_nowait
+        if send_nowait is None or self._send_lock.locked() or self._broken is not None:
+            return None
+        try:
+            pending = self._prepare(api_key, body)
+            if not send_nowait(pending.frame):
+                return None
+        except (ClientError, trio.BrokenResourceError, trio.ClosedResourceError):
+            return None
+        if expect_response:
+            self._pending.append(pending)
+        pending.written = True
+        pending.frame = b""
         return pending
 
     async def receive(self, pending: PendingRequest, deadline: float) -> Body:

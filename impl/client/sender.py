@@ -98,6 +98,8 @@ class Sender:
         self.producer_epoch = -1
         self._wakeup = Flag()
         self._requests_in_flight: dict[int, int] = defaultdict(int)
+        # Requests handed to a broker's writer task and not yet written.
+        self._queued_writes: dict[int, int] = defaultdict(int)
         self._nursery: trio.Nursery | None = None
         self._outboxes: dict[int, trio.MemorySendChannel[list[ProducerBatch]]] = {}
         self._jobs: set[str] = set()
@@ -179,10 +181,14 @@ class Sender:
                 self._submit(node, batches)
 
     def _submit(self, node: int, batches: list[ProducerBatch]) -> None:
-        """Hand a request to the broker's writer task, which keeps drain order on the wire
-        (tasks started one after another may run in any order)."""
+        """Write a request now if nothing of ours waits to be written to that broker and
+        the write cannot wait; else hand it to the broker's writer task, which keeps
+        drain order on the wire (tasks started one after another may run in any order)."""
         assert self._nursery is not None
         self._requests_in_flight[node] += 1
+        if not self._queued_writes[node] and self._write_now(node, batches):
+            return
+        self._queued_writes[node] += 1
         outbox = self._outboxes.get(node)
         if outbox is None:
             capacity = self.config.max_in_flight_requests_per_connection
@@ -259,7 +265,7 @@ class Sender:
         """Write one broker's Produce requests in order; responses are awaited apart."""
         async for batches in inbox:
             started = trio.current_time()
-            deadline = started + (self.config.request_timeout_ms + RESPONSE_GRACE_MS) / 1000
+            deadline = self._request_deadline(started)
             try:
                 connection = await self.cluster.connection(node)
                 expect_response = self.config.acks != 0
@@ -270,14 +276,44 @@ class Sender:
                 self._settle_error(batches, error)
                 self._finish(node, batches, started)
                 continue
-            if not expect_response:
-                for batch in batches:
-                    self._succeed(batch, -1, -1)
-                self._finish(node, batches, started)
-                continue
-            request = _InFlight(node, batches, connection, deadline, started)
-            self._in_flight[pending] = request
-            pending.call_when_settled(self._settled)
+            finally:
+                self._queued_writes[node] -= 1
+            self._written(node, batches, connection, pending, started)
+
+    def _write_now(self, node: int, batches: list[ProducerBatch]) -> bool:
+        """The writer's work without the writer, where no step need wait (an open
+        connection whose write cannot block): whether it was written."""
+        connection = self.cluster.open_connection(node)
+        if connection is None:
+            return False
+        started = trio.current_time()
+        pending = connection.send_nowait(PRODUCE, self._body(batches), self.config.acks != 0)
+        if pending is None:
+            return False
+        self._written(node, batches, connection, pending, started)
+        return True
+
+    def _request_deadline(self, started: float) -> float:
+        return started + (self.config.request_timeout_ms + RESPONSE_GRACE_MS) / 1000
+
+    def _written(
+        self,
+        node: int,
+        batches: list[ProducerBatch],
+        connection: Connection,
+        pending: PendingRequest,
+        started: float,
+    ) -> None:
+        """A Produce request is on the wire: acks=0 counts it sent; otherwise the
+        connection's reader settles it."""
+        if self.config.acks == 0:
+            for batch in batches:
+                self._succeed(batch, -1, -1)
+            self._finish(node, batches, started)
+            return
+        request = _InFlight(node, batches, connection, self._request_deadline(started), started)
+        self._in_flight[pending] = request
+        pending.call_when_settled(self._settled)
 
     def _settled(self, pending: PendingRequest) -> None:
         """A Produce response (or its failure), in the task that read it."""
