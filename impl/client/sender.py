@@ -1,8 +1,9 @@
 """The producer's sender: drains ready batches into Produce requests and settles them.
 
-One loop task decides what to send and hands each Produce request to its broker's
-writer task, which puts requests on the wire in the order they were drained (the
-order sequence numbers need); each response is settled by the connection's reader as
+One loop task decides what to send and writes each Produce request itself where the
+write cannot wait, else hands it to its broker's writer task, which puts requests on
+the wire in the order they were drained (the order sequence numbers need; nothing is
+written directly while the writer holds one); each response is settled by the connection's reader as
 it arrives (no task awaits it), so up to max.in.flight.requests.per.connection
 requests per broker are in flight. The loop sleeps until the next linger, backoff,
 delivery or request deadline, or until something wakes it (a full batch, a finished
