@@ -212,19 +212,14 @@ class Connection:
         the frame: the simulator's): the request, written; None where it could wait or
         fails, with nothing written (then `send` waits, or meets the error and breaks the
         connection as it should)."""
-        send_nowait = self._send_nowait
-        if send_nowait is None or self._send_lock.locked() or self._broken is not None:
+        if not self._can_write_at_once() or self._broken is not None:
             return None
         try:
             pending = self._prepare(api_key, body)
-            if not send_nowait(pending.frame):
+            if not self._write_nowait(pending, expect_response):
                 return None
         except (ClientError, trio.BrokenResourceError, trio.ClosedResourceError):
             return None
-        if expect_response:
-            self._pending.append(pending)
-        pending.written = True
-        pending.frame = b""
         return pending
 
     async def receive(self, pending: PendingRequest, deadline: float) -> Body:
@@ -342,19 +337,28 @@ class Connection:
         """`_write` where nothing can make it wait: True once written; False (nothing
         done) where it could wait, the stream has no `send_all_nowait` (the simulator's
         has) or `deadline` has passed (which `_write` under its scope answers)."""
-        send_nowait = self._send_nowait
-        if send_nowait is None or self._send_lock.locked() or deadline <= trio.current_time():
+        if not self._can_write_at_once() or deadline <= trio.current_time():
             return False
         await trio.lowlevel.checkpoint_if_cancelled()
         self._check_alive()
         try:
-            if not send_nowait(pending.frame):
-                return False
+            return self._write_nowait(pending, expect_response)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as error:
             pending.written = True
             with trio.CancelScope(shield=True):
                 await self._break(f"write failed: {error!r}")
             raise ConnectionLost(f"write to {self.address} failed: {error}") from error
+
+    def _can_write_at_once(self) -> bool:
+        """The stream can write without waiting (the simulator's) and no writer holds it."""
+        return self._send_nowait is not None and not self._send_lock.locked()
+
+    def _write_nowait(self, pending: PendingRequest, expect_response: bool) -> bool:
+        """Put the whole frame on the stream now: True once written; False (nothing
+        written) where it would wait; the stream's errors (nothing written) propagate."""
+        assert self._send_nowait is not None
+        if not self._send_nowait(pending.frame):
+            return False
         if expect_response:
             self._pending.append(pending)
         pending.written = True

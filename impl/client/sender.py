@@ -3,12 +3,12 @@
 One loop task decides what to send and writes each Produce request itself where the
 write cannot wait, else hands it to its broker's writer task, which puts requests on
 the wire in the order they were drained (the order sequence numbers need; nothing is
-written directly while the writer holds one); each response is settled by the connection's reader as
-it arrives (no task awaits it), so up to max.in.flight.requests.per.connection
-requests per broker are in flight. The loop sleeps until the next linger, backoff,
-delivery or request deadline, or until something wakes it (a full batch, a finished
-request that leaves work, a flush, a background job); a new batch only brings its
-sleep forward to the batch's linger.
+written directly while the writer holds one); each response is settled by the
+connection's reader as it arrives (no task awaits it), so up to
+max.in.flight.requests.per.connection requests per broker are in flight. The loop
+sleeps until the next linger, backoff, delivery or request deadline, or until
+something wakes it (a full batch, a finished request that leaves work, a flush, a
+background job); a new batch only brings its sleep forward to the batch's linger.
 
 Retries: a batch whose attempt failed with a retriable error goes back to the front
 of its queue after retry.backoff.ms, until `retries` attempts or delivery.timeout.ms
@@ -263,7 +263,8 @@ class Sender:
     async def _writer(
         self, node: int, inbox: trio.MemoryReceiveChannel[list[ProducerBatch]]
     ) -> None:
-        """Write one broker's Produce requests in order; responses are awaited apart."""
+        """Write one broker's Produce requests in order (the connection's reader settles
+        their responses)."""
         async for batches in inbox:
             started = trio.current_time()
             deadline = self._request_deadline(started)

@@ -69,11 +69,10 @@ class Flag:
     def hasten(self, deadline: float) -> None:
         """Bring the waiters' deadline forward to `deadline` (if it is earlier): a
         waiter that must look again at a known time need not be woken now for it."""
+        wake_at = getattr(trio.lowlevel.current_clock(), "wake_at", None)
         for waiter in self._waiters:
             if not waiter.sleeping or deadline >= waiter.deadline:
                 continue
-            clock = trio.lowlevel.current_clock()
-            wake_at = getattr(clock, "wake_at", None)
             if deadline <= trio.current_time() or (wake_at is None and waiter.scope is None):
                 self.set()
                 return
