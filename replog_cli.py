@@ -8,7 +8,10 @@ does not pay for trio or z3 start-up it does not use.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+import tempfile
+import traceback
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "check": ("specs.cli:check_main", "explore the model for invariant violations"),
@@ -81,13 +84,70 @@ def bench_main(argv: list[str]) -> int:
     return _dispatch(BENCHMARKS, argv, "replog bench")
 
 
+EXIT_HARNESS = 2
+
+
+def _leaf(error: BaseException) -> BaseException:
+    """The first non-group exception inside `error`: trio wraps a task's failure in
+    ExceptionGroups, and the user wants the cause, not the nesting."""
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    return error
+
+
+def _save_traceback(error: BaseException) -> str:
+    """Write the full traceback to a file for a bug report; return its path."""
+    with tempfile.NamedTemporaryFile(
+        "w", prefix="replog-crash-", suffix=".txt", delete=False
+    ) as out:
+        traceback.print_exception(error, file=out)
+    return out.name
+
+
+def _silence_stdout() -> None:
+    """After a reader closed our stdout (`replog ... | head`), the interpreter's final
+    flush would raise again: point stdout at /dev/null so exit is quiet."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand; whatever escapes it becomes one line on stderr and exit 2.
+
+    Subcommands report the errors they expect themselves; this is the net under them,
+    so a user never sees a Python traceback (REPLOG_TRACEBACK=1 shows it, for us).
+    """
     args = sys.argv[1:] if argv is None else argv
-    if args and args[0] == "bench":
-        return bench_main(args[1:])
-    benchmarks = ", ".join(BENCHMARKS)
-    table = {**COMMANDS, "bench": ("replog_cli:bench_main", f"benchmarks: {benchmarks}")}
-    return _dispatch(table, args, "replog")
+    prog = "replog" if not args or args[0].startswith("-") else f"replog {args[0]}"
+    try:
+        if args and args[0] == "bench":
+            return bench_main(args[1:])
+        benchmarks = ", ".join(BENCHMARKS)
+        table = {**COMMANDS, "bench": ("replog_cli:bench_main", f"benchmarks: {benchmarks}")}
+        return _dispatch(table, args, "replog")
+    except BaseException as raised:
+        error = _leaf(raised)
+        if isinstance(error, SystemExit):
+            raise error from None
+        if os.environ.get("REPLOG_TRACEBACK"):
+            raise
+        if isinstance(error, BrokenPipeError):
+            _silence_stdout()
+            return EXIT_HARNESS
+        if isinstance(error, KeyboardInterrupt):
+            print(f"{prog}: interrupted", file=sys.stderr)
+            return EXIT_HARNESS
+        if isinstance(error, OSError):
+            where = f": {error.filename}" if error.filename else ""
+            print(f"{prog}: {error.strerror or error}{where}", file=sys.stderr)
+            return EXIT_HARNESS
+        path = _save_traceback(raised)
+        print(
+            f"{prog}: internal error: {type(error).__name__}: {error} "
+            f"(a bug in replog; traceback in {path})",
+            file=sys.stderr,
+        )
+        return EXIT_HARNESS
 
 
 if __name__ == "__main__":
