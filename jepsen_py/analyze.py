@@ -275,7 +275,7 @@ def _no_client_evidence(history: list[Op]) -> str | None:
     if kinds["ok"] + kinds["fail"] == 0:
         return (
             f"no client op completed ok or fail: {kinds['invoke']} invoked, "
-            f"{kinds['info']} ended info (outcome unknown)"
+            f"{kinds['info']} of them ended info, outcome unknown"
         )
     return None
 
