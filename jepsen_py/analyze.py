@@ -90,8 +90,7 @@ class RunConfig:
         if self.config is None:
             return (
                 "configuration: not recorded (no spec.json or results.json beside a "
-                "history.jsonl); the checkers assume none: acks unknown, so durability "
-                "checks only acknowledged writes"
+                "history.jsonl); a checker that needs a setting says what it assumed"
             )
         pairs = self.config.to_pairs()
         shown = ", ".join(f"{key}={pairs[key]}" for key in SHOWN_SETTINGS)
@@ -259,11 +258,13 @@ def analyze(
     analysis.verdict = combine(results)
     if not any(result.judges for result in results.values()):
         functions = sorted({op.f for op in history if op.is_client})
-        analysis.verdict = Result(
-            "unknown",
-            reason=f"{NO_EVIDENCE} (no checker reads this history's client ops, f in "
-            f"{functions}; give --model for a register, kv or log history)",
+        what = (
+            "perf measures latency and throughput; it judges nothing"
+            if checker == "perf"
+            else f"no checker reads this history's client ops, f in {functions}; give "
+            "--model for a register, kv or log history"
         )
+        analysis.verdict = Result("unknown", reason=f"{NO_EVIDENCE} ({what})")
     return analysis
 
 

@@ -121,7 +121,7 @@ def _checkers(results: dict[str, Any]) -> str:
     rows = []
     for name, checker in results["checkers"].items():
         label, css = VERDICTS[checker["valid"]]
-        # The checker's own summary (replog.result.Result.summary): the same verdict line
+        # The checker's own summary (jepsen_py.result.Result.summary): the same verdict line
         # and counts as the terminal and the anomaly list below.
         said = [checker["verdict"], *checker["notes"]]
         if checker["allowed_counts"]:
