@@ -389,8 +389,7 @@ def _history_line(history: list[Op]) -> str:
 
 def _checker_lines(name: str, result: Result) -> list[str]:
     summary = {k: v for k, v in result.stats.items() if not isinstance(v, dict | list)}
-    shown = verdict_text(result) if result.judges else "measured (not a verdict)"
-    lines = [f"{name}: {shown}  {json.dumps(summary, default=str)}"]
+    lines = [f"{name}: {verdict_text(result)}  {json.dumps(summary, default=str)}"]
     lines += [f"  note: {note}" for note in result.notes]
     for label, found in (("", result.anomalies), ("allowed ", result.allowed)):
         for kind, cases in found.items():

@@ -21,6 +21,7 @@ EXIT_INVALID = 1
 EXIT_NO_VERDICT = 2
 EXIT_LIMIT = 3
 NO_EVIDENCE = "no evidence"
+MEASURED = "measured (not a verdict)"
 
 
 @dataclass
@@ -66,6 +67,7 @@ class Result:
         """The verdict without the cases: what a checker table shows."""
         return {
             "valid": self.valid,
+            "judges": self.judges,
             "verdict": verdict_text(self),
             "reason": self.reason,
             "notes": self.notes,
@@ -87,7 +89,10 @@ def no_evidence(
 
 
 def verdict_text(result: Result) -> str:
-    """One line: `valid`, `INVALID (...)`, `unknown: <reason>`."""
+    """One line: `valid`, `INVALID (...)`, `unknown: <reason>`, or `measured (not a
+    verdict)` for a checker that does not judge."""
+    if not result.judges:
+        return MEASURED
     if result.valid is True:
         return "valid"
     if result.valid is False:

@@ -120,7 +120,7 @@ def _configuration(results: dict[str, Any]) -> str:
 def _checkers(results: dict[str, Any]) -> str:
     rows = []
     for name, checker in results["checkers"].items():
-        label, css = VERDICTS[checker["valid"]]
+        label, css = VERDICTS[checker["valid"]] if checker["judges"] else ("MEASURED", "")
         # The checker's own summary (jepsen_py.result.Result.summary): the same verdict line
         # and counts as the terminal and the anomaly list below.
         said = [checker["verdict"], *checker["notes"]]

@@ -161,6 +161,7 @@ def test_recorded_acks_1_shows_and_lost_writes_are_invalid_everywhere(
     assert row.group(1, 2) == ("invalid", "INVALID")
     assert row.group(3).startswith(f"INVALID (lost-acknowledged: {lost})<br>acks=1 (recorded)")
     assert f"<h3>durability/lost-acknowledged: {lost}</h3>" in page
+    assert '<tr><td>perf</td><td><span class="badge ">MEASURED</span>' in page
     # analyze, text and JSON, reading the recorded configuration beside the history.
     history = str(run_dir / runner.HISTORY_FILE)
     code, out, _ = _analyze(capsys, history)
