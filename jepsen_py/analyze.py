@@ -18,9 +18,10 @@ import argparse
 import json
 import sys
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from jepsen_py import consumer, durability, edn, importers, lin_report, linearizable, perf, queue
 from jepsen_py.campaign import outputs, runner, workloads
@@ -105,9 +106,9 @@ class RunConfig:
 class Analysis:
     history: list[Op]
     run: RunConfig
-    results: dict[str, Result] = field(default_factory=dict)
-    verdict: Result | None = None
-    warnings: list[str] = field(default_factory=list)
+    results: dict[str, Result]
+    verdict: Result
+    warnings: list[str]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -150,7 +151,6 @@ def main(argv: list[str]) -> int:
     except HistoryError as error:
         print(f"replog analyze: {args.file}: {error}", file=sys.stderr)
         return EXIT_NO_VERDICT
-    assert analysis.verdict is not None
     text = _json(analysis) if args.json else _text(analysis, violation)
     # One write and a flush here, so a reader that closes the pipe early (`| head`) is
     # met inside the command, not at interpreter exit.
@@ -186,7 +186,7 @@ def _check_writable(path: Path) -> None:
         raise InputError(f"{path}: directory {path.parent} does not exist")
 
 
-def _write(path: Path, write: Any) -> None:
+def _write(path: Path, write: Callable[[TextIO], object]) -> None:
     try:
         with open(path, "w", encoding="utf-8") as stream:
             write(stream)
@@ -239,12 +239,12 @@ def analyze(
     time_limit_s: float | None,
 ) -> Analysis:
     """Run the checkers; every one of them says valid, INVALID or why it cannot say."""
-    analysis = Analysis(history, run)
     problem = _no_client_evidence(history)
     if problem is not None:
-        analysis.verdict = Result("unknown", reason=f"{NO_EVIDENCE} ({problem})")
-        return analysis
-    results = analysis.results
+        return Analysis(
+            history, run, {}, Result("unknown", reason=f"{NO_EVIDENCE} ({problem})"), []
+        )
+    results: dict[str, Result] = {}
     if checker == "all" and run.config is not None and run.workload is not None:
         results.update(workloads.check(run.workload, history, run.config))
         model = _linearizable_model(run.workload, model_given)
@@ -254,8 +254,8 @@ def analyze(
         _run(results, chosen, history, run, model_name, time_limit_s)
     if model is not None and "linearizable" not in results:
         results["linearizable"] = linearizable.check(history, MODELS[model](), time_limit_s)
-    analysis.warnings += _unread_functions(history, results, model)
-    analysis.verdict = combine(results)
+    warnings = _unread_functions(history, results, model)
+    verdict = combine(results)
     if not any(result.judges for result in results.values()):
         functions = sorted({op.f for op in history if op.is_client})
         what = (
@@ -264,8 +264,8 @@ def analyze(
             else f"no checker reads this history's client ops, f in {functions}; give "
             "--model for a register, kv or log history"
         )
-        analysis.verdict = Result("unknown", reason=f"{NO_EVIDENCE} ({what})")
-    return analysis
+        verdict = Result("unknown", reason=f"{NO_EVIDENCE} ({what})")
+    return Analysis(history, run, results, verdict, warnings)
 
 
 def _no_client_evidence(history: list[Op]) -> str | None:
@@ -351,7 +351,6 @@ def _unread_functions(
 
 def _json(analysis: Analysis) -> str:
     verdict = analysis.verdict
-    assert verdict is not None
     document = {
         "valid": verdict.valid,
         "verdict": _overall_text(verdict),
@@ -367,7 +366,6 @@ def _json(analysis: Analysis) -> str:
 
 def _text(analysis: Analysis, violation: dict[str, Any] | None) -> str:
     verdict = analysis.verdict
-    assert verdict is not None
     lines = [_history_line(analysis.history), analysis.run.describe()]
     lines += [f"warning: {warning}" for warning in analysis.warnings]
     for name, result in analysis.results.items():
