@@ -10,6 +10,10 @@ workload's checks) come from the run's recorded configuration: a campaign's
 and then the history is judged by exactly the checkers the campaign used. A history
 without one (an imported history) is said to be unrecorded, and each checker says what
 it assumed instead of taking a default.
+
+jepsen_py.campaign (trio, the native client: most of a second to import) is imported
+only where a history needs it: a JSON Lines history, or send/poll ops to judge as the
+campaign does; a Porcupine or Knossos history does not pay for it.
 """
 
 from __future__ import annotations
@@ -24,7 +28,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from jepsen_py import consumer, durability, edn, importers, lin_report, linearizable, perf, queue
-from jepsen_py.campaign import outputs, runner, workloads
 from jepsen_py.history import HistoryError, Op
 from jepsen_py.models import MODELS
 from jepsen_py.result import (
@@ -164,6 +167,8 @@ def main(argv: list[str]) -> int:
 
 def _load(path: Path, fmt: str) -> list[Op]:
     if path.is_dir():
+        from jepsen_py.campaign import runner
+
         inside = path / runner.HISTORY_FILE
         hint = f"; did you mean {inside}?" if inside.is_file() else ""
         raise InputError(f"{path}: is a directory, not a history file{hint}")
@@ -196,7 +201,11 @@ def _write(path: Path, write: Callable[[TextIO], object]) -> None:
 
 def recorded_config(path: Path, fmt: str) -> RunConfig:
     """The configuration a campaign recorded beside its history.jsonl, if any."""
-    if fmt != "jsonl" or path.name != runner.HISTORY_FILE:
+    if fmt != "jsonl":
+        return RunConfig()
+    from jepsen_py.campaign import outputs, runner
+
+    if path.name != runner.HISTORY_FILE:
         return RunConfig()
     for name in (runner.SPEC_FILE, outputs.RESULTS_FILE):
         candidate = path.parent / name
@@ -206,6 +215,8 @@ def recorded_config(path: Path, fmt: str) -> RunConfig:
 
 
 def _read_run_config(path: Path) -> RunConfig:
+    from jepsen_py.campaign import runner, workloads
+
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
         spec = record if path.name == runner.SPEC_FILE else record["spec"]
@@ -246,6 +257,8 @@ def analyze(
         )
     results: dict[str, Result] = {}
     if checker == "all" and run.config is not None and run.workload is not None:
+        from jepsen_py.campaign import workloads
+
         results.update(workloads.check(run.workload, history, run.config))
         model = _linearizable_model(run.workload, model_given)
     else:
@@ -309,6 +322,8 @@ def _run(
     if "linearizable" in chosen and model_name is not None:
         results["linearizable"] = linearizable.check(history, MODELS[model_name](), time_limit_s)
     if "queue" in chosen:
+        from jepsen_py.campaign import workloads
+
         # The campaign's rule for what the queue checker allows (unseen records are
         # allowed without a complete final read). queue_checks reads only acks from
         # the config, for durability, which is judged below with the recorded acks.
