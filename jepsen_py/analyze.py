@@ -261,12 +261,13 @@ def analyze(
 
         results.update(workloads.check(run.workload, history, run.config))
         model = _linearizable_model(run.workload, model_given)
+        # A recorded log run was judged within the campaign's limit; --time-limit replaces it.
+        if model is not None and ("linearizable" not in results or time_limit_s is not None):
+            results["linearizable"] = linearizable.check(history, MODELS[model](), time_limit_s)
     else:
         chosen = _chosen(history, checker, model_name)
         model = model_name if "linearizable" in chosen else None
         _run(results, chosen, history, run, model_name, time_limit_s)
-    if model is not None and "linearizable" not in results:
-        results["linearizable"] = linearizable.check(history, MODELS[model](), time_limit_s)
     warnings = _unread_functions(history, results, model)
     verdict = combine(results)
     if not any(result.judges for result in results.values()):
