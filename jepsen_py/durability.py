@@ -2,13 +2,18 @@
 
 Final reads are the `ok` polls invoked after the last nemesis `heal` (or, without one,
 after the last nemesis op; without any, after every send completed), in history order.
-They are taken to read each key from its start. With acks=all an acknowledged record must
-survive any fault the cluster was built to tolerate; with acks=1 or 0 Kafka promises
-nothing across a leader failure, so losses are reported but allowed.
+They are taken to read each key from its start. The property is the same under every
+configuration: an acknowledged record that is gone is a lost acknowledged write, and the
+result is invalid. The recorded `acks` only explains it: with acks=all the record had to
+survive any fault the cluster was built to tolerate (a broker bug or an unsafe
+min.insync.replicas); with acks=1 or 0 Kafka promises nothing across a leader failure,
+so the loss is the configuration's documented price, said in a note. Unrecorded `acks`
+(an imported history) is said, never assumed.
 
-A record is only judged lost if the final reads of its key got past its offset: a final
-read that stopped short proves nothing about the records beyond where it stopped, so
-those make the verdict "unknown" rather than a loss.
+A record is only judged lost if the final reads of its key got past its offset, or a
+final read was a read to the end of every key (a poll invoked with value "final", the
+campaign's last read): a final read that stopped short proves nothing about the records
+beyond where it stopped, so those make the verdict "unknown" rather than a loss.
 """
 
 from __future__ import annotations
@@ -17,10 +22,16 @@ from typing import Any
 
 from jepsen_py import queue
 from jepsen_py.history import Op, pair_positions
-from jepsen_py.result import Result
+from jepsen_py.result import Result, no_evidence
+
+# The client ops this checker reads; any other f is not its evidence.
+FUNCTIONS = frozenset({"send", "poll"})
+# A final poll invoked with this value reads every key from its start to its end offset.
+READ_TO_END = "final"
 
 
-def check(history: list[Op], acks: str = "all") -> Result:
+def check(history: list[Op], acks: str | None) -> Result:
+    """`acks` as the run recorded it ("all", "1", "0"), or None when it was not recorded."""
     completed = [
         (call, ret)
         for call, ret in pair_positions(history)
@@ -40,11 +51,15 @@ def check(history: list[Op], acks: str = "all") -> Result:
         for call, ret in completed
         if history[call].f == "poll"
     ]
+    notes = [_ACKS_NOTES.get(acks, _ACKS_NOTES[None])]
+    if not acknowledged:
+        return no_evidence("no acknowledged send", {"acks": acks}, notes)
     after = _final_reads_start(history, completed)
-    final_reads = [records for call, records in polls if call > after]
+    final_polls = [(call, by_key) for call, by_key in polls if call > after]
+    to_end = any(history[call].value == READ_TO_END for call, _ in final_polls)
     present: set[tuple[str, Any]] = set()
     read_up_to: dict[str, int] = {}
-    for by_key in final_reads:
+    for _, by_key in final_polls:
         for key, records in by_key.items():
             for offset, value in records:
                 present.add((key, value))
@@ -54,21 +69,33 @@ def check(history: list[Op], acks: str = "all") -> Result:
         if (key, value) in present:
             continue
         case = {"key": key, "value": value, "offset": offset, "send_index": send_index}
-        (lost if offset <= read_up_to.get(key, -1) else unreached).append(case)
+        (lost if to_end or offset <= read_up_to.get(key, -1) else unreached).append(case)
     stats: dict[str, Any] = {
         "acks": acks,
         "acknowledged_sends": len(acknowledged),
-        "final_reads": len(final_reads),
+        "final_reads": len(final_polls),
+        "final_read_to_end": to_end,
         "lost": len(lost),
         "unreached": len(unreached),
+        "counts": {"lost-acknowledged": len(lost)} if lost else {},
     }
-    anomalies = {"lost-acknowledged": lost} if lost else {}
-    if lost and acks == "all":
-        return Result(False, anomalies, stats)
+    if lost:
+        return Result(False, {"lost-acknowledged": lost}, stats, notes=notes)
     if unreached:
-        stats["reason"] = _unreached_reason(unreached[0], read_up_to, len(unreached))
-        return Result("unknown", anomalies, stats)
-    return Result(True, anomalies, stats)
+        reason = _unreached_reason(unreached[0], read_up_to, len(unreached))
+        return Result("unknown", stats=stats, reason=reason, notes=notes)
+    return Result(True, stats=stats, notes=notes)
+
+
+_ACKS_NOTES = {
+    "all": "acks=all (recorded): an acknowledged record had to survive every fault the "
+    "cluster was built to tolerate",
+    "1": "acks=1 (recorded): Kafka promises nothing for a record only the leader had when "
+    "it failed; a loss here is the configuration's documented price, not a broker bug",
+    "0": "acks=0 (recorded): the client never waits for the broker; an acknowledgement "
+    "proves nothing, so a loss is the configuration's documented price",
+    None: "acks: unknown (not recorded); durability checks only acknowledged writes",
+}
 
 
 def _unreached_reason(example: dict[str, Any], read_up_to: dict[str, int], count: int) -> str:

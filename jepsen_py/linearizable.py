@@ -33,7 +33,7 @@ from typing import Any
 
 from jepsen_py.history import HistoryError, Op, pair_positions
 from jepsen_py.models import Model, Operation
-from jepsen_py.result import Result, Validity
+from jepsen_py.result import Result, Validity, no_evidence
 
 DEFAULT_MAX_CONFIGS = 2_000_000
 _ILLEGAL = object()
@@ -374,6 +374,12 @@ def check(
     prefix with one linearization of it."""
     started = time.perf_counter()
     ops = operations(history, model)
+    if all(operation.output is None for operation in ops):
+        # Ops whose outcome nobody observed fit every model: they test nothing.
+        return no_evidence(
+            f"no op completed with an outcome the {model.name} model judges",
+            {"model": model.name, "ops": len(ops)},
+        )
     partitions = model.partition(ops)
     verdicts = decide(model, partitions, time_limit_s, max_configs)
     stats: dict[str, Any] = {
@@ -384,9 +390,16 @@ def check(
     }
     anomalies: dict[str, list[dict[str, Any]]] = {}
     valid: Validity = True
+    reason = None
     if any(verdict.valid == "unknown" for verdict in verdicts):
         valid = "unknown"
-        stats["undecided_partitions"] = sum(v.valid == "unknown" for v in verdicts)
+        undecided = sum(v.valid == "unknown" for v in verdicts)
+        stats["undecided_partitions"] = undecided
+        limit = "no time limit" if time_limit_s is None else f"time limit {time_limit_s:g} s"
+        reason = (
+            f"a search limit ({limit}, at most {max_configs} configurations) left "
+            f"{undecided} partition(s) undecided"
+        )
     for part, verdict in zip(partitions, verdicts, strict=True):
         if verdict.valid is False:
             valid = False
@@ -395,6 +408,8 @@ def check(
             ]
             break
     stats["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 3)
+    if valid == "unknown":
+        return Result(valid, stats=stats, reason=reason, limit_reached=True)
     return Result(valid, anomalies, stats)
 
 

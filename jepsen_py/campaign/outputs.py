@@ -34,7 +34,7 @@ def write(
 ) -> dict[str, Any]:
     """Check the history, write every output file, return results.json's content."""
     checkers = _check(spec, history, facts)
-    verdict = combine(checkers) if checkers else Result("unknown")
+    verdict = combine(checkers)
     valid: Validity = "unknown" if "harness_error" in facts else verdict.valid
     results = {
         "run_id": run_dir.name,
@@ -47,7 +47,7 @@ def write(
         "spec": spec,
         "versions": versions(),
         "anomalies": _anomalies(checkers),
-        "checkers": {name: {"valid": r.valid, "stats": r.stats} for name, r in checkers.items()},
+        "checkers": {name: r.summary() for name, r in checkers.items()},
         "stats": _history_stats(history),
         "facts": facts,
     }
@@ -106,16 +106,11 @@ def _cluster_check(cluster: dict[str, Any]) -> Result:
 
 
 def _anomalies(checkers: dict[str, Result]) -> dict[str, dict[str, Any]]:
-    found = {}
-    for name, result in checkers.items():
-        counts = result.stats.get("counts", {})
-        for kind, cases in result.anomalies.items():
-            if cases:
-                found[f"{name}/{kind}"] = {
-                    "count": counts.get(kind, len(cases)),
-                    "examples": cases[:EXAMPLES_PER_ANOMALY],
-                }
-    return found
+    return {
+        f"{name}/{kind}": {"count": result.count(kind), "examples": cases[:EXAMPLES_PER_ANOMALY]}
+        for name, result in checkers.items()
+        for kind, cases in result.anomalies.items()
+    }
 
 
 def _history_stats(history: list[Op]) -> dict[str, Any]:

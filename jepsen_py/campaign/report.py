@@ -104,7 +104,7 @@ def _configuration(results: dict[str, Any]) -> str:
     rows = [
         [_e(key), _e(value)]
         for key, value in spec.items()
-        if key not in ("config", "effective_config")
+        if key not in ("config", "effective_config", "kafka_config")
     ]
     settings = [[_e(key), _e(value)] for key, value in sorted(results["config"].items())]
     versions = ", ".join(f"{k} {v}" for k, v in results["versions"].items())
@@ -120,16 +120,28 @@ def _configuration(results: dict[str, Any]) -> str:
 def _checkers(results: dict[str, Any]) -> str:
     rows = []
     for name, checker in results["checkers"].items():
-        label, css = VERDICTS[checker["valid"]]
+        label, css = VERDICTS[checker["valid"]] if checker["judges"] else ("MEASURED", "")
+        # The checker's own summary (jepsen_py.result.Result.summary): the same verdict line
+        # and counts as the terminal and the anomaly list below.
+        said = [checker["verdict"], *checker["notes"]]
+        if checker["allowed_counts"]:
+            said.append(f"allowed (not violations): {json.dumps(checker['allowed_counts'])}")
         scalars = {k: v for k, v in checker["stats"].items() if not isinstance(v, dict | list)}
-        rows.append([_e(name), f'<span class="badge {css}">{label}</span>', _json(scalars)])
+        rows.append(
+            [
+                _e(name),
+                f'<span class="badge {css}">{label}</span>',
+                "<br>".join(_e(line) for line in said),
+                _json(scalars),
+            ]
+        )
     outcomes = [
         [_e(f), str(c["ok"]), str(c["fail"]), str(c["info"])]
         for f, c in sorted(results["stats"]["by_f"].items())
     ]
     return (
         "<h2>Verdict per checker</h2>"
-        + _table(["checker", "verdict", "stats"], rows)
+        + _table(["checker", "verdict", "why", "stats"], rows)
         + "<h2>Client ops</h2>"
         + _table(["f", "ok", "fail", "info"], outcomes)
     )

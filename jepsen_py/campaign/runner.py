@@ -19,6 +19,7 @@ simulator's guarded run); the wall clock is read, and the history checked, outsi
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -51,6 +52,7 @@ from model.config import Config
 
 TOPIC = "jepsen"
 HISTORY_FILE = "history.jsonl"
+SPEC_FILE = "spec.json"
 # Test-tuned timeouts so the cluster notices faults and recovers within seconds; the
 # user's --config overrides any of them, and results.json records what was used.
 CAMPAIGN_DEFAULTS = (
@@ -120,12 +122,20 @@ class CampaignSpec:
     def kafka_config(self) -> Config:
         return Config.parse(list(self.assignments()))
 
+    def topic_replication_factor(self) -> int:
+        """The controller refuses a topic with more replicas than registered brokers."""
+        return min(self.kafka_config().replication_factor, self.brokers)
+
     def to_json(self) -> dict[str, Any]:
         record = asdict(self)
         record["out"] = str(self.out)
         record["nemeses"] = list(self.nemeses)
         record["config"] = list(self.config)
         record["effective_config"] = self.kafka_config().differences()
+        # Every setting as used, so `replog analyze` reads what the run had, not what
+        # a later version's defaults would be.
+        record["kafka_config"] = self.kafka_config().to_pairs()
+        record["topic_replication_factor"] = self.topic_replication_factor()
         record["command"] = self.command()
         return record
 
@@ -237,6 +247,8 @@ def execute(
     the wall clock, the checkers and the report."""
     run_dir = _new_run_dir(spec)
     started_at = time.time()
+    # Written before anything runs, so a run that dies still says how it was configured.
+    (run_dir / SPEC_FILE).write_text(json.dumps(spec.to_json(), indent=1) + "\n")
     with open(run_dir / HISTORY_FILE, "w", encoding="utf-8") as stream:
         history, facts = loop(run_dir, _campaign, spec, backend, run_dir, stream, show_progress)
     facts = {"started_at": started_at, **facts, "duration_s": time.time() - started_at}
@@ -316,10 +328,8 @@ async def _run_phases(
     config = spec.kafka_config()
     with trio.fail_after(SETUP_TIMEOUT_S):
         await backend.start(nursery)
-        # The controller refuses a topic with more replicas than registered brokers.
         await _wait_registered(control, cluster, config)
-        replication = min(config.replication_factor, spec.brokers)
-        topics = [(TOPIC, spec.partitions, replication, {})]
+        topics = [(TOPIC, spec.partitions, spec.topic_replication_factor(), {})]
         await create_topics(control, cluster.bootstrap, topics, config=config)
         await wait_for_leaders(control, cluster.bootstrap, [TOPIC], config=config)
         if spec.workload == "consumer":

@@ -51,7 +51,8 @@ def test_offset_and_value_anomalies(valid_history: list[Op]) -> None:
     (first_offset, first_value), (second_offset, second_value) = records[0], records[1]
     records[1] = [second_offset, first_value]
     result = queue.check(history)
-    assert {"duplicate", "inconsistent-offsets"} <= set(result.stats["bad_anomalies"])
+    assert result.valid is False
+    assert {"duplicate", "inconsistent-offsets"} <= set(result.anomalies)
     assert result.anomalies["duplicate"] == [
         {"key": key, "value": first_value, "offsets": [first_offset, second_offset]}
     ]
@@ -117,28 +118,70 @@ def _healed(final_read: dict, pre_heal_read: dict | None = None) -> list[Op]:
 def test_durability_reports_an_acknowledged_record_the_final_reads_passed_over() -> None:
     # Offset 1 was truncated away and rewritten with 3: the read got past it, so 2 is lost.
     history = _healed({"k": [[0, 1], [1, 3]]})
-    result = durability.check(history)
+    result = durability.check(history, "all")
     assert result.valid is False
     assert result.anomalies["lost-acknowledged"] == [
         {"key": "k", "value": 2, "offset": 1, "send_index": 2}
     ]
-    assert durability.check(history, acks="1").valid is True
-    assert durability.check(_healed({"k": [[0, 1], [1, 2]]})).valid is True
+    assert durability.check(_healed({"k": [[0, 1], [1, 2]]}), "all").valid is True
+
+
+def test_durability_loss_is_invalid_under_any_acks_and_the_note_says_why() -> None:
+    """One property under every configuration; the recorded acks only explains the loss,
+    and unrecorded acks is said, not assumed."""
+    history = _healed({"k": [[0, 1], [1, 3]]})
+    for acks, note in (
+        ("all", "acks=all (recorded)"),
+        ("1", "acks=1 (recorded): Kafka promises nothing"),
+        (None, "acks: unknown (not recorded); durability checks only acknowledged writes"),
+    ):
+        result = durability.check(history, acks)
+        assert (result.valid, result.count("lost-acknowledged")) == (False, 1), acks
+        assert result.stats["acks"] == acks
+        assert result.notes[0].startswith(note)
+
+
+def test_durability_without_an_acknowledged_send_is_no_evidence() -> None:
+    history = [
+        Op(0, 0, 0, "invoke", "send", ["k", 1]),
+        Op(1, 1, 0, "fail", "send", ["k", 1]),
+        Op(2, 2, 1, "invoke", "poll", None),
+        Op(3, 3, 1, "ok", "poll", {"k": []}),
+    ]
+    result = durability.check(history, "all")
+    assert result.valid == "unknown"
+    assert result.reason == "no evidence (no acknowledged send)"
+    assert queue.check(history).valid is True  # an empty poll is still a read it judges
+    assert queue.check(history[:2]).reason == (
+        "no evidence (no acknowledged send and no completed poll)"
+    )
+
+
+def test_durability_final_read_to_the_end_turns_unreached_into_lost() -> None:
+    """A poll invoked "final" reads every key to its end offset: an acknowledged record
+    past where it stopped is gone, not unread."""
+    history = _healed({"k": [[0, 1]]})
+    assert durability.check(history, "all").valid == "unknown"
+    history[-2].value = durability.READ_TO_END
+    result = durability.check(history, "all")
+    assert result.valid is False
+    assert result.anomalies["lost-acknowledged"][0]["offset"] == 1
 
 
 def test_durability_is_unknown_when_final_reads_stop_short() -> None:
     # The final read ends at offset 0: offset 1 may be there, unread, so nothing is lost.
-    result = durability.check(_healed({"k": [[0, 1]]}))
-    assert result.valid == "unknown"
+    result = durability.check(_healed({"k": [[0, 1]]}), "all")
+    assert result.valid == "unknown" and not result.limit_reached
     assert result.anomalies == {}
     assert result.stats["unreached"] == 1
+    assert result.reason is not None
     assert (
         "stop short of 1 acknowledged record(s), e.g. key 'k' offset 1 (read up to offset 0)"
-        in (result.stats["reason"])
+        in result.reason
     )
     no_final_read = _healed({"k": [[0, 1]]})[:6]
-    assert durability.check(no_final_read).valid == "unknown"
-    assert "not read at all" in durability.check(no_final_read).stats["reason"]
+    assert durability.check(no_final_read, "all").valid == "unknown"
+    assert "not read at all" in str(durability.check(no_final_read, "all").reason)
 
 
 def test_durability_picks_final_reads_by_position_not_index() -> None:
@@ -147,7 +190,7 @@ def test_durability_picks_final_reads_by_position_not_index() -> None:
     history = _healed({"k": [[0, 1], [1, 3]]}, pre_heal_read={"k": [[0, 1], [1, 2]]})
     for position, op in enumerate(history):
         op.index = 100 - position
-    result = durability.check(history)
+    result = durability.check(history, "all")
     assert result.valid is False
     assert result.stats["final_reads"] == 1
     assert [case["value"] for case in result.anomalies["lost-acknowledged"]] == [2]
