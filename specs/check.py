@@ -192,9 +192,9 @@ def run_in_workers(
     `on_progress`, called in this process."""
     workers = max(1, min(len(tasks), jobs or os.cpu_count() or 1))
     shortest = multiprocessing.Value("i", NEVER)
-    progress = multiprocessing.SimpleQueue() if on_progress is not None else None
-    relay = None
-    if progress is not None and on_progress is not None:
+    progress, relay = None, None
+    if on_progress is not None:
+        progress = multiprocessing.SimpleQueue()
         relay = threading.Thread(target=_relay, args=(progress, on_progress), daemon=True)
         relay.start()
     try:

@@ -215,7 +215,7 @@ def check_main(argv: list[str]) -> int:
                     f"replication.factor={config.replication_factor} needs --brokers >= it"
                 )
         if args.engine != "explicit":
-            smt_check.validate(config, scopes, args.smt_depth, on_graph or args.mode != "bfs")
+            smt_check.validate(config, scopes, on_graph or args.mode != "bfs")
         _check_outputs(args)
     except (ConfigError, ValueError) as error:
         print(f"replog check: {error}", file=sys.stderr)

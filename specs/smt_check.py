@@ -13,7 +13,6 @@ from specs import smt
 from specs.check import CheckResult, OnProgress, progress_interval, run_in_workers, send_progress
 from specs.explorer import Progress, Violation
 from specs.smt_rules import check_supported
-from specs.smt_state import MAX_DEPTH
 from specs.verdict import GO_FURTHER, HELD, UNKNOWN, VIOLATED, overall
 
 # Each extra step multiplies the solver's work by 2.5 to 3 on the default scopes; at 7
@@ -46,17 +45,13 @@ class SmtTask:
     progress_every_s: float | None = None  # None: no progress reports
 
 
-def validate(
-    config: Config, scopes: list[tuple[str, Scope, int]], depth: int, other_search: bool
-) -> None:
+def validate(config: Config, scopes: list[tuple[str, Scope, int]], other_search: bool) -> None:
     """Raise ValueError for arguments the SMT engine cannot honour."""
     if other_search:
         raise ValueError(
             "--engine smt|both checks the invariants breadth-first: "
             "not with --liveness, --graph or --mode random"
         )
-    if not 1 <= depth <= MAX_DEPTH:
-        raise ValueError(f"--smt-depth must be between 1 and {MAX_DEPTH}")
     for name, scope, _ in scopes:
         try:
             check_supported(ReplicationModel(config, scope))

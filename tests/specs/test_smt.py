@@ -178,7 +178,7 @@ def test_check_smt_holds_on_defaults_and_says_how_far(capsys):
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "engine: smt, depth <= 4" in out
-    assert "smt: no violation within 4 steps (every scope searched to its bound)" in out
+    assert "smt: held: no violation within 4 steps (every scope searched to its bound)" in out
     assert "scope zombie" in out
 
 
