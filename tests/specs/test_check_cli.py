@@ -186,3 +186,35 @@ def test_bad_arguments_exit_2(capsys):
     assert main(["check", "--scope", "nowhere"]) == 2
     assert main(["check", "--config", "replication.factor=4"]) == 2
     assert main(["nonsense"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["bench", "model", "--brokers", "0"], "argument --brokers: must be an integer from 1"),
+        (["bench", "model", "--steps", "-1"], "argument --steps: must be an integer >= 1"),
+        (
+            ["bench", "model", "--config", "replication.factor=4"],
+            "replication.factor=4 needs at least that many brokers",
+        ),
+        (
+            ["bench", "check", "--config", "replication.factor=4"],
+            "replication.factor=4 needs at least that many brokers",
+        ),
+        (["bench", "check", "--scope", "nowhere"], "unknown scope 'nowhere'"),
+    ],
+)
+def test_bench_model_and_check_refuse_bad_arguments_in_one_line(argv, message, capsys):
+    with pytest.raises(SystemExit) as refused:
+        main(argv)
+    assert refused.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+
+
+def test_graph_naming_a_directory_is_refused_before_building(tmp_path, capsys):
+    assert main(["check", "--graph", str(tmp_path), "--scope", "offline"]) == 2
+    assert capsys.readouterr().err == (
+        f"replog check: --graph: {tmp_path} is a directory, not a file; "
+        "it names the GraphML file to write\n"
+    )
