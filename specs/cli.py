@@ -228,6 +228,7 @@ def check_main(argv: list[str]) -> int:
             graph_path=args.graph,
             max_nodes=args.max_nodes,
             out=args.out,
+            on_progress=_progress_printer("replog check", args),
         )
     names = [i.name for i in invariants]
     if args.engine != "explicit":
