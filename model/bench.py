@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import random
 import time
 
 from model.config import Config, ConfigError
 from model.machine import ReplicationModel, Scope
+from specs.args import Parser, integer
 
 
 def random_walk_rate(
@@ -30,18 +30,14 @@ def random_walk_rate(
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="replog bench model", description=__doc__)
+    parser = Parser(prog="replog bench model", description=__doc__)
     parser.add_argument("--config", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--brokers", type=int, default=3)
-    parser.add_argument("--partitions", type=int, default=1)
-    parser.add_argument("--walks", type=int, default=4000)
-    parser.add_argument("--steps", type=int, default=50, help="steps per walk")
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--brokers", type=integer(1, 8), default=3, metavar="N")
+    parser.add_argument("--partitions", type=integer(1, 8), default=1, metavar="N")
+    parser.add_argument("--walks", type=integer(1), default=4000, metavar="N")
+    parser.add_argument("--steps", type=integer(1), default=50, metavar="N", help="steps per walk")
+    parser.add_argument("--seed", type=integer(0), default=1, metavar="N")
     args = parser.parse_args(argv)
-    try:
-        config = Config.parse(args.config)
-    except ConfigError as error:
-        parser.exit(2, f"replog bench model: {error}\n")
     scope = Scope(
         brokers=args.brokers,
         partitions=args.partitions,
@@ -53,7 +49,10 @@ def main(argv: list[str]) -> int:
         max_network_changes=4,
         max_clock_advances=4,
     )
-    model = ReplicationModel(config, scope)
+    try:
+        model = ReplicationModel(Config.parse(args.config), scope)
+    except (ConfigError, ValueError) as error:
+        parser.exit(2, f"replog bench model: {error}\n")
     steps, seconds = random_walk_rate(model, args.seed, args.walks, args.steps)
     print(
         f"model random walks: {args.brokers} brokers, {args.partitions} partition(s), "

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import argparse
 import cProfile
 import pstats
 
 from model.config import Config, ConfigError
+from model.machine import ReplicationModel
 from specs import explorer
+from specs.args import Parser
 from specs.check import describe_run, run_check
 from specs.invariants import INVARIANTS
 from specs.scopes import resolve
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="replog bench check", description=__doc__)
+    parser = Parser(prog="replog bench check", description=__doc__)
     parser.add_argument("--config", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--scope", action="append", default=[], metavar="NAME")
     parser.add_argument("--profile", action="store_true", help="also print the top functions")
@@ -22,6 +23,8 @@ def main(argv: list[str]) -> int:
     try:
         config = Config.parse(args.config)
         scopes = resolve(args.scope)
+        for _, scope, _ in scopes:
+            ReplicationModel(config, scope)  # raises for a configuration the scope cannot hold
     except (ConfigError, ValueError) as error:
         parser.exit(2, f"replog bench check: {error}\n")
     limits = explorer.Limits()

@@ -10,20 +10,33 @@ from pathlib import Path
 from model.config import Config, ConfigError
 from model.machine import Scope
 from specs import explorer, graph, matrix, smt_check
-from specs.check import describe_run, run_check, to_json, write_counterexample
+from specs.args import Parser, integer, seconds, unwritable_dir, unwritable_file
+from specs.check import (
+    PROGRESS_EVERY_S,
+    OnProgress,
+    describe_run,
+    run_check,
+    summary,
+    to_json,
+    write_counterexample,
+)
 from specs.invariants import INVARIANTS, select
 from specs.scopes import DEFAULT_SUITE, LIVENESS_SUITE, SCOPES, resolve
 from specs.smt_state import MAX_DEPTH
+from specs.trace import render_text
+from specs.verdict import UNKNOWN, exit_code, overall
 
 
 def _check_parser() -> argparse.ArgumentParser:
     scopes = "; ".join(f"{name}: {preset.about}" for name, preset in SCOPES.items())
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="replog check",
         description="Explore the reference model breadth-first for invariant violations; "
         "print the shortest counterexample found.",
-        epilog=f"Scopes ({scopes}). Exit 0: no violation within the bounds; 1: violation; "
-        "2: bad arguments.",
+        epilog=f"Scopes ({scopes}). Exit 0: held, every scope searched to its bound (state "
+        "space exhausted or every trace up to its depth bound explored); 1: a violation; "
+        "2: bad arguments; 3: unknown, a scope stopped by --time-limit or --states-max "
+        "before its bound, or --mode random without a violation.",
     )
     parser.add_argument("--config", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument(
@@ -41,40 +54,91 @@ def _check_parser() -> argparse.ArgumentParser:
         help=f"fault classes to explore (default: {', '.join(DEFAULT_SUITE)})",
     )
     bounds = parser.add_argument_group("bounds (override every chosen scope)")
-    for flag, about in (
-        ("--brokers", "brokers (replicas of the partition)"),
-        ("--partitions", "partitions"),
-        ("--max-writes", "records produced"),
-        ("--max-retries", "producer retries"),
-        ("--max-crashes", "broker crashes"),
-        ("--max-data-loss-crashes", "crashes that lose data (power, disk)"),
-        ("--max-elections", "leader elections"),
-        ("--max-network-changes", "network faults"),
-        ("--max-clock-advances", "clock advances past replica.lag.time.max.ms"),
-        ("--group-consumers", "consumer processes in a consumer group (group scopes)"),
-        ("--max-polls", "consumer polls"),
-        ("--max-consumer-crashes", "consumer process crashes"),
-        ("--max-leaves", "consumers closing (LeaveGroup)"),
-        ("--max-time-advances", "clock advances of --clock-step-ms (group timers, retention)"),
-        ("--clock-step-ms", "how far one such clock advance goes"),
+    for flag, about, allowed in (
+        ("--brokers", "brokers (replicas of the partition)", integer(1, 8)),
+        ("--partitions", "partitions", integer(1, 8)),
+        ("--max-writes", "records produced", integer(0)),
+        ("--max-retries", "producer retries", integer(0)),
+        ("--max-crashes", "broker crashes", integer(0)),
+        ("--max-data-loss-crashes", "crashes that lose data (power, disk)", integer(0)),
+        ("--max-elections", "leader elections", integer(0)),
+        ("--max-network-changes", "network faults", integer(0)),
+        ("--max-clock-advances", "clock advances past replica.lag.time.max.ms", integer(0)),
+        (
+            "--group-consumers",
+            "consumer processes in a consumer group (group scopes)",
+            integer(0, 4),
+        ),
+        ("--max-polls", "consumer polls", integer(0)),
+        ("--max-consumer-crashes", "consumer process crashes", integer(0)),
+        ("--max-leaves", "consumers closing (LeaveGroup)", integer(0)),
+        (
+            "--max-time-advances",
+            "clock advances of --clock-step-ms (group timers, retention)",
+            integer(0),
+        ),
+        ("--clock-step-ms", "how far one such clock advance goes", integer(1)),
     ):
-        bounds.add_argument(flag, type=int, metavar="N", help=about)
+        bounds.add_argument(flag, type=allowed, metavar="N", help=about)
     bounds.add_argument("--crash-kinds", metavar="LIST", help="comma list of kill,power,disk")
     bounds.add_argument("--network-faults", metavar="LIST", help="comma list of isolate,controller")
     bounds.add_argument(
         "--consumers", action="store_true", help="let a consumer read (ConsistentRead)"
     )
     parser.add_argument(
-        "--depth", type=int, default=40, help="BFS depth limit (default: each scope's own, <= 40)"
+        "--depth",
+        type=integer(1),
+        default=40,
+        metavar="N",
+        help="depth bound, at least 1 (default: each scope's own, <= 40)",
     )
-    parser.add_argument("--states-max", type=int, default=3_000_000)
-    parser.add_argument("--time-limit", type=float, default=120.0, help="seconds per scope")
-    parser.add_argument("--mode", choices=("bfs", "random"), default="bfs")
-    parser.add_argument("--seed", type=int, default=1, help="random mode: the RNG seed")
-    parser.add_argument("--walks", type=int, default=10_000, help="random mode: walks per scope")
-    parser.add_argument("--jobs", type=int, help="worker processes (default: one per core)")
-    parser.add_argument("--json", action="store_true", help="print a JSON summary")
-    parser.add_argument("--out", type=Path, help="where trace.txt and trace.mmd go")
+    parser.add_argument(
+        "--states-max",
+        type=integer(1),
+        default=explorer.Limits.states_max,
+        metavar="N",
+        help="distinct states per scope before it stops, unknown (default %(default)s)",
+    )
+    parser.add_argument(
+        "--time-limit",
+        type=seconds,
+        metavar="S",
+        help="seconds per scope; a scope it stops before its bound is unknown, exit 3 "
+        "(default: none, so the answer does not depend on the machine's load)",
+    )
+    parser.add_argument(
+        "--mode",
+        choices=("bfs", "random"),
+        default="bfs",
+        help="bfs: breadth-first to each scope's bound (default); random: seeded random "
+        "walks, which find violations (exit 1) but never show there is none, so without "
+        "one the verdict is unknown (exit 3), however many walks ran",
+    )
+    parser.add_argument(
+        "--seed", type=integer(0), default=1, metavar="N", help="random mode: the RNG seed"
+    )
+    parser.add_argument(
+        "--walks",
+        type=integer(1),
+        default=10_000,
+        metavar="N",
+        help="random mode: walks per scope (default %(default)s)",
+    )
+    parser.add_argument(
+        "--jobs", type=integer(1), metavar="N", help="worker processes (default: one per core)"
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print a JSON summary (and no progress lines)"
+    )
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help=f"no progress lines (otherwise one per scope on stderr every "
+        f"{PROGRESS_EVERY_S:.0f} s of a long search)",
+    )
+    parser.add_argument(
+        "--out", type=Path, metavar="DIR", help="the directory trace.txt and trace.mmd go in"
+    )
     engines = parser.add_argument_group("engine")
     engines.add_argument(
         "--engine",
@@ -86,7 +150,7 @@ def _check_parser() -> argparse.ArgumentParser:
     )
     engines.add_argument(
         "--smt-depth",
-        type=int,
+        type=integer(1, MAX_DEPTH),
         default=smt_check.DEFAULT_DEPTH,
         metavar="N",
         help="smt/both: steps to unroll (default %(default)s, each scope's own bound if "
@@ -103,7 +167,7 @@ def _check_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--max-nodes",
-        type=int,
+        type=integer(1),
         default=graph.DEFAULT_MAX_NODES,
         help="--liveness/--graph: most states a graph may hold (default %(default)s)",
     )
@@ -151,7 +215,8 @@ def check_main(argv: list[str]) -> int:
                     f"replication.factor={config.replication_factor} needs --brokers >= it"
                 )
         if args.engine != "explicit":
-            smt_check.validate(config, scopes, args.smt_depth, on_graph or args.mode != "bfs")
+            smt_check.validate(config, scopes, on_graph or args.mode != "bfs")
+        _check_outputs(args)
     except (ConfigError, ValueError) as error:
         print(f"replog check: {error}", file=sys.stderr)
         return 2
@@ -163,44 +228,82 @@ def check_main(argv: list[str]) -> int:
             graph_path=args.graph,
             max_nodes=args.max_nodes,
             out=args.out,
+            on_progress=_progress_printer("replog check", args),
         )
+    names = [i.name for i in invariants]
     if args.engine != "explicit":
-        return _check_with_smt(args, config, [i.name for i in invariants], scopes)
+        return _check_with_smt(args, config, names, scopes)
     limits = explorer.Limits(args.depth, args.states_max, args.time_limit)
     if not args.json:
-        print(
-            f"replog check: {config.label()}; invariants: {', '.join(i.name for i in invariants)}"
-        )
+        print(f"replog check: {config.label()}; invariants: {', '.join(names)}", flush=True)
     result = run_check(
         config,
         scopes,
-        [i.name for i in invariants],
+        names,
         limits,
         mode=args.mode,
         seed=args.seed,
         walks_max=args.walks,
         jobs=args.jobs,
+        on_progress=_progress_printer("replog check", args),
     )
     violation = result.violation
-    paths = write_counterexample(violation, _out_dir(args, config)) if violation else None
+    paths = _save_counterexample(violation, _out_dir(args, config)) if violation else None
     if args.json:
         print(json.dumps(to_json(result, paths), indent=2))
-        return 1 if violation else 0
-    for run in result.runs:
-        print("  " + describe_run(run))
-    if violation is None:
-        covered = "every scope exhausted" if result.exhausted else "bounded, not exhausted"
-        print(f"no violation ({covered})")
-        return 0
-    print()
-    print(paths[0].read_text(), end="")
-    print(f"\ntrace: {paths[0]}\ndiagram (Mermaid): {paths[1]}")
-    return 1
+    else:
+        for run in result.runs:
+            print("  " + describe_run(run))
+        if violation is None:
+            print(summary(result))
+        else:
+            _print_counterexample(violation, paths)
+    return exit_code(result.verdict)
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Refuse, before any search, output paths the run could not write at its end."""
+    if args.out is not None and (reason := unwritable_dir(args.out)) is not None:
+        raise ValueError(f"--out: {reason}; it names the directory trace.txt and trace.mmd go in")
+    if args.graph is not None and (reason := unwritable_file(args.graph)) is not None:
+        raise ValueError(f"--graph: {reason}; it names the GraphML file to write")
+
+
+def _progress_printer(prog: str, args: argparse.Namespace) -> OnProgress | None:
+    """Progress lines on stderr, unless --quiet, or --json (whose reader wants only JSON)."""
+    if args.quiet or args.json:
+        return None
+
+    def show(line: str) -> None:
+        print(f"{prog}: {line}", file=sys.stderr, flush=True)
+
+    return show
 
 
 def _out_dir(args: argparse.Namespace, config: Config) -> Path:
     label = config.label().replace("=", "-").replace(",", "_")
     return args.out or Path("reports") / "check" / label
+
+
+def _save_counterexample(violation: explorer.Violation, out_dir: Path) -> tuple[Path, Path] | None:
+    """trace.txt and trace.mmd in `out_dir`, or None (said on stderr) if they cannot be
+    written: the violation is still the verdict, and is printed."""
+    try:
+        return write_counterexample(violation, out_dir)
+    except OSError as error:
+        print(
+            f"replog check: cannot write the counterexample to {out_dir}: "
+            f"{error.strerror or error}",
+            file=sys.stderr,
+        )
+        return None
+
+
+def _print_counterexample(violation: explorer.Violation, paths: tuple[Path, Path] | None) -> None:
+    print()
+    print(render_text(violation))
+    if paths is not None:
+        print(f"\ntrace: {paths[0]}\ndiagram (Mermaid): {paths[1]}")
 
 
 def _check_with_smt(
@@ -215,27 +318,39 @@ def _check_with_smt(
         engines = "explicit and smt" if both else "smt"
         print(
             f"replog check: {config.label()}; invariants: {', '.join(invariants)}; "
-            f"engine: {engines}, depth <= {args.smt_depth}"
+            f"engine: {engines}, depth <= {args.smt_depth}",
+            flush=True,
         )
+    on_progress = _progress_printer("replog check", args)
     result = None
     if both:
         limits = explorer.Limits(min(args.depth, args.smt_depth), args.states_max, args.time_limit)
-        result = run_check(config, scopes, invariants, limits, jobs=args.jobs)
+        result = run_check(
+            config, scopes, invariants, limits, jobs=args.jobs, on_progress=on_progress
+        )
     runs = smt_check.run_smt_check(
-        config, scopes, invariants, args.smt_depth, time_limit_s=args.time_limit, jobs=args.jobs
+        config,
+        scopes,
+        invariants,
+        args.smt_depth,
+        time_limit_s=args.time_limit,
+        jobs=args.jobs,
+        on_progress=on_progress,
     )
     disagreement = smt_check.disagreement(result, runs) if result is not None else None
     violation = smt_check.shortest(runs)
     if result is not None and result.violation is not None:
         violation = result.violation
-    paths = write_counterexample(violation, _out_dir(args, config)) if violation else None
-    code = 2 if disagreement else 1 if violation else 0
+    paths = _save_counterexample(violation, _out_dir(args, config)) if violation else None
+    verdicts = [run.verdict for run in runs]
+    verdicts += [run.verdict for run in result.runs] if result is not None else []
     if args.json:
         report = smt_check.to_json(config, runs, paths)
         if result is not None:
             report = {
                 "engine": "both",
                 "agree": disagreement is None,
+                "verdict": overall(verdicts),
                 "explicit": to_json(result, paths),
                 "smt": report,
             }
@@ -247,36 +362,64 @@ def _check_with_smt(
             print(("  smt:      " if both else "  ") + smt_check.describe_run(smt_run))
         if violation is None:
             print(f"{args.engine}: {smt_check.summary(runs)}")
+            if result is not None and result.verdict == UNKNOWN:
+                print(f"explicit: {summary(result)}")
         else:
-            print()
-            print(paths[0].read_text(), end="")
-            print(f"\ntrace: {paths[0]}\ndiagram (Mermaid): {paths[1]}")
+            _print_counterexample(violation, paths)
     if disagreement:
         print(f"replog check: the engines disagree: {disagreement}", file=sys.stderr)
-    return code
+        return 2
+    return exit_code(overall(verdicts))
 
 
 def matrix_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="replog matrix",
         description="The safety matrix: invariants x configurations, each cell held or "
         "violated with the length of its shortest counterexample.",
+        epilog="Exit 0: every cell held or violated (violated cells are what the matrix "
+        "shows, not a failure); 2: bad arguments; 3: a cell is unknown, its search stopped "
+        "by --time-limit before its bounds.",
     )
     parser.add_argument(
         "--depth",
-        type=int,
+        type=integer(1),
+        metavar="N",
         help="search every scope to this depth (within its own bound) instead of the "
         f"defaults, which the committed matrix uses: {matrix.Bounds().describe()}",
     )
-    parser.add_argument("--jobs", type=int, help="worker processes (default: one per core)")
-    parser.add_argument("--json", action="store_true", help="print the table as JSON")
-    parser.add_argument("--out", type=Path, default=Path("reports/safety-matrix.md"))
+    parser.add_argument(
+        "--time-limit",
+        type=seconds,
+        metavar="S",
+        help="seconds per search; cells of a search it stops before its bounds are "
+        "unknown (default: none, so the cells depend on the bounds only)",
+    )
+    parser.add_argument(
+        "--jobs", type=integer(1), metavar="N", help="worker processes (default: one per core)"
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print the table as JSON (and no progress lines)"
+    )
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help=f"no progress lines (otherwise one per search on stderr every "
+        f"{PROGRESS_EVERY_S:.0f} s of a long one)",
+    )
+    parser.add_argument(
+        "--out", type=Path, metavar="FILE", default=Path("reports/safety-matrix.md")
+    )
     args = parser.parse_args(argv)
-    if args.depth is not None and args.depth < 1:
-        print("replog matrix: --depth must be at least 1", file=sys.stderr)
+    if (reason := unwritable_file(args.out)) is not None:
+        print(
+            f"replog matrix: --out: {reason}; it names the Markdown file to write", file=sys.stderr
+        )
         return 2
-    bounds = matrix.Bounds(depth=args.depth)
-    table = matrix.compute(bounds, jobs=args.jobs)
+    bounds = matrix.Bounds(depth=args.depth, time_limit_s=args.time_limit)
+    table = matrix.compute(
+        bounds, jobs=args.jobs, on_progress=_progress_printer("replog matrix", args)
+    )
     text = matrix.render_markdown(table, bounds)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
@@ -286,4 +429,4 @@ def matrix_main(argv: list[str]) -> int:
     else:
         print(text, end="")
         print(f"\nwritten to {args.out}")
-    return 0
+    return 0 if matrix.complete(table) else exit_code(UNKNOWN)

@@ -8,11 +8,13 @@ edge, since a state reached twice may be reached by a different transition.
 from __future__ import annotations
 
 import gc
+import math
 import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Generic, TypeVar
 
 from model.machine import Action, ReplicationModel
 from model.state import State
@@ -23,9 +25,15 @@ from specs.symmetry import compose, inverse, permute, permute_action
 
 @dataclass(frozen=True)
 class Limits:
+    """What stops a search. Only `depth_max` belongs to the question asked; a search
+    stopped by `states_max` or `time_limit_s` (None: no limit) has no verdict."""
+
     depth_max: int = 40
     states_max: int = 3_000_000
-    time_limit_s: float = 600.0
+    time_limit_s: float | None = None
+
+    def deadline(self, started: float) -> float:
+        return math.inf if self.time_limit_s is None else started + self.time_limit_s
 
 
 @dataclass
@@ -35,11 +43,24 @@ class Stats:
     depth: int = 0  # deepest BFS level completed or walk length reached
     elapsed_s: float = 0.0
     exhausted: bool = False  # the whole bounded space was covered
-    stopped_by: str = ""  # "", "depth", "states", "time"
+    stopped_by: str = ""  # "", "depth", "states", "time", "shorter found elsewhere"
+    walks: int = 0  # random walks taken (random mode)
 
     @property
     def states_per_s(self) -> float:
         return self.distinct / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+S = TypeVar("S")
+
+
+@dataclass(frozen=True)
+class Progress(Generic[S]):
+    """Where a long search reports how far it got: `report(stats)` every `every_s`
+    seconds (stats as of then; their `depth` counts the levels completed)."""
+
+    report: Callable[[S], None]
+    every_s: float
 
 
 @dataclass
@@ -64,6 +85,7 @@ def bfs(
     *,
     collect: bool = False,
     shortest_known: Callable[[], int] | None = None,
+    progress: Progress[Stats] | None = None,
 ) -> Outcome:
     """Breadth-first search; the first violation of an invariant has a shortest trace.
 
@@ -74,7 +96,7 @@ def bfs(
     found one): this search stops before levels deeper than that.
     """
     with collector_paused():
-        return _bfs(model, invariants, limits, collect, shortest_known)
+        return _bfs(model, invariants, limits, collect, shortest_known, progress)
 
 
 @contextmanager
@@ -97,6 +119,7 @@ def _bfs(
     limits: Limits,
     collect: bool,
     shortest_known: Callable[[], int] | None,
+    progress: Progress[Stats] | None,
 ) -> Outcome:
     stats = Stats()
     started = time.perf_counter()
@@ -114,7 +137,8 @@ def _bfs(
     edge_checks = [i for i in pending if i.check is None]
     parents: dict[State, tuple[State, Action] | None] = {initial: None}
     frontier = [initial] if pending and (collect or not violations) else []
-    deadline = started + limits.time_limit_s
+    deadline = limits.deadline(started)
+    report_at = started + progress.every_s if progress is not None else math.inf
     while frontier:
         if stats.depth >= limits.depth_max:
             stats.stopped_by = "depth"
@@ -157,10 +181,14 @@ def _bfs(
                     found = len(violations)
                     pending = [i for i in invariants if i.name not in violations]
                     edge_checks = [i for i in pending if i.check is None]
-            if len(parents) >= limits.states_max or time.perf_counter() > deadline:
+            now = time.perf_counter()
+            if len(parents) >= limits.states_max or now > deadline:
                 stats.stopped_by = "states" if len(parents) >= limits.states_max else "time"
                 frontier = []
                 break
+            if now >= report_at:
+                report_at = now + progress.every_s
+                progress.report(_snapshot(stats, started, len(parents), now))
         else:
             stats.depth += 1
             frontier = next_frontier
@@ -175,6 +203,10 @@ def _finish(
     stats.distinct = len(parents)
     first = next(iter(violations.values()), None)
     return Outcome(first, stats, violations)
+
+
+def _snapshot(stats: Stats, started: float, distinct: int, now: float) -> Stats:
+    return replace(stats, distinct=distinct, elapsed_s=now - started)
 
 
 def _path(parents: dict[State, tuple[State, Action] | None], state: State) -> list[Action]:
@@ -245,15 +277,19 @@ def random_walks(
     limits: Limits,
     seed: int,
     walks_max: int,
+    progress: Progress[Stats] | None = None,
 ) -> Outcome:
-    """Seeded random walks of up to depth_max steps each, for spaces too big to exhaust."""
+    """Seeded random walks of up to depth_max steps each, for spaces too big to exhaust.
+    They can find a violation, never show there is none."""
     stats = Stats()
     rng = random.Random(seed)
     started = time.perf_counter()
-    deadline = started + limits.time_limit_s
+    deadline = limits.deadline(started)
+    report_at = started + progress.every_s if progress is not None else math.inf
     initial = model.initial_state()
     for _ in range(walks_max):
         trace = list(_walk(model, initial, rng, limits.depth_max))
+        stats.walks += 1
         stats.explored += len(trace)
         stats.depth = max(stats.depth, len(trace))
         before = initial
@@ -263,9 +299,13 @@ def random_walks(
                 stats.elapsed_s = time.perf_counter() - started
                 return Outcome(Violation(*found, trace[: index + 1], initial), stats)
             before = after
-        if time.perf_counter() > deadline:
+        now = time.perf_counter()
+        if now > deadline:
             stats.stopped_by = "time"
             break
+        if now >= report_at:
+            report_at = now + progress.every_s
+            progress.report(_snapshot(stats, started, stats.explored, now))
     stats.elapsed_s = time.perf_counter() - started
     stats.distinct = stats.explored
     return Outcome(None, stats)

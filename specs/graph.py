@@ -25,7 +25,9 @@ leader needs them.
 
 from __future__ import annotations
 
+import math
 import sys
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -37,9 +39,9 @@ import networkx as nx
 from model.config import Config
 from model.machine import Action, ReplicationModel, Scope
 from model.state import NO_LEADER, State, broker_name, mask_name
-from specs import symmetry
-from specs.check import write_counterexample
-from specs.explorer import Violation, replay
+from specs import check, symmetry
+from specs.check import OnProgress, write_counterexample
+from specs.explorer import Progress, Violation, replay
 from specs.trace import state_details, state_text
 
 # The environment: faults (a broker or consumer crash, a network fault, the clock
@@ -111,13 +113,18 @@ def _canonical(model: ReplicationModel, state: State) -> State:
     return symmetry.canonical(state)[0] if model.symmetric else state
 
 
-def build(model: ReplicationModel, max_nodes: int = DEFAULT_MAX_NODES) -> StateGraph:
-    """Every state the model reaches (symmetry-reduced), every enabled action an edge."""
+def build(
+    model: ReplicationModel,
+    max_nodes: int = DEFAULT_MAX_NODES,
+    progress: Progress[int] | None = None,
+) -> StateGraph:
+    """Every state the model reaches (symmetry-reduced), every enabled action an edge.
+    `progress` hears the number of states found so far."""
     graph = nx.DiGraph()
     initial = _canonical(model, model.initial_state())
     found = StateGraph(model, graph, {initial: 0})
     graph.add_node(0, state=initial)
-    _explore(found, model, [0], model.enabled_actions, max_nodes, graph)
+    _explore(found, model, [0], model.enabled_actions, max_nodes, graph, progress)
     return found
 
 
@@ -128,13 +135,18 @@ def _explore(
     actions: Callable[[State], list[Action]],
     max_nodes: int,
     edges: nx.DiGraph,
+    progress: Progress[int] | None = None,
 ) -> int:
     """Breadth-first from `start` along `actions`: new states become nodes of `found`,
     transitions edges of `edges`. Returns how many states were new."""
     graph, ids = found.graph, found.ids
     before = len(ids)
     queue = deque(start)
+    report_at = time.perf_counter() + progress.every_s if progress is not None else math.inf
     while queue:
+        if report_at < math.inf and (now := time.perf_counter()) >= report_at:
+            report_at = now + progress.every_s
+            progress.report(len(ids))
         node = queue.popleft()
         state = graph.nodes[node]["state"]
         for action in actions(state):
@@ -206,11 +218,14 @@ class Liveness:
 
 
 def check_liveness(
-    config: Config, scope: Scope, max_nodes: int = DEFAULT_MAX_NODES
+    config: Config,
+    scope: Scope,
+    max_nodes: int = DEFAULT_MAX_NODES,
+    progress: Progress[int] | None = None,
 ) -> tuple[Liveness, StateGraph]:
     """Whether, once faults stop, every reachable state can still get a leader elected
     (see the module docstring); with the reachable state graph."""
-    found = build(ReplicationModel(config, scope), max_nodes)
+    found = build(ReplicationModel(config, scope), max_nodes, progress)
     reachable = found.graph.number_of_nodes()
     # Enough elections for every forced one after the faults stop: a partition loses
     # its leader at most once per fencing, and each broker is fenced at most once.
@@ -219,7 +234,7 @@ def check_liveness(
     )
     system = nx.DiGraph()
     closure = _explore(
-        found, calm, list(range(reachable)), _system_actions(calm), max_nodes, system
+        found, calm, list(range(reachable)), _system_actions(calm), max_nodes, system, progress
     )
     system.add_nodes_from(found.graph.nodes)
     good = {node for node, state in found.graph.nodes(data="state") if elected(state)}
@@ -311,6 +326,22 @@ def describe(result: Liveness) -> str:
     )
 
 
+def _progress(name: str, on_progress: OnProgress | None) -> Progress[int] | None:
+    """Graph building's progress lines, every check.PROGRESS_EVERY_S."""
+    if on_progress is None:
+        return None
+    started = time.perf_counter()
+
+    def report(states: int) -> None:
+        elapsed_s = time.perf_counter() - started
+        on_progress(
+            f"scope {name}: {states:,} states in the graph, {elapsed_s:.0f} s, "
+            f"{states / elapsed_s:,.0f} states/s"
+        )
+
+    return Progress(report, check.PROGRESS_EVERY_S)
+
+
 def run(
     config: Config,
     scopes: list[tuple[str, Scope, int]],
@@ -319,6 +350,7 @@ def run(
     graph_path: Path | None,
     max_nodes: int,
     out: Path | None,
+    on_progress: OnProgress | None = None,
 ) -> int:
     """`replog check --liveness` / `--graph FILE`: 0 holds (or written), 1 fails, 2 when
     the request cannot be met (several scopes for one file, a graph too large)."""
@@ -327,13 +359,14 @@ def run(
         return 2
     failed = None
     for name, scope, _ in scopes:
+        progress = _progress(name, on_progress)
         try:
             if liveness:
-                result, found = check_liveness(config, scope, max_nodes)
+                result, found = check_liveness(config, scope, max_nodes, progress)
                 print(f"scope {name}: {describe(result)}")
                 failed = failed or result.counterexample
             else:
-                found = build(ReplicationModel(config, scope), max_nodes)
+                found = build(ReplicationModel(config, scope), max_nodes, progress)
             if graph_path is not None:
                 export(found, graph_path)
                 nodes, edges = found.graph.number_of_nodes(), found.graph.number_of_edges()

@@ -1,18 +1,18 @@
 """The safety matrix: invariants x configurations, each cell held or violated with the
-length of the shortest counterexample found within the bounds."""
+length of the shortest counterexample found within the bounds, or unknown when a time
+limit stopped a search before its bounds."""
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 from model.config import Config
 from model.machine import Scope
 from specs import explorer
-from specs.check import Task, explore
+from specs.check import OnProgress, Task, explore, progress_interval, run_in_workers
 from specs.invariants import GROUP_INVARIANTS, INVARIANTS
 from specs.scopes import resolve
+from specs.verdict import GO_FURTHER, HELD, UNKNOWN, VIOLATED
 
 # (settings, the operational claim the row checks)
 ROWS: tuple[tuple[tuple[str, ...], str], ...] = (
@@ -59,12 +59,13 @@ MATRIX_DEPTHS: tuple[tuple[str, int], ...] = (
 @dataclass(frozen=True)
 class Bounds:
     """Which scopes the matrix searches and how deep: `depths` (the CI gate's by default),
-    or `depth` for every scope instead; never deeper than a scope's own bound. Time must
-    never stop a search, or the cells would depend on the machine: that is an error."""
+    or `depth` for every scope instead; never deeper than a scope's own bound. No time
+    limit by default, so the cells depend on the bounds only; a search that `time_limit_s`
+    stops leaves its cells unknown."""
 
     depths: tuple[tuple[str, int], ...] = MATRIX_DEPTHS
     depth: int | None = None
-    time_limit_s: float = 600.0
+    time_limit_s: float | None = None
 
     def scopes(self) -> list[tuple[str, Scope, int]]:
         wanted = dict(self.depths)
@@ -78,47 +79,69 @@ class Bounds:
         return ", ".join(f"{name} (depth <= {depth})" for name, _, depth in self.scopes())
 
 
-class NotDeterministic(RuntimeError):
-    """A search stopped on time rather than on its bounds."""
-
-
 @dataclass(frozen=True)
 class Cell:
-    violated: bool
-    length: int  # shortest counterexample found (0 when held)
+    verdict: str  # held, violated or unknown
+    length: int = 0  # shortest counterexample found (violated only)
 
     def render(self) -> str:
-        return f"violated ({self.length})" if self.violated else "held"
+        return f"violated ({self.length})" if self.verdict == VIOLATED else self.verdict
 
 
-def compute(bounds: Bounds, jobs: int | None = None) -> dict[str, dict[str, Cell]]:
-    """{row label: {invariant: cell}} for every row of ROWS."""
+def compute(
+    bounds: Bounds,
+    jobs: int | None = None,
+    on_progress: OnProgress | None = None,
+) -> dict[str, dict[str, Cell]]:
+    """{row label: {invariant: cell}} for every row of ROWS. A cell is violated if any
+    scope's search found a counterexample, else unknown if a limit stopped one of them
+    before its bound, else held."""
     names = COLUMNS
     configs = [Config.parse(list(settings)) for settings, _ in ROWS]
+    every_s = progress_interval(on_progress)
     tasks = []
     for scope_name, scope, depth in bounds.scopes():
         limits = explorer.Limits(depth_max=depth, time_limit_s=bounds.time_limit_s)
         for config in configs:
-            tasks.append(Task(scope_name, config, scope, names, limits, "bfs", 1, 0, collect=True))
-    workers = max(1, min(len(tasks), jobs or os.cpu_count() or 1))
-    if workers == 1:
-        runs = [explore(task) for task in tasks]
-    else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            runs = list(pool.map(explore, tasks))
+            tasks.append(
+                Task(
+                    scope_name,
+                    config,
+                    scope,
+                    names,
+                    limits,
+                    "bfs",
+                    1,
+                    0,
+                    collect=True,
+                    progress_every_s=every_s,
+                    title=f"{config.label()} / scope {scope_name}",
+                )
+            )
+    runs = run_in_workers(explore, tasks, jobs, on_progress)
     table: dict[str, dict[str, Cell]] = {}
     for task, run in zip(tasks, runs, strict=True):
-        if run.outcome.stats.stopped_by not in ("", "depth"):
-            raise NotDeterministic(
-                f"{task.config.label()} / scope {task.name}: the search stopped on its "
-                f"{run.outcome.stats.stopped_by} limit, so the cells would depend on the machine"
-            )
-        row = table.setdefault(task.config.label(), {n: Cell(False, 0) for n in names})
-        for name, violation in run.outcome.violations.items():
-            old = row[name]
-            if not old.violated or len(violation.trace) < old.length:
-                row[name] = Cell(True, len(violation.trace))
+        merge(table.setdefault(task.config.label(), {n: Cell(HELD) for n in names}), run.outcome)
     return table
+
+
+def merge(row: dict[str, Cell], outcome: explorer.Outcome) -> None:
+    """Fold one scope's search into a row: a violation beats anything (the shortest
+    wins), and a search stopped by a limit makes the cells it did not violate unknown
+    unless another scope's search violated them."""
+    cut_short = outcome.stats.stopped_by in GO_FURTHER
+    for name, old in row.items():
+        found = outcome.violations.get(name)
+        if found is not None:
+            if old.verdict != VIOLATED or len(found.trace) < old.length:
+                row[name] = Cell(VIOLATED, len(found.trace))
+        elif cut_short and old.verdict == HELD:
+            row[name] = Cell(UNKNOWN)
+
+
+def complete(table: dict[str, dict[str, Cell]]) -> bool:
+    """Whether every cell has a verdict (no cell is unknown)."""
+    return all(cell.verdict != UNKNOWN for row in table.values() for cell in row.values())
 
 
 def render_markdown(table: dict[str, dict[str, Cell]], bounds: Bounds) -> str:
@@ -131,8 +154,9 @@ def render_markdown(table: dict[str, dict[str, Cell]], bounds: Bounds) -> str:
         "Generated by `replog matrix`; a test regenerates it with the same bounds and fails",
         "naming every cell that flipped. Each row is one configuration (everything else at",
         "replog's defaults); each cell is `held` (breadth-first search of the model found no",
-        "violation within the bounds) or `violated (n)`, n the length of the shortest",
-        f"counterexample in steps. Scopes searched: {scopes}.",
+        "violation within the bounds), `violated (n)`, n the length of the shortest",
+        "counterexample in steps, or `unknown` (a time limit stopped a search before its",
+        f"bounds, without a violation). Scopes searched: {scopes}.",
         "`replog check --config KEY=VALUE --scope NAME` prints a counterexample's trace.",
         "ConsistentRead is left out: these scopes have no consumer.",
         "",

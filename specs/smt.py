@@ -12,14 +12,18 @@ never a violation.
 
 from __future__ import annotations
 
+import math
+import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 
 import z3
 
 from model.machine import Action, ReplicationModel
 from model.state import State
-from specs.explorer import Violation
+from specs.explorer import Progress, Violation
 from specs.invariants import INVARIANTS
 from specs.smt_actions import Encoding, Option
 from specs.smt_invariants import VIOLATED
@@ -240,61 +244,93 @@ def search(
     depth: int,
     *,
     collect: bool = False,
-    time_limit_s: float = 600.0,
+    time_limit_s: float | None = None,
+    progress: Progress[SmtStats] | None = None,
 ) -> SmtOutcome:
     """Iterative deepening from 0 to `depth` steps. Stops at the first violation, or with
     `collect` finds each invariant's shortest one. Raises Unsupported for scopes the
-    encoding does not cover and EncodingError if a counterexample does not replay."""
+    encoding does not cover and EncodingError if a counterexample does not replay.
+    `progress` hears how far it got on time, even while the solver works."""
     started = time.perf_counter()
-    deadline = started + time_limit_s
+    deadline = math.inf if time_limit_s is None else started + time_limit_s
     stats = SmtStats(bound=depth)
     outcome = SmtOutcome(stats)
     unrolling = Unrolling(model)
     solver = unrolling.solver
     pending = list(invariants)
-    for k in range(depth + 1):
-        if k:
-            unrolling.extend()
-        while pending:
-            remaining = deadline - time.perf_counter()
-            if remaining <= 0:
-                stats.stopped_by = "time"
+
+    def snapshot() -> SmtStats:
+        return replace(stats, elapsed_s=time.perf_counter() - started)
+
+    with _heartbeat(progress, snapshot):
+        for k in range(depth + 1):
+            if k:
+                unrolling.extend()
+            while pending:
+                remaining = deadline - time.perf_counter()
+                if remaining <= 0:
+                    stats.stopped_by = "time"
+                    break
+                flags = {name: unrolling.violated(name, k) for name in pending}
+                solver.push()
+                solver.add(z3.Or(list(flags.values())))
+                if remaining < math.inf:
+                    solver.set("timeout", max(1, int(remaining * 1000)))
+                checked = time.perf_counter()
+                result = solver.check()
+                stats.solver_s += time.perf_counter() - checked
+                stats.queries += 1
+                if result == z3.sat:
+                    solution = solver.model()
+                    hit = [n for n, f in flags.items() if z3.is_true(solution.eval(f, True))]
+                    actions, states = unrolling.decode(solution)
+                solver.pop()
+                if result == z3.unknown:
+                    reason = solver.reason_unknown()
+                    timeout = "timeout" in reason or "canceled" in reason
+                    stats.stopped_by = "time" if timeout else f"solver ({reason})"
+                    break
+                if result == z3.unsat:
+                    # Proven for every path of k steps, so for every prefix of a longer one:
+                    # telling the solver spares it re-deriving this at greater depths.
+                    solver.add(z3.Not(z3.Or(list(flags.values()))))
+                    break
+                for name in hit:
+                    outcome.violations[name] = replay(model, unrolling.dims, actions, states, name)
+                pending = [name for name in pending if name not in hit]
+                if not collect:
+                    pending = []
+            if stats.stopped_by:
                 break
-            flags = {name: unrolling.violated(name, k) for name in pending}
-            solver.push()
-            solver.add(z3.Or(list(flags.values())))
-            solver.set("timeout", max(1, int(remaining * 1000)))
-            checked = time.perf_counter()
-            result = solver.check()
-            stats.solver_s += time.perf_counter() - checked
-            stats.queries += 1
-            if result == z3.sat:
-                solution = solver.model()
-                hit = [n for n, f in flags.items() if z3.is_true(solution.eval(f, True))]
-                actions, states = unrolling.decode(solution)
-            solver.pop()
-            if result == z3.unknown:
-                reason = solver.reason_unknown()
-                timeout = "timeout" in reason or "canceled" in reason
-                stats.stopped_by = "time" if timeout else f"solver ({reason})"
+            stats.depth = k
+            if not pending:
                 break
-            if result == z3.unsat:
-                # Proven for every path of k steps, so for every prefix of a longer one:
-                # telling the solver spares it re-deriving this at greater depths.
-                solver.add(z3.Not(z3.Or(list(flags.values()))))
-                break
-            for name in hit:
-                outcome.violations[name] = replay(model, unrolling.dims, actions, states, name)
-            pending = [name for name in pending if name not in hit]
-            if not collect:
-                pending = []
-        if stats.stopped_by:
-            break
-        stats.depth = k
-        if not pending:
-            break
     stats.elapsed_s = time.perf_counter() - started
     return outcome
+
+
+@contextmanager
+def _heartbeat(
+    progress: Progress[SmtStats] | None, snapshot: Callable[[], SmtStats]
+) -> Iterator[None]:
+    """Report `snapshot()` to `progress` on a thread while the body runs: a single
+    solver call can take minutes, and z3 releases the GIL while it works."""
+    if progress is None:
+        yield
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(progress.every_s):
+            progress.report(snapshot())
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def replay(

@@ -3,18 +3,17 @@ comparison of its verdict with the explicit-state explorer's."""
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from model.config import Config
 from model.machine import ReplicationModel, Scope
 from specs import smt
-from specs.check import CheckResult
-from specs.explorer import Violation
+from specs.check import CheckResult, OnProgress, progress_interval, run_in_workers, send_progress
+from specs.explorer import Progress, Violation
 from specs.smt_rules import check_supported
-from specs.smt_state import MAX_DEPTH
+from specs.verdict import GO_FURTHER, HELD, UNKNOWN, VIOLATED, overall
 
 # Each extra step multiplies the solver's work by 2.5 to 3 on the default scopes; at 7
 # the whole default suite costs about 100 s of CPU.
@@ -27,6 +26,13 @@ class SmtRun:
     scope: Scope
     outcome: smt.SmtOutcome
 
+    @property
+    def verdict(self) -> str:
+        """Held only when every depth up to the bound was proven clean."""
+        if self.outcome.violation is not None:
+            return VIOLATED
+        return UNKNOWN if self.outcome.stats.stopped_by else HELD
+
 
 @dataclass(frozen=True)
 class SmtTask:
@@ -35,20 +41,17 @@ class SmtTask:
     scope: Scope
     invariants: tuple[str, ...]
     depth: int
-    time_limit_s: float
+    time_limit_s: float | None
+    progress_every_s: float | None = None  # None: no progress reports
 
 
-def validate(
-    config: Config, scopes: list[tuple[str, Scope, int]], depth: int, other_search: bool
-) -> None:
+def validate(config: Config, scopes: list[tuple[str, Scope, int]], other_search: bool) -> None:
     """Raise ValueError for arguments the SMT engine cannot honour."""
     if other_search:
         raise ValueError(
             "--engine smt|both checks the invariants breadth-first: "
             "not with --liveness, --graph or --mode random"
         )
-    if not 1 <= depth <= MAX_DEPTH:
-        raise ValueError(f"--smt-depth must be between 1 and {MAX_DEPTH}")
     for name, scope, _ in scopes:
         try:
             check_supported(ReplicationModel(config, scope))
@@ -59,8 +62,21 @@ def validate(
 def search_scope(task: SmtTask) -> SmtRun:
     """One scope's search; a top-level function so worker processes can run it."""
     model = ReplicationModel(task.config, task.scope)
-    outcome = smt.search(model, list(task.invariants), task.depth, time_limit_s=task.time_limit_s)
+    progress = None
+    if task.progress_every_s is not None:
+        progress = Progress(partial(_report, task.name), task.progress_every_s)
+    outcome = smt.search(
+        model, list(task.invariants), task.depth, time_limit_s=task.time_limit_s, progress=progress
+    )
     return SmtRun(task.name, task.scope, outcome)
+
+
+def _report(name: str, stats: smt.SmtStats) -> None:
+    send_progress(
+        f"smt scope {name}: every trace of <= {stats.depth} of {stats.bound} steps proven "
+        f"clean, solving depth {stats.depth + 1}; {stats.queries} queries, "
+        f"{stats.elapsed_s:.0f} s"
+    )
 
 
 def run_smt_check(
@@ -69,20 +85,18 @@ def run_smt_check(
     invariants: list[str],
     depth: int,
     *,
-    time_limit_s: float = 600.0,
+    time_limit_s: float | None = None,
     jobs: int | None = None,
+    on_progress: OnProgress | None = None,
 ) -> list[SmtRun]:
     """Each scope up to the smaller of `depth` and its own bound, stopping at its first
     (shortest) violation, in `jobs` worker processes (default: one per core)."""
+    every_s = progress_interval(on_progress)
     tasks = [
-        SmtTask(name, config, scope, tuple(invariants), min(depth, bound), time_limit_s)
+        SmtTask(name, config, scope, tuple(invariants), min(depth, bound), time_limit_s, every_s)
         for name, scope, bound in scopes
     ]
-    workers = max(1, min(len(tasks), jobs or os.cpu_count() or 1))
-    if workers == 1:
-        return [search_scope(task) for task in tasks]
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(search_scope, tasks))
+    return run_in_workers(search_scope, tasks, jobs, on_progress)
 
 
 def shortest(runs: list[SmtRun]) -> Violation | None:
@@ -96,13 +110,17 @@ def describe_run(run: SmtRun) -> str:
     violation = run.outcome.violation
     if violation is not None:
         coverage = f"violated after {len(violation.trace)} steps"
+    elif s.stopped_by == "time":
+        coverage = (
+            f"time limit hit before the bound: every trace of <= {s.depth} of {s.bound} "
+            f"steps proven clean; {GO_FURTHER['time']}"
+        )
     elif s.stopped_by:
-        coverage = f"{s.stopped_by} limit: every trace of <= {s.depth} steps covered"
+        coverage = f"{s.stopped_by} gave up: every trace of <= {s.depth} steps proven clean"
     else:
-        coverage = f"no violation within {s.depth} steps"
-    verdict = "VIOLATED" if violation else "held"
+        coverage = f"no violation within {s.depth} steps: the depth bound"
     return (
-        f"scope {run.name:7s} {verdict:8s} depth {s.depth:>3}/{s.bound:<3} "
+        f"scope {run.name:7s} {run.verdict.upper():8s} depth {s.depth:>3}/{s.bound:<3} "
         f"{s.queries:>3} queries  solver {s.solver_s:6.1f} s  total {s.elapsed_s:6.1f} s  "
         f"({coverage})"
     )
@@ -115,11 +133,11 @@ def covered(runs: list[SmtRun]) -> int:
 
 def summary(runs: list[SmtRun]) -> str:
     """The verdict line when no scope found a violation."""
-    short = [run.name for run in runs if run.outcome.stats.stopped_by]
+    short = [run.name for run in runs if run.verdict == UNKNOWN]
     line = f"no violation within {covered(runs)} steps"
     if short:
-        return f"{line} (limit reached before the bound in scope {', '.join(short)})"
-    return f"{line} (every scope searched to its bound)"
+        return f"unknown: {line}, but scope {', '.join(short)} stopped before its bound (see above)"
+    return f"held: {line} (every scope searched to its bound)"
 
 
 def _lengths(runs: list) -> dict[str, int]:
@@ -164,11 +182,12 @@ def to_json(config: Config, runs: list[SmtRun], paths: tuple[Path, Path] | None)
     out: dict = {
         "engine": "smt",
         "config": config.differences(),
-        "verdict": "violated" if violation else "held",
+        "verdict": overall(run.verdict for run in runs),
         "depth": covered(runs),
         "scopes": [
             {
                 "name": run.name,
+                "verdict": run.verdict,
                 "bound": run.outcome.stats.bound,
                 "depth": run.outcome.stats.depth,
                 "queries": run.outcome.stats.queries,

@@ -19,7 +19,7 @@ import z3
 from model.config import Config
 from model.machine import Action, ReplicationModel, Scope
 from replog_cli import main
-from specs import explorer, matrix, smt, smt_check
+from specs import check, explorer, matrix, smt, smt_check
 from specs.invariants import INVARIANTS, select
 from specs.scopes import SCOPES
 from specs.smt_actions import Encoding
@@ -178,7 +178,7 @@ def test_check_smt_holds_on_defaults_and_says_how_far(capsys):
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "engine: smt, depth <= 4" in out
-    assert "smt: no violation within 4 steps (every scope searched to its bound)" in out
+    assert "smt: held: no violation within 4 steps (every scope searched to its bound)" in out
     assert "scope zombie" in out
 
 
@@ -205,7 +205,7 @@ def test_check_smt_json(tmp_path, capsys):
 def test_check_both_agrees_and_exits_like_the_explorer(tmp_path, capsys):
     base = ["check", "--engine", "both", "--smt-depth", "4", "--jobs", "1", "--out", str(tmp_path)]
     assert main([*base, "--scope", "zombie"]) == 0
-    assert "both: no violation within 4 steps" in capsys.readouterr().out
+    assert "both: held: no violation within 4 steps" in capsys.readouterr().out
     assert main([*base, "--scope", "elect", "--config", "acks=1"]) == 1
     out = capsys.readouterr().out
     assert "explicit: scope elect   VIOLATED" in out and "smt:      scope elect   VIOLATED" in out
@@ -221,9 +221,35 @@ def test_check_both_exits_2_when_the_engines_disagree(monkeypatch, tmp_path, cap
     assert "the engines disagree" in capsys.readouterr().err
 
 
+def test_a_solver_stopped_by_its_time_limit_is_unknown_exit_3(capsys):
+    args = ["check", "--engine", "smt", "--scope", "outage", "--smt-depth", "7", "--jobs", "1"]
+    assert main([*args, "--time-limit", "0.001", "--json"]) == 3
+    report = json.loads(capsys.readouterr().out)
+    assert report["verdict"] == "unknown"
+    assert report["scopes"][0]["verdict"] == "unknown"
+    assert report["scopes"][0]["stopped_by"] == "time"
+    assert main([*args, "--time-limit", "0.001"]) == 3
+    out = capsys.readouterr().out
+    assert "scope outage  UNKNOWN" in out and "time limit hit before the bound" in out
+    assert "smt: unknown: no violation within" in out
+
+
+def test_smt_progress_reports_while_the_solver_works(monkeypatch):
+    monkeypatch.setattr(check, "PROGRESS_EVERY_S", 0.05)
+    lines: list[str] = []
+    scopes = [("zombie", SCOPES["zombie"].scope, 40)]
+    runs = smt_check.run_smt_check(
+        Config.parse([]), scopes, ["NoAcknowledgedWriteLost"], 4, on_progress=lines.append
+    )
+    assert runs[0].verdict == "held"
+    assert lines and all(line.startswith("smt scope zombie: every trace of <= ") for line in lines)
+
+
 def test_engine_arguments_are_checked(capsys):
-    assert main(["check", "--engine", "smt", "--smt-depth", "0"]) == 2
-    assert "--smt-depth must be between 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:
+        main(["check", "--engine", "smt", "--smt-depth", "0"])
+    assert refused.value.code == 2
+    assert "argument --smt-depth: must be an integer from 1 to" in capsys.readouterr().err
     assert main(["check", "--engine", "smt", "--consumers"]) == 2
     assert "does not encode consumers" in capsys.readouterr().err
     assert main(["check", "--engine", "both", "--mode", "random"]) == 2
