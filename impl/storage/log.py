@@ -9,8 +9,11 @@ Durability contract (what `MemoryFileSystem.crash()` tests hold us to):
   never bring back data the log had removed.
 - `open()` trusts closed segments that lie wholly below the recovery point (their
   indexes are loaded, not rebuilt), rescans every later segment batch by batch with its
-  CRC, cuts the log at the first torn or corrupt batch, deletes any segment after it,
-  rebuilds their indexes and fsyncs the result. The recovery point is the caller's to
+  CRC, cuts the log at the first torn or corrupt batch, drops any segment after it,
+  rebuilds their indexes and fsyncs the result. Nothing is cut without a trace: the cut
+  bytes and dropped segments are moved aside (`impl.storage.quarantine`) and each cut
+  logs a WARN on `replog.storage` naming the partition, file, first dropped offset,
+  bytes dropped and why. The recovery point is the caller's to
   keep (Kafka keeps it in the log dir's `recovery-point-offset-checkpoint`, see
   `impl.storage.checkpoint`); passing None rescans everything.
 - Reads check the CRC of every batch they return. A bad batch in a trusted segment
@@ -26,7 +29,9 @@ Durability contract (what `MemoryFileSystem.crash()` tests hold us to):
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import itertools
+import logging
 import posixpath
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -49,6 +54,7 @@ from impl.storage.batch import (
 )
 from impl.storage.cleaner import finish_interrupted_cleaning, is_compacted, swap_in
 from impl.storage.epoch_cache import LeaderEpochCache
+from impl.storage.quarantine import set_file_aside
 from impl.storage.segment import Segment, Truncation
 from model.config import Config
 
@@ -56,6 +62,8 @@ LEADER_EPOCH_CHECKPOINT = "leader-epoch-checkpoint"
 _SEGMENT_SUFFIXES = (".log", ".index", ".timeindex")
 _BASE_OFFSET_DIGITS = 20
 BATCHES_READ_BYTES = 1024 * 1024
+
+log = logging.getLogger("replog.storage")
 
 
 class OffsetOutOfRangeError(ValueError):
@@ -109,6 +117,35 @@ def _segment_base(name: str) -> int | None:
     if "." + suffix not in _SEGMENT_SUFFIXES or len(stem) != _BASE_OFFSET_DIGITS:
         return None
     return int(stem) if dot and stem.isdigit() else None
+
+
+def _set_later_aside(truncation: Truncation, later: list[Segment]) -> Truncation:
+    """Kafka deletes every segment after a recovery cut (its offsets no longer follow);
+    replog renames their log files aside instead (their indexes are derived, so they go)
+    and says so at WARN."""
+    if not later:
+        return truncation
+    fs = later[0].fs
+    aside = []
+    bytes_aside = 0
+    for segment in later:
+        bytes_aside += fs.size(segment.log_path)
+        aside.append(set_file_aside(fs, segment.log_path, segment.base_offset))
+        for index_path in (segment.offset_index.path, segment.time_index.path):
+            if fs.exists(index_path):
+                fs.remove(index_path)
+    fs.fsync_dir(later[0].directory)
+    log.warning(
+        "partition %s: %d segment(s) after the cut in %s dropped too, from offset %d, "
+        "%d bytes (moved to %s)",
+        posixpath.basename(later[0].directory),
+        len(later),
+        posixpath.basename(truncation.path),
+        later[0].base_offset,
+        bytes_aside,
+        ", ".join(posixpath.basename(path) for path in aside),
+    )
+    return dataclasses.replace(truncation, later_aside=tuple(aside))
 
 
 class PartitionLog:
@@ -210,17 +247,15 @@ class PartitionLog:
                 and next_base <= trusted_below
             ):
                 try:
-                    segment.load_trusted()
-                    continue
+                    if segment.load_trusted():
+                        continue
                 except CorruptBatchError:
                     pass
             first_recovered = min(first_recovered, i)
             truncation = segment.recover()
             if truncation is not None:
-                for later in bases[i + 1 :]:
-                    Segment(fs, directory, later).delete()
-                fs.fsync_dir(directory)
-                return segments, [truncation], first_recovered
+                later = [Segment(fs, directory, b, gaps=gaps) for b in bases[i + 1 :]]
+                return segments, [_set_later_aside(truncation, later)], first_recovered
         return segments, [], first_recovered
 
     # ---- positions -------------------------------------------------------------------
