@@ -27,6 +27,7 @@ from impl.broker.partition import (
 )
 from impl.controller import controller as decide
 from impl.protocol import API_KEYS, SUPPORTED, Request
+from impl.protocol.errors import TRANSACTIONS_REFUSED
 from model.errors import Errors
 
 if TYPE_CHECKING:
@@ -195,7 +196,7 @@ def _append(
     if acks not in (-1, 0, 1):
         return Errors.INVALID_REQUIRED_ACKS
     if body.get("transactional_id") is not None:
-        return Errors.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+        return TRANSACTIONS_REFUSED
     if partition is None:
         return Errors.UNKNOWN_TOPIC_OR_PARTITION
     if not partition.is_leader:
@@ -440,7 +441,7 @@ def _list_offset(partition: Partition | None, entry: Body, replica_id: int) -> B
 async def init_producer_id(broker: Broker, request: Request) -> Body:
     body = request.body
     if body.get("transactional_id") is not None:
-        return {"error_code": Errors.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "producer_epoch": -1}
+        return {"error_code": TRANSACTIONS_REFUSED, "producer_epoch": -1}
     known_id = body.get("producer_id", -1)
     if known_id >= 0 and body.get("producer_epoch", -1) >= 0:
         # KIP-360: a producer that hit an error keeps its id and bumps its epoch.
@@ -490,6 +491,7 @@ def _epoch_end_offset(partition: Partition | None, entry: Body) -> Body:
 # ---- the group coordinator's APIs (impl/broker/group_coordinator.py) ----------------
 
 KEY_TYPE_GROUP = 0
+KEY_TYPE_TRANSACTION = 1
 # KIP-394: from JoinGroup v4 a new member first gets MEMBER_ID_REQUIRED and its id.
 JOIN_GROUP_KNOWN_MEMBER_ID_VERSION = 4
 
@@ -520,8 +522,17 @@ async def _coordinator_of(broker: Broker, key: str, key_type: int) -> Body:
             "error_message": message,
         }
 
+    if key_type == KEY_TYPE_TRANSACTION:
+        return refusal(
+            TRANSACTIONS_REFUSED,
+            "replog does not support transactions (it has no transaction coordinator); "
+            "unset transactional.id",
+        )
     if key_type != KEY_TYPE_GROUP:
-        return refusal(Errors.COORDINATOR_NOT_AVAILABLE, "replog has no transaction coordinator")
+        return refusal(
+            Errors.INVALID_REQUEST,
+            f"key type {key_type}: only 0 (group) and 1 (transaction) exist",
+        )
     if not key:
         return refusal(Errors.INVALID_REQUEST, "empty group id")
     coordinator = broker.coordinator

@@ -19,8 +19,9 @@ from enum import Enum
 from typing import NamedTuple
 
 from impl.broker.producer_state import Duplicate, ProducerState
+from impl.protocol.errors import TRANSACTIONS_REFUSED
 from impl.runtime.waits import Flag
-from impl.storage.batch import BatchHeader, CodecError, parse_header
+from impl.storage.batch import BatchHeader, CodecError, UnsupportedCodecError, parse_header
 from impl.storage.log import (
     InvalidRecordError,
     LogAppendError,
@@ -328,6 +329,9 @@ class Partition:
             header = parse_header(batch)
         except CodecError:
             return Errors.CORRUPT_MESSAGE
+        if header.is_transactional:
+            # Without a transactional.id too: its commit or abort marker could never come.
+            return TRANSACTIONS_REFUSED
         verdict = self.producers.check(
             header.producer_id, header.producer_epoch, header.base_sequence, header.last_sequence
         )
@@ -341,6 +345,10 @@ class Partition:
             info = self.log.append_batch_as_leader(bytes(batch), self.leader_epoch, now_ms)
         except InvalidRecordError:
             return Errors.INVALID_RECORD
+        except UnsupportedCodecError:
+            # Non-retriable, as Kafka answers a codec it will not take: CORRUPT_MESSAGE is
+            # retriable, and librdkafka kept resending such a batch until message.timeout.ms.
+            return Errors.UNSUPPORTED_COMPRESSION_TYPE
         except (CodecError, LogAppendError):
             return Errors.CORRUPT_MESSAGE
         self.producers.update(
