@@ -15,7 +15,6 @@ the Ready survives a crash: that is the promise a vote or an append response mak
 
 from __future__ import annotations
 
-import logging
 import posixpath
 import struct
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ import crc32c
 from impl.controller.raft import NO_NODE, Entry, HardState, Ready, StorageState
 from impl.runtime.fs import FileSystem
 from impl.storage.checkpoint import write_atomically
-from impl.storage.quarantine import set_tail_aside
+from impl.storage.quarantine import recovery_log, set_tail_aside
 
 LOG_FILE = "raft-log"
 STATE_FILE = "raft-state"
@@ -36,8 +35,6 @@ STATE_BODY = struct.Struct(">Hqqq")
 STATE_CRC = struct.Struct(">I")
 ENTRY_DATA_BYTES_MAX = 8 * 1024 * 1024
 ENTRY_BODY_BYTES_MAX = ENTRY_BODY_HEADER.size + ENTRY_DATA_BYTES_MAX
-
-log = logging.getLogger("replog.controller")
 
 
 class RaftStorageError(ValueError):
@@ -204,7 +201,7 @@ def _recover_log(fs: FileSystem, path: str) -> tuple[list[Entry], list[int], Log
     aside_path = set_tail_aside(fs, path, position, first_dropped)
     fs.truncate(path, position)
     fs.fsync(path)
-    log.warning(
+    recovery_log.warning(
         "%s: cut at position %d: first dropped entry %d, %d bytes dropped (moved to %s): %s",
         path,
         position,

@@ -12,7 +12,7 @@ Durability contract (what `MemoryFileSystem.crash()` tests hold us to):
   CRC, cuts the log at the first torn or corrupt batch, drops any segment after it,
   rebuilds their indexes and fsyncs the result. Nothing is cut without a trace: the cut
   bytes and dropped segments are moved aside (`impl.storage.quarantine`) and each cut
-  logs a WARN on `replog.storage` naming the partition, file, first dropped offset,
+  logs a WARN on `replog.broker.storage` naming the partition, file, first dropped offset,
   bytes dropped and why. The recovery point is the caller's to
   keep (Kafka keeps it in the log dir's `recovery-point-offset-checkpoint`, see
   `impl.storage.checkpoint`); passing None rescans everything.
@@ -31,7 +31,6 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import itertools
-import logging
 import posixpath
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -54,7 +53,7 @@ from impl.storage.batch import (
 )
 from impl.storage.cleaner import finish_interrupted_cleaning, is_compacted, swap_in
 from impl.storage.epoch_cache import LeaderEpochCache
-from impl.storage.quarantine import set_file_aside
+from impl.storage.quarantine import recovery_log, set_file_aside
 from impl.storage.segment import Segment, Truncation
 from model.config import Config
 
@@ -62,8 +61,6 @@ LEADER_EPOCH_CHECKPOINT = "leader-epoch-checkpoint"
 _SEGMENT_SUFFIXES = (".log", ".index", ".timeindex")
 _BASE_OFFSET_DIGITS = 20
 BATCHES_READ_BYTES = 1024 * 1024
-
-log = logging.getLogger("replog.storage")
 
 
 class OffsetOutOfRangeError(ValueError):
@@ -135,7 +132,7 @@ def _set_later_aside(truncation: Truncation, later: list[Segment]) -> Truncation
             if fs.exists(index_path):
                 fs.remove(index_path)
     fs.fsync_dir(later[0].directory)
-    log.warning(
+    recovery_log.warning(
         "partition %s: %d segment(s) after the cut in %s dropped too, from offset %d, "
         "%d bytes (moved to %s)",
         posixpath.basename(later[0].directory),

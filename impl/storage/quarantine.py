@@ -15,12 +15,18 @@ operator's call.
 
 from __future__ import annotations
 
+import logging
 import posixpath
 
 from impl.runtime.fs import FileSystem
 
 CORRUPT_SUFFIX = ".corrupt"
 COPY_CHUNK_BYTES = 1024 * 1024
+
+# Where every recovery cut is reported, at WARN. Under `replog.broker` so that it lands
+# wherever the broker's own lines do: the process's stderr (basicConfig on the root) and a
+# simulated campaign's node log (a handler on `replog.broker` alone).
+recovery_log = logging.getLogger("replog.broker.storage")
 
 
 def is_set_aside(name: str) -> bool:

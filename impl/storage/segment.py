@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import posixpath
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,9 +17,7 @@ from impl.storage.batch import (
     verified_prefix,
 )
 from impl.storage.index import INDEX_INTERVAL_BYTES, RELATIVE_OFFSET_MAX, OffsetIndex, TimeIndex
-from impl.storage.quarantine import set_tail_aside
-
-log = logging.getLogger("replog.storage")
+from impl.storage.quarantine import recovery_log, set_tail_aside
 
 SCAN_CHUNK_BYTES = 1024 * 1024
 SEEK_CHUNK_BYTES = 4096
@@ -219,7 +216,7 @@ class Segment:
         aside_path = set_tail_aside(self.fs, self.log_path, position, first_offset)
         self.fs.truncate(self.log_path, position)
         self.fs.fsync(self.log_path)
-        log.warning(
+        recovery_log.warning(
             "partition %s: recovery cut %s at position %d: first dropped offset %d, "
             "%d bytes dropped (moved to %s): %s",
             posixpath.basename(self.directory),

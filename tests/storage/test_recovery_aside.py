@@ -55,7 +55,7 @@ def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [
         r.getMessage()
         for r in caplog.records
-        if r.levelno == logging.WARNING and r.name == "replog.storage"
+        if r.levelno == logging.WARNING and r.name == "replog.broker.storage"
     ]
 
 
@@ -80,7 +80,7 @@ def test_a_flipped_byte_mid_log_is_logged_and_everything_cut_is_kept(fs, tmp_pat
     # A value byte of the third batch: only its CRC can tell.
     _flip(victim, position + 61 + 10)
 
-    caplog.set_level(logging.WARNING, logger="replog.storage")
+    caplog.set_level(logging.WARNING, logger="replog.broker.storage")
     reopened = PartitionLog.open(fs, str(directory), CONFIG, recovery_point=None)
 
     cut_bytes = len(original) - position
@@ -143,7 +143,7 @@ def test_a_torn_tail_is_logged_and_kept(fs, tmp_path, caplog):
     torn_size = position + 30  # a short write: the last batch's header is not whole
     os.truncate(active, torn_size)
 
-    caplog.set_level(logging.WARNING, logger="replog.storage")
+    caplog.set_level(logging.WARNING, logger="replog.broker.storage")
     reopened = PartitionLog.open(fs, str(directory), CONFIG, recovery_point=log.recovery_point)
 
     [warning] = _warnings(caplog)
@@ -180,7 +180,7 @@ def test_a_trusted_segment_with_lost_indexes_is_cut_like_any_other(fs, tmp_path,
     _flip(first, position + 61 + 5)
     (directory / f"{0:020d}.index").unlink()
 
-    caplog.set_level(logging.WARNING, logger="replog.storage")
+    caplog.set_level(logging.WARNING, logger="replog.broker.storage")
     reopened = PartitionLog.open(fs, str(directory), CONFIG, recovery_point=log.recovery_point)
 
     assert len(_warnings(caplog)) == 2
@@ -198,11 +198,11 @@ def test_the_raft_log_sets_its_cut_tail_aside_and_says_so(fs, tmp_path, caplog):
     kept = len(whole) - len(encode_entry(Entry(5, 1, b"entry-5")))
     os.truncate(path, len(whole) - 3)
 
-    caplog.set_level(logging.WARNING, logger="replog.controller")
+    caplog.set_level(logging.WARNING, logger="replog.broker.storage")
     reopened = RaftStorage.open(fs, str(directory))
 
     assert len(reopened.state.entries) == 4
-    [warning] = [r.getMessage() for r in caplog.records if r.name == "replog.controller"]
+    [warning] = [r.getMessage() for r in caplog.records if r.name == "replog.broker.storage"]
     assert warning == (
         f"{path}: cut at position {kept}: first dropped entry 5, {len(whole) - 3 - kept} "
         f"bytes dropped (moved to {LOG_FILE}.5.corrupt): torn entry body"
