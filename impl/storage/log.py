@@ -137,7 +137,7 @@ def _set_later_aside(truncation: Truncation, later: list[Segment]) -> Truncation
         "%d bytes (moved to %s)",
         posixpath.basename(later[0].directory),
         len(later),
-        posixpath.basename(truncation.path),
+        truncation.path,
         later[0].base_offset,
         bytes_aside,
         ", ".join(posixpath.basename(path) for path in aside),

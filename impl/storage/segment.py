@@ -220,7 +220,7 @@ class Segment:
             "partition %s: recovery cut %s at position %d: first dropped offset %d, "
             "%d bytes dropped (moved to %s): %s",
             posixpath.basename(self.directory),
-            posixpath.basename(self.log_path),
+            self.log_path,
             position,
             first_offset,
             bytes_dropped,

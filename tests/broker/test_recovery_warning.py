@@ -64,7 +64,7 @@ def test_a_restart_on_a_flipped_byte_logs_the_cut_in_the_broker_output(tmp_path:
         line for line in restarted.log_path.read_text().splitlines() if " WARNING " in line
     ]
     assert (
-        f"broker 0 WARNING partition {TOPIC}-0: recovery cut {segment.name} at position "
+        f"broker 0 WARNING partition {TOPIC}-0: recovery cut {segment} at position "
         f"{position}: first dropped offset {first_dropped}, {len(original) - position} bytes "
         f"dropped (moved to {aside.name}): CRC-32C is 0x"
     ) in warning

@@ -86,13 +86,13 @@ def test_a_flipped_byte_mid_log_is_logged_and_everything_cut_is_kept(fs, tmp_pat
     cut_bytes = len(original) - position
     cut, later = _warnings(caplog)
     assert cut.startswith(
-        f"partition orders-0: recovery cut {victim.name} at position {position}: "
+        f"partition orders-0: recovery cut {victim} at position {position}: "
         f"first dropped offset {first_offset}, {cut_bytes} bytes dropped "
         f"(moved to {victim.name}.{first_offset}.corrupt): CRC-32C is 0x"
     ), cut
     assert ", header says 0x" in cut
     assert later.startswith(
-        f"partition orders-0: {len(later_bases)} segment(s) after the cut in {victim.name} "
+        f"partition orders-0: {len(later_bases)} segment(s) after the cut in {victim} "
         f"dropped too, from offset {later_bases[0]}, {sum(map(len, later_bytes.values()))} bytes"
     ), later
     # The cut bytes, exactly, sit next to the segment; the later segments whole.
@@ -148,7 +148,7 @@ def test_a_torn_tail_is_logged_and_kept(fs, tmp_path, caplog):
 
     [warning] = _warnings(caplog)
     assert warning == (
-        f"partition t-3: recovery cut {active.name} at position {position}: first dropped "
+        f"partition t-3: recovery cut {active} at position {position}: first dropped "
         f"offset {first_offset}, 30 bytes dropped (moved to {active.name}.{first_offset}"
         ".corrupt): only 30 bytes left, a batch header needs 61"
     )
