@@ -32,7 +32,7 @@ import bisect
 import dataclasses
 import itertools
 import posixpath
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
 from impl.runtime.fs import FileSystem
@@ -54,7 +54,7 @@ from impl.storage.batch import (
 from impl.storage.cleaner import finish_interrupted_cleaning, is_compacted, swap_in
 from impl.storage.epoch_cache import LeaderEpochCache
 from impl.storage.quarantine import recovery_log, set_file_aside
-from impl.storage.segment import Segment, Truncation
+from impl.storage.segment import Segment, Truncation, scan_batches
 from model.config import Config
 
 LEADER_EPOCH_CHECKPOINT = "leader-epoch-checkpoint"
@@ -644,6 +644,15 @@ class PartitionLog:
                         best = newest
             offset = read.next_offset
         return best
+
+    def batch_headers(self) -> Iterator[BatchHeader]:
+        """Every batch header from the log start, without CRC checks: what Kafka's producer
+        state rebuild reads. A damaged record in a trusted segment must not keep a broker
+        from starting; reads still refuse it. Raises CorruptBatchError at a batch whose
+        header is structurally wrong (say, its length)."""
+        for segment in self._segments:
+            for _, header in scan_batches(self.fs, segment.log_path, verify_crc=False):
+                yield header
 
     def batches(self, offset: int | None = None) -> list[tuple[BatchHeader, bytes]]:
         """Every batch from `offset` (default: the log start) to the end, CRC-checked.
