@@ -17,8 +17,10 @@ Durability contract (what `MemoryFileSystem.crash()` tests hold us to):
   keep (Kafka keeps it in the log dir's `recovery-point-offset-checkpoint`, see
   `impl.storage.checkpoint`); passing None rescans everything.
 - Reads check the CRC of every batch they return. A bad batch in a trusted segment
-  raises CorruptBatchError naming the file, position and offset; the broker answers by
-  truncating to that offset and fetching again from the leader.
+  raises CorruptBatchError naming the file, position and offset; the broker answers that
+  partition's fetch with CORRUPT_MESSAGE and logs it once (`impl.broker.partition`).
+  `batch_headers()` reads headers without CRC checks, so a damaged record does not stop
+  the producer-state rebuild at start.
 - A log with `cleanup.policy=compact` may have gaps (the cleaner in
   `impl.storage.cleaner` removed records): reads at an offset in a gap return the next
   batch, followers accept batches whose offsets jump, recovery checks that offsets
