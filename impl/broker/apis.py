@@ -28,6 +28,7 @@ from impl.broker.partition import (
 from impl.controller import controller as decide
 from impl.protocol import API_KEYS, SUPPORTED, Request
 from impl.protocol.errors import TRANSACTIONS_REFUSED
+from impl.storage.batch import CorruptBatchError
 from model.errors import Errors
 
 if TYPE_CHECKING:
@@ -422,7 +423,11 @@ def _list_offset(partition: Partition | None, entry: Body, replica_id: int) -> B
         # A follower asks for the leader's log end, to truncate to it.
         found: tuple[int, int] | None = (partition.log.log_end_offset, -1)
     else:
-        found = partition.offset_for_timestamp(timestamp)
+        try:
+            found = partition.offset_for_timestamp(timestamp)
+        except CorruptBatchError as error:
+            partition.report_damage(f"a lookup of timestamp {timestamp}", error)
+            return {"partition_index": index, "error_code": Errors.CORRUPT_MESSAGE}
     if found is None:
         if lagging and timestamp != EARLIEST_TIMESTAMP:
             return {"partition_index": index, "error_code": Errors.OFFSET_NOT_AVAILABLE}

@@ -383,7 +383,7 @@ class Partition:
             except OffsetOutOfRangeError:
                 return Errors.OFFSET_OUT_OF_RANGE
             except CorruptBatchError as error:
-                self._report_damage(offset, error)
+                self.report_damage(f"a read from offset {offset}", error)
                 # This partition's answer alone: closing the connection would stall every
                 # other partition a follower or consumer fetches with it. As Kafka maps a
                 # CorruptRecordException met while reading.
@@ -568,18 +568,14 @@ class Partition:
 
     # ---- helpers -----------------------------------------------------------------------
 
-    def _report_damage(self, offset: int, error: CorruptBatchError) -> None:
-        """A WARN the first time a read meets each damaged batch, not at every fetch."""
+    def report_damage(self, what: str, error: CorruptBatchError) -> None:
+        """A WARN the first time a request meets each damaged batch, not at every fetch."""
         place = (error.path, error.position)
         if place in self._damage_reported:
             return
         self._damage_reported.add(place)
         logger.warning(
-            "partition %s-%d: a read from offset %d answers CORRUPT_MESSAGE: %s",
-            self.topic,
-            self.index,
-            offset,
-            error,
+            "partition %s-%d: %s answers CORRUPT_MESSAGE: %s", self.topic, self.index, what, error
         )
 
     def _leo_of(self, broker_id: int) -> int:

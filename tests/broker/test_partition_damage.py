@@ -9,6 +9,7 @@ import struct
 
 import pytest
 
+from impl.broker.apis import _list_offset
 from impl.broker.partition import Partition
 from impl.broker.producer_state import Duplicate
 from impl.runtime.fs import MemoryFileSystem
@@ -30,7 +31,7 @@ def _log_with_damage(batch_length: int | None = None) -> tuple[MemoryFileSystem,
     for sequence in range(BATCHES):
         log.append_batch_as_leader(
             encode_batch(
-                [Record(b"value-%d" % sequence)],
+                [Record(b"value-%d" % sequence, timestamp_ms=10 * sequence)],
                 producer_id=PRODUCER_ID,
                 producer_epoch=0,
                 base_sequence=sequence,
@@ -77,3 +78,21 @@ def test_a_damaged_length_ends_the_producer_state_replay_with_a_warning(caplog, 
     # The batches before the damage are known; the next sequence is what follows them.
     assert partition.producers.check(PRODUCER_ID, 0, 2, 2) == Duplicate(2, 2)
     assert partition.producers.check(PRODUCER_ID, 0, 3, 3) is None
+
+
+def test_a_timestamp_lookup_that_meets_the_damage_answers_corrupt_message(caplog):
+    _, log = _log_with_damage()
+    partition = Partition("t", 0, log, 0, (0,))
+    partition.become_leader(0, 0, (0,), frozenset({0}), now_ms=0)
+    caplog.set_level(logging.WARNING, logger="replog.broker")
+
+    def lookup(timestamp_ms: int) -> dict:
+        entry = {"partition_index": 0, "timestamp": timestamp_ms, "current_leader_epoch": -1}
+        return _list_offset(partition, entry, replica_id=-1)
+
+    assert (lookup(20)["error_code"], lookup(20)["offset"]) == (Errors.NONE, 2)
+    assert lookup(35)["error_code"] == Errors.CORRUPT_MESSAGE
+    [warning] = [r.getMessage() for r in caplog.records if r.name == "replog.broker"]
+    assert warning.startswith(
+        "partition t-0: a lookup of timestamp 35 answers CORRUPT_MESSAGE: corrupt record batch"
+    )
