@@ -118,12 +118,10 @@ def _segment_base(name: str) -> int | None:
     return int(stem) if dot and stem.isdigit() else None
 
 
-def _set_later_aside(truncation: Truncation, later: list[Segment]) -> Truncation:
-    """Kafka deletes every segment after a recovery cut (its offsets no longer follow);
-    replog renames their log files aside instead (their indexes are derived, so they go)
-    and says so at WARN."""
-    if not later:
-        return truncation
+def _set_segments_aside(later: list[Segment], why: str) -> tuple[str, ...]:
+    """Kafka deletes every segment after a recovery cut; replog renames their log files
+    aside instead (their indexes are derived, so they go) and says so at WARN. The paths
+    they now have."""
     fs = later[0].fs
     aside = []
     bytes_aside = 0
@@ -135,16 +133,15 @@ def _set_later_aside(truncation: Truncation, later: list[Segment]) -> Truncation
                 fs.remove(index_path)
     fs.fsync_dir(later[0].directory)
     recovery_log.warning(
-        "partition %s: %d segment(s) after the cut in %s dropped too, from offset %d, "
-        "%d bytes (moved to %s)",
+        "partition %s: dropped %d segment(s) from offset %d on, %d bytes (moved to %s): %s",
         posixpath.basename(later[0].directory),
         len(later),
-        truncation.path,
         later[0].base_offset,
         bytes_aside,
         ", ".join(posixpath.basename(path) for path in aside),
+        why,
     )
-    return dataclasses.replace(truncation, later_aside=tuple(aside))
+    return tuple(aside)
 
 
 class PartitionLog:
@@ -237,6 +234,18 @@ class PartitionLog:
         segments: list[Segment] = []
         first_recovered = len(bases)
         for i, base in enumerate(bases):
+            if segments and not segments[-1].followed_by(base):
+                # A crash between a cut and setting aside what follows it, or a lost
+                # segment file: offsets must not skip (nor, compacted, go back).
+                later = [Segment(fs, directory, b, gaps=gaps) for b in bases[i:]]
+                why = (
+                    f"{posixpath.basename(later[0].log_path)} starts at offset {base}, "
+                    f"the log before it ends at {segments[-1].next_offset}"
+                )
+                aside = _set_segments_aside(later, why)
+                first = Truncation(later[0].log_path, 0, fs.size(aside[0]), why, base, aside[0])
+                truncation = dataclasses.replace(first, later_aside=aside[1:])
+                return segments, [truncation], min(first_recovered, i)
             segment = Segment(fs, directory, base, gaps=gaps)
             segments.append(segment)
             next_base = bases[i + 1] if i + 1 < len(bases) else None
@@ -252,9 +261,12 @@ class PartitionLog:
                     pass
             first_recovered = min(first_recovered, i)
             truncation = segment.recover()
-            if truncation is not None:
+            if truncation is not None and i + 1 < len(bases):
                 later = [Segment(fs, directory, b, gaps=gaps) for b in bases[i + 1 :]]
-                return segments, [_set_later_aside(truncation, later)], first_recovered
+                aside = _set_segments_aside(later, f"they follow the cut in {truncation.path}")
+                truncation = dataclasses.replace(truncation, later_aside=aside)
+            if truncation is not None:
+                return segments, [truncation], first_recovered
         return segments, [], first_recovered
 
     # ---- positions -------------------------------------------------------------------

@@ -34,7 +34,8 @@ def segment_file_name(base_offset: int, suffix: str) -> str:
 @dataclass(frozen=True, slots=True)
 class Truncation:
     """What recovery cut from a segment, why, and where the cut bytes went: `aside_path`
-    holds them, `later_aside` the segments after the cut, set aside whole."""
+    holds them, `later_aside` the segments after the cut, set aside whole. A segment that
+    does not follow the one before it is cut whole (position 0)."""
 
     path: str
     position: int
@@ -245,6 +246,10 @@ class Segment:
             )
         if not self.fits(header):
             raise CorruptBatchError(f"lastOffset {header.last_offset} does not fit the index")
+
+    def followed_by(self, base_offset: int) -> bool:
+        """Whether a segment starting at `base_offset` may come next in the log."""
+        return self._offset_follows(base_offset, self.next_offset)
 
     def _offset_follows(self, base_offset: int, expected: int) -> bool:
         return base_offset >= expected if self.gaps else base_offset == expected

@@ -92,9 +92,11 @@ def test_a_flipped_byte_mid_log_is_logged_and_everything_cut_is_kept(fs, tmp_pat
     ), cut
     assert ", header says 0x" in cut
     assert later.startswith(
-        f"partition orders-0: {len(later_bases)} segment(s) after the cut in {victim} "
-        f"dropped too, from offset {later_bases[0]}, {sum(map(len, later_bytes.values()))} bytes"
+        f"partition orders-0: dropped {len(later_bases)} segment(s) from offset "
+        f"{later_bases[0]} on, {sum(map(len, later_bytes.values()))} bytes (moved to "
+        f"{later_bases[0]:020d}.log.{later_bases[0]}.corrupt, "
     ), later
+    assert later.endswith(f".corrupt): they follow the cut in {victim}"), later
     # The cut bytes, exactly, sit next to the segment; the later segments whole.
     aside = directory / f"{victim.name}.{first_offset}.corrupt"
     damaged_tail = bytearray(original[position:])
@@ -187,6 +189,35 @@ def test_a_trusted_segment_with_lost_indexes_is_cut_like_any_other(fs, tmp_path,
     assert reopened.segment_base_offsets == [0]
     assert reopened.log_end_offset == first_offset
     assert _values(reopened) == before[:first_offset]
+
+
+def test_a_segment_that_does_not_follow_is_set_aside_with_all_after_it(fs, tmp_path, caplog):
+    """A crash after a cut, before the segments after it were set aside (or a lost
+    segment file): the log must not skip offsets."""
+    directory = tmp_path / "t-1"
+    log = _filled(fs, directory)
+    before = _values(log)
+    bases = log.segment_base_offsets
+    second = _segment(directory, bases[1])
+    position, first_offset = _batch_positions(second)[2]
+    os.truncate(second, position)
+    later_bytes = {b: _segment(directory, b).read_bytes() for b in bases[2:]}
+
+    caplog.set_level(logging.WARNING, logger="replog.broker.storage")
+    reopened = PartitionLog.open(fs, str(directory), CONFIG, recovery_point=bases[1])
+
+    [warning] = _warnings(caplog)
+    assert warning.endswith(
+        f".corrupt): {bases[2]:020d}.log starts at offset {bases[2]}, the log before it ends "
+        f"at {first_offset}"
+    ), warning
+    [truncation] = reopened.truncations
+    assert (truncation.position, truncation.first_offset) == (0, bases[2])
+    assert len(truncation.later_aside) == len(bases) - 3
+    assert reopened.segment_base_offsets == bases[:2]
+    assert _values(reopened) == before[:first_offset]
+    for base, data in later_bytes.items():
+        assert (directory / f"{base:020d}.log.{base}.corrupt").read_bytes() == data
 
 
 def test_the_raft_log_sets_its_cut_tail_aside_and_says_so(fs, tmp_path, caplog):
