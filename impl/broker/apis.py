@@ -27,6 +27,8 @@ from impl.broker.partition import (
 )
 from impl.controller import controller as decide
 from impl.protocol import API_KEYS, SUPPORTED, Request
+from impl.protocol.errors import TRANSACTIONS_REFUSED
+from impl.storage.batch import CorruptBatchError
 from model.errors import Errors
 
 if TYPE_CHECKING:
@@ -195,7 +197,7 @@ def _append(
     if acks not in (-1, 0, 1):
         return Errors.INVALID_REQUIRED_ACKS
     if body.get("transactional_id") is not None:
-        return Errors.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+        return TRANSACTIONS_REFUSED
     if partition is None:
         return Errors.UNKNOWN_TOPIC_OR_PARTITION
     if not partition.is_leader:
@@ -421,7 +423,11 @@ def _list_offset(partition: Partition | None, entry: Body, replica_id: int) -> B
         # A follower asks for the leader's log end, to truncate to it.
         found: tuple[int, int] | None = (partition.log.log_end_offset, -1)
     else:
-        found = partition.offset_for_timestamp(timestamp)
+        try:
+            found = partition.offset_for_timestamp(timestamp)
+        except CorruptBatchError as error:
+            partition.report_damage(f"a lookup of timestamp {timestamp}", error)
+            return {"partition_index": index, "error_code": Errors.CORRUPT_MESSAGE}
     if found is None:
         if lagging and timestamp != EARLIEST_TIMESTAMP:
             return {"partition_index": index, "error_code": Errors.OFFSET_NOT_AVAILABLE}
@@ -440,7 +446,7 @@ def _list_offset(partition: Partition | None, entry: Body, replica_id: int) -> B
 async def init_producer_id(broker: Broker, request: Request) -> Body:
     body = request.body
     if body.get("transactional_id") is not None:
-        return {"error_code": Errors.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "producer_epoch": -1}
+        return {"error_code": TRANSACTIONS_REFUSED, "producer_epoch": -1}
     known_id = body.get("producer_id", -1)
     if known_id >= 0 and body.get("producer_epoch", -1) >= 0:
         # KIP-360: a producer that hit an error keeps its id and bumps its epoch.
@@ -490,6 +496,7 @@ def _epoch_end_offset(partition: Partition | None, entry: Body) -> Body:
 # ---- the group coordinator's APIs (impl/broker/group_coordinator.py) ----------------
 
 KEY_TYPE_GROUP = 0
+KEY_TYPE_TRANSACTION = 1
 # KIP-394: from JoinGroup v4 a new member first gets MEMBER_ID_REQUIRED and its id.
 JOIN_GROUP_KNOWN_MEMBER_ID_VERSION = 4
 
@@ -520,8 +527,17 @@ async def _coordinator_of(broker: Broker, key: str, key_type: int) -> Body:
             "error_message": message,
         }
 
+    if key_type == KEY_TYPE_TRANSACTION:
+        return refusal(
+            TRANSACTIONS_REFUSED,
+            "replog does not support transactions (it has no transaction coordinator); "
+            "unset transactional.id",
+        )
     if key_type != KEY_TYPE_GROUP:
-        return refusal(Errors.COORDINATOR_NOT_AVAILABLE, "replog has no transaction coordinator")
+        return refusal(
+            Errors.INVALID_REQUEST,
+            f"key type {key_type}: only 0 (group) and 1 (transaction) exist",
+        )
     if not key:
         return refusal(Errors.INVALID_REQUEST, "empty group id")
     coordinator = broker.coordinator

@@ -12,6 +12,7 @@ class owns the partition's state and the invariants that must hold over it.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -19,8 +20,15 @@ from enum import Enum
 from typing import NamedTuple
 
 from impl.broker.producer_state import Duplicate, ProducerState
+from impl.protocol.errors import TRANSACTIONS_REFUSED
 from impl.runtime.waits import Flag
-from impl.storage.batch import BatchHeader, CodecError, parse_header
+from impl.storage.batch import (
+    BatchHeader,
+    CodecError,
+    CorruptBatchError,
+    UnsupportedCodecError,
+    parse_header,
+)
 from impl.storage.log import (
     InvalidRecordError,
     LogAppendError,
@@ -30,12 +38,12 @@ from impl.storage.log import (
 from model.config import Config
 from model.errors import Errors
 
+logger = logging.getLogger("replog.broker")
+
 NO_LEADER = -1
 EARLIEST_TIMESTAMP = -2
 LATEST_TIMESTAMP = -1
 MAX_TIMESTAMP = -3
-# Reads for a producer-state rebuild go through the log in chunks of this size.
-REBUILD_READ_BYTES = 1024 * 1024
 
 
 class Phase(Enum):
@@ -166,6 +174,7 @@ class Partition:
         self.broker_id = broker_id
         self.replicas = replicas
         self.changes = ChangeSignal()
+        self._damage_reported: set[tuple[str | None, int | None]] = set()
         self.phase = Phase.OFFLINE
         self.leader_id = NO_LEADER
         self.leader_epoch = -1
@@ -328,6 +337,9 @@ class Partition:
             header = parse_header(batch)
         except CodecError:
             return Errors.CORRUPT_MESSAGE
+        if header.is_transactional:
+            # Without a transactional.id too: its commit or abort marker could never come.
+            return TRANSACTIONS_REFUSED
         verdict = self.producers.check(
             header.producer_id, header.producer_epoch, header.base_sequence, header.last_sequence
         )
@@ -341,6 +353,10 @@ class Partition:
             info = self.log.append_batch_as_leader(bytes(batch), self.leader_epoch, now_ms)
         except InvalidRecordError:
             return Errors.INVALID_RECORD
+        except UnsupportedCodecError:
+            # Non-retriable, as Kafka answers a codec it will not take: CORRUPT_MESSAGE is
+            # retriable, and librdkafka kept resending such a batch until message.timeout.ms.
+            return Errors.UNSUPPORTED_COMPRESSION_TYPE
         except (CodecError, LogAppendError):
             return Errors.CORRUPT_MESSAGE
         self.producers.update(
@@ -366,6 +382,12 @@ class Partition:
                 result = log.read(offset, max_bytes)
             except OffsetOutOfRangeError:
                 return Errors.OFFSET_OUT_OF_RANGE
+            except CorruptBatchError as error:
+                self.report_damage(f"a read from offset {offset}", error)
+                # This partition's answer alone: closing the connection would stall every
+                # other partition a follower or consumer fetches with it. As Kafka maps a
+                # CorruptRecordException met while reading.
+                return Errors.CORRUPT_MESSAGE
             if result.next_offset <= up_to:
                 # Every batch read starts below next_offset: none to cut (a follower's
                 # read to the LEO, a consumer's up to a HW past what it read).
@@ -546,20 +568,28 @@ class Partition:
 
     # ---- helpers -----------------------------------------------------------------------
 
+    def report_damage(self, what: str, error: CorruptBatchError) -> None:
+        """A WARN the first time a request meets each damaged batch, not at every fetch."""
+        place = (error.path, error.position)
+        if place in self._damage_reported:
+            return
+        self._damage_reported.add(place)
+        logger.warning(
+            "partition %s-%d: %s answers CORRUPT_MESSAGE: %s", self.topic, self.index, what, error
+        )
+
     def _leo_of(self, broker_id: int) -> int:
         if broker_id == self.broker_id:
             return self.log.log_end_offset
         return self.follower_leos.get(broker_id, 0)
 
     def _rebuild_producer_state(self) -> None:
-        """Replay batch headers: Kafka restores this from snapshots, replog from the log."""
+        """Replay batch headers: Kafka restores this from snapshots, replog from the log.
+        A damaged batch ends the replay with a WARN (its producers may then see a retry
+        as new) rather than the broker's start."""
         self.producers.clear()
-        offset = self.log.log_start_offset
-        while offset < self.log.log_end_offset:
-            data = self.log.read(offset, REBUILD_READ_BYTES).data
-            if not data:
-                break
-            for _, header in _headers(data):
+        try:
+            for header in self.log.batch_headers():
                 self.producers.update(
                     header.producer_id,
                     header.producer_epoch,
@@ -568,7 +598,13 @@ class Partition:
                     header.base_offset,
                     header.last_offset,
                 )
-                offset = header.next_offset
+        except CorruptBatchError as error:
+            logger.warning(
+                "partition %s-%d: producer state rebuilt only up to a damaged batch: %s",
+                self.topic,
+                self.index,
+                error,
+            )
 
 
 def _batches_below(data: memoryview, up_to: int) -> bytes:

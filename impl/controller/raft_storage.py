@@ -5,7 +5,8 @@ Two files in the node's directory:
   with a CRC-32C, so a crash leaves the old or the new one, never a mix;
 - `raft-log`: append-only entries, each `body size (u32) | CRC-32C of body (u32) | body`
   with body `index (u64) | term (u64) | data`. Opening the log keeps the longest prefix
-  of whole, CRC-valid, consecutive entries and cuts the rest (a torn last write).
+  of whole, CRC-valid, consecutive entries and cuts the rest (a torn last write),
+  moving the cut bytes to `raft-log.<first dropped entry>.corrupt` and logging a WARN.
 
 `persist(ready)` writes a Ready's entries (fsync) before its hard state, so the commit
 index on disk never points past the durable log. Once `persist` returns, everything in
@@ -23,6 +24,7 @@ import crc32c
 from impl.controller.raft import NO_NODE, Entry, HardState, Ready, StorageState
 from impl.runtime.fs import FileSystem
 from impl.storage.checkpoint import write_atomically
+from impl.storage.quarantine import recovery_log, set_tail_aside
 
 LOG_FILE = "raft-log"
 STATE_FILE = "raft-state"
@@ -46,6 +48,7 @@ class LogRecovery:
     position: int
     bytes_dropped: int
     reason: str
+    aside_path: str
 
 
 class RaftStorage:
@@ -194,9 +197,20 @@ def _recover_log(fs: FileSystem, path: str) -> tuple[list[Entry], list[int], Log
         positions.append(position)
     if position == file_size:
         return entries, positions, None
+    first_dropped = len(entries) + 1
+    aside_path = set_tail_aside(fs, path, position, first_dropped)
     fs.truncate(path, position)
     fs.fsync(path)
-    return entries, positions, LogRecovery(position, file_size - position, reason)
+    recovery_log.warning(
+        "%s: cut at position %d: first dropped entry %d, %d bytes dropped (moved to %s): %s",
+        path,
+        position,
+        first_dropped,
+        file_size - position,
+        posixpath.basename(aside_path),
+        reason,
+    )
+    return entries, positions, LogRecovery(position, file_size - position, reason, aside_path)
 
 
 def _read_entry(

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from impl.protocol.messages import RequestHeader
 
 __all__ = [
+    "TRANSACTIONS_REFUSED",
     "Errors",
     "FrameTooLargeError",
     "InvalidRequestError",
@@ -30,6 +31,18 @@ __all__ = [
     "UnknownApiError",
     "UnsupportedVersionError",
 ]
+
+
+# replog has no transaction coordinator (yet). Kafka answers TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+# when a transactional.id may not be used (FindCoordinator for key type 1, InitProducerId,
+# Produce with a transactional.id or transactional batches), and stock clients take it as
+# fatal: librdkafka's init_transactions() raises a fatal error, the Java and kafka-python
+# TransactionManagers fail with their transactional-id authorization error. A retriable code
+# such as COORDINATOR_NOT_AVAILABLE had them retry until their timeout; UNSUPPORTED_VERSION
+# speaks of an API version, not of a key type of an API replog serves. The transactional APIs
+# themselves (AddPartitionsToTxn, EndTxn, TxnOffsetCommit...) are not in ApiVersions, so no
+# client that read it sends them; one that does is closed on (`UnknownApiError` above).
+TRANSACTIONS_REFUSED = Errors.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
 
 
 class ProtocolError(ValueError):

@@ -61,6 +61,7 @@ from impl.storage.batch import (
     record_keys,
 )
 from impl.storage.index import RELATIVE_OFFSET_MAX
+from impl.storage.quarantine import is_set_aside
 from impl.storage.segment import Segment
 from model.config import Config
 
@@ -385,7 +386,12 @@ def finish_interrupted_cleaning(fs: FileSystem, directory: str, gaps: bool) -> N
         end = max(swap.next_offset, base + 1)
         for name in fs.list_dir(directory):
             replaced = _base_of(name)
-            if replaced is not None and base <= replaced < end and not name.endswith(SWAP_SUFFIX):
+            if (
+                replaced is not None
+                and base <= replaced < end
+                and not name.endswith(SWAP_SUFFIX)
+                and not is_set_aside(name)
+            ):
                 fs.remove(posixpath.join(directory, name))
         swap.rename_to("")
         changed = True

@@ -9,13 +9,18 @@ Durability contract (what `MemoryFileSystem.crash()` tests hold us to):
   never bring back data the log had removed.
 - `open()` trusts closed segments that lie wholly below the recovery point (their
   indexes are loaded, not rebuilt), rescans every later segment batch by batch with its
-  CRC, cuts the log at the first torn or corrupt batch, deletes any segment after it,
-  rebuilds their indexes and fsyncs the result. The recovery point is the caller's to
+  CRC, cuts the log at the first torn or corrupt batch, drops any segment after it,
+  rebuilds their indexes and fsyncs the result. Nothing is cut without a trace: the cut
+  bytes and dropped segments are moved aside (`impl.storage.quarantine`) and each cut
+  logs a WARN on `replog.broker.storage` naming the partition, file, first dropped offset,
+  bytes dropped and why. The recovery point is the caller's to
   keep (Kafka keeps it in the log dir's `recovery-point-offset-checkpoint`, see
   `impl.storage.checkpoint`); passing None rescans everything.
 - Reads check the CRC of every batch they return. A bad batch in a trusted segment
-  raises CorruptBatchError naming the file, position and offset; the broker answers by
-  truncating to that offset and fetching again from the leader.
+  raises CorruptBatchError naming the file, position and offset; the broker answers that
+  partition's fetch with CORRUPT_MESSAGE and logs it once (`impl.broker.partition`).
+  `batch_headers()` reads headers without CRC checks, so a damaged record does not stop
+  the producer-state rebuild at start.
 - A log with `cleanup.policy=compact` may have gaps (the cleaner in
   `impl.storage.cleaner` removed records): reads at an offset in a gap return the next
   batch, followers accept batches whose offsets jump, recovery checks that offsets
@@ -26,9 +31,10 @@ Durability contract (what `MemoryFileSystem.crash()` tests hold us to):
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import itertools
 import posixpath
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
 from impl.runtime.fs import FileSystem
@@ -49,7 +55,8 @@ from impl.storage.batch import (
 )
 from impl.storage.cleaner import finish_interrupted_cleaning, is_compacted, swap_in
 from impl.storage.epoch_cache import LeaderEpochCache
-from impl.storage.segment import Segment, Truncation
+from impl.storage.quarantine import recovery_log, set_file_aside
+from impl.storage.segment import Segment, Truncation, scan_batches
 from model.config import Config
 
 LEADER_EPOCH_CHECKPOINT = "leader-epoch-checkpoint"
@@ -109,6 +116,32 @@ def _segment_base(name: str) -> int | None:
     if "." + suffix not in _SEGMENT_SUFFIXES or len(stem) != _BASE_OFFSET_DIGITS:
         return None
     return int(stem) if dot and stem.isdigit() else None
+
+
+def _set_segments_aside(later: list[Segment], why: str) -> tuple[str, ...]:
+    """Kafka deletes every segment after a recovery cut; replog renames their log files
+    aside instead (their indexes are derived, so they go) and says so at WARN. The paths
+    they now have."""
+    fs = later[0].fs
+    aside = []
+    bytes_aside = 0
+    for segment in later:
+        bytes_aside += fs.size(segment.log_path)
+        aside.append(set_file_aside(fs, segment.log_path, segment.base_offset))
+        for index_path in (segment.offset_index.path, segment.time_index.path):
+            if fs.exists(index_path):
+                fs.remove(index_path)
+    fs.fsync_dir(later[0].directory)
+    recovery_log.warning(
+        "partition %s: dropped %d segment(s) from offset %d on, %d bytes (moved to %s): %s",
+        posixpath.basename(later[0].directory),
+        len(later),
+        later[0].base_offset,
+        bytes_aside,
+        ", ".join(posixpath.basename(path) for path in aside),
+        why,
+    )
+    return tuple(aside)
 
 
 class PartitionLog:
@@ -201,6 +234,18 @@ class PartitionLog:
         segments: list[Segment] = []
         first_recovered = len(bases)
         for i, base in enumerate(bases):
+            if segments and not segments[-1].followed_by(base):
+                # A crash between a cut and setting aside what follows it, or a lost
+                # segment file: offsets must not skip (nor, compacted, go back).
+                later = [Segment(fs, directory, b, gaps=gaps) for b in bases[i:]]
+                why = (
+                    f"{posixpath.basename(later[0].log_path)} starts at offset {base}, "
+                    f"the log before it ends at {segments[-1].next_offset}"
+                )
+                aside = _set_segments_aside(later, why)
+                first = Truncation(later[0].log_path, 0, fs.size(aside[0]), why, base, aside[0])
+                truncation = dataclasses.replace(first, later_aside=aside[1:])
+                return segments, [truncation], min(first_recovered, i)
             segment = Segment(fs, directory, base, gaps=gaps)
             segments.append(segment)
             next_base = bases[i + 1] if i + 1 < len(bases) else None
@@ -210,16 +255,17 @@ class PartitionLog:
                 and next_base <= trusted_below
             ):
                 try:
-                    segment.load_trusted()
-                    continue
+                    if segment.load_trusted():
+                        continue
                 except CorruptBatchError:
                     pass
             first_recovered = min(first_recovered, i)
             truncation = segment.recover()
+            if truncation is not None and i + 1 < len(bases):
+                later = [Segment(fs, directory, b, gaps=gaps) for b in bases[i + 1 :]]
+                aside = _set_segments_aside(later, f"they follow the cut in {truncation.path}")
+                truncation = dataclasses.replace(truncation, later_aside=aside)
             if truncation is not None:
-                for later in bases[i + 1 :]:
-                    Segment(fs, directory, later).delete()
-                fs.fsync_dir(directory)
                 return segments, [truncation], first_recovered
         return segments, [], first_recovered
 
@@ -612,6 +658,15 @@ class PartitionLog:
                         best = newest
             offset = read.next_offset
         return best
+
+    def batch_headers(self) -> Iterator[BatchHeader]:
+        """Every batch header from the log start, without CRC checks: what Kafka's producer
+        state rebuild reads. A damaged record in a trusted segment must not keep a broker
+        from starting; reads still refuse it. Raises CorruptBatchError at a batch whose
+        header is structurally wrong (say, its length)."""
+        for segment in self._segments:
+            for _, header in scan_batches(self.fs, segment.log_path, verify_crc=False):
+                yield header
 
     def batches(self, offset: int | None = None) -> list[tuple[BatchHeader, bytes]]:
         """Every batch from `offset` (default: the log start) to the end, CRC-checked.

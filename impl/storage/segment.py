@@ -17,6 +17,7 @@ from impl.storage.batch import (
     verified_prefix,
 )
 from impl.storage.index import INDEX_INTERVAL_BYTES, RELATIVE_OFFSET_MAX, OffsetIndex, TimeIndex
+from impl.storage.quarantine import recovery_log, set_tail_aside
 
 SCAN_CHUNK_BYTES = 1024 * 1024
 SEEK_CHUNK_BYTES = 4096
@@ -32,12 +33,17 @@ def segment_file_name(base_offset: int, suffix: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Truncation:
-    """What recovery cut from a segment, and why."""
+    """What recovery cut from a segment, why, and where the cut bytes went: `aside_path`
+    holds them, `later_aside` the segments after the cut, set aside whole. A segment that
+    does not follow the one before it is cut whole (position 0)."""
 
     path: str
     position: int
     bytes_dropped: int
     reason: str
+    first_offset: int
+    aside_path: str
+    later_aside: tuple[str, ...] = ()
 
 
 def scan_batches(
@@ -182,7 +188,8 @@ class Segment:
             self.time_index.maybe_append(self.max_timestamp_ms, self.offset_of_max_timestamp)
 
     def recover(self) -> Truncation | None:
-        """Rescan every batch with its CRC, rebuild both indexes, cut a bad tail."""
+        """Rescan every batch with its CRC, rebuild both indexes, cut a bad tail (set
+        aside and logged first, see `_cut_tail`)."""
         self._reset_totals()
         offset_entries: list[tuple[int, int]] = []
         time_entries: list[tuple[int, int]] = []
@@ -195,14 +202,33 @@ class Segment:
                     offset_entries.append((header.last_offset, position))
                     self._note_time_entry(time_entries)
         except CorruptBatchError as error:
-            file_size = self.fs.size(self.log_path)
-            truncation = Truncation(
-                self.log_path, self.size_bytes, file_size - self.size_bytes, error.reason
-            )
-            self.fs.truncate(self.log_path, self.size_bytes)
+            truncation = self._cut_tail(error.reason)
         self.offset_index.rebuild(offset_entries)
         self.time_index.rebuild(time_entries)
         return truncation
+
+    def _cut_tail(self, reason: str) -> Truncation:
+        """Cut the log file after the last valid batch, as Kafka does, but copy the cut
+        bytes aside (durably) and say so at WARN first: they may hold acknowledged
+        records, and an operator needs them and the reason for a post-mortem."""
+        position = self.size_bytes
+        first_offset = self.next_offset
+        bytes_dropped = self.fs.size(self.log_path) - position
+        aside_path = set_tail_aside(self.fs, self.log_path, position, first_offset)
+        self.fs.truncate(self.log_path, position)
+        self.fs.fsync(self.log_path)
+        recovery_log.warning(
+            "partition %s: recovery cut %s at position %d: first dropped offset %d, "
+            "%d bytes dropped (moved to %s): %s",
+            posixpath.basename(self.directory),
+            self.log_path,
+            position,
+            first_offset,
+            bytes_dropped,
+            posixpath.basename(aside_path),
+            reason,
+        )
+        return Truncation(self.log_path, position, bytes_dropped, reason, first_offset, aside_path)
 
     def _check_sequence(self, header: BatchHeader) -> None:
         """Offsets and epochs sit outside the CRC; a flipped bit there shows as a break in
@@ -220,6 +246,10 @@ class Segment:
             )
         if not self.fits(header):
             raise CorruptBatchError(f"lastOffset {header.last_offset} does not fit the index")
+
+    def followed_by(self, base_offset: int) -> bool:
+        """Whether a segment starting at `base_offset` may come next in the log."""
+        return self._offset_follows(base_offset, self.next_offset)
 
     def _offset_follows(self, base_offset: int, expected: int) -> bool:
         return base_offset >= expected if self.gaps else base_offset == expected
@@ -246,16 +276,16 @@ class Segment:
         self.epoch_starts = []
         self._read_positions = {}
 
-    def load_trusted(self) -> None:
+    def load_trusted(self) -> bool:
         """Open a segment below the recovery point: trust its indexes, read only the tail.
 
-        Falls back to a full recovery when the index files are missing or not sane. A
-        damaged tail raises CorruptBatchError (the caller then recovers this segment).
+        False, having loaded nothing, when the index files are missing or not sane; a
+        damaged tail raises CorruptBatchError. Either way the caller recovers this
+        segment, and so learns of any cut (and drops the segments after it).
         """
         log_size_bytes = self.fs.size(self.log_path)
         if not (self.offset_index.load(log_size_bytes) and self.time_index.load()):
-            self.recover()
-            return
+            return False
         self._reset_totals()
         last_time_entry = self.time_index.last()
         start = self.offset_index.last_position()
@@ -266,6 +296,7 @@ class Segment:
             self.rolling_timestamp_ms = first.max_timestamp_ms
         if last_time_entry is not None and last_time_entry[0] > self.max_timestamp_ms:
             self.max_timestamp_ms, self.offset_of_max_timestamp = last_time_entry
+        return True
 
     def find_position(self, offset: int) -> tuple[int, BatchHeader] | None:
         """The first batch whose last offset is >= offset, found via the index then a scan.

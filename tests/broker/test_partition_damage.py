@@ -1,0 +1,98 @@
+"""A partition whose log has a damaged batch that opening it did not rescan (below the
+recovery point, or damaged since): it still opens, keeps its producers' state, and
+answers reads of the damage with CORRUPT_MESSAGE and one WARN."""
+
+from __future__ import annotations
+
+import logging
+import struct
+
+import pytest
+
+from impl.broker.apis import _list_offset
+from impl.broker.partition import Partition
+from impl.broker.producer_state import Duplicate
+from impl.runtime.fs import MemoryFileSystem
+from impl.storage.batch import HEADER_SIZE_BYTES, Record, encode_batch, iter_batches
+from impl.storage.log import PartitionLog
+from model.config import Config
+from model.errors import Errors
+
+DIR = "/data/t-0"
+PRODUCER_ID = 7
+BATCHES = 10
+
+
+def _log_with_damage(batch_length: int | None = None) -> tuple[MemoryFileSystem, PartitionLog]:
+    """BATCHES idempotent batches; the fourth gets a flipped value byte, or with
+    `batch_length` that length field (both outside what opening the log rescans)."""
+    fs = MemoryFileSystem()
+    log = PartitionLog.open(fs, DIR, Config())
+    for sequence in range(BATCHES):
+        log.append_batch_as_leader(
+            encode_batch(
+                [Record(b"value-%d" % sequence, timestamp_ms=10 * sequence)],
+                producer_id=PRODUCER_ID,
+                producer_epoch=0,
+                base_sequence=sequence,
+            ),
+            leader_epoch=0,
+        )
+    log.close()
+    path = f"{DIR}/{0:020d}.log"
+    position = [p for p, _ in iter_batches(fs.read(path, 0, fs.size(path)))][3]
+    if batch_length is None:
+        fs.corrupt(path, position + HEADER_SIZE_BYTES + 2, b"\xff")
+    else:
+        fs.corrupt(path, position + 8, struct.pack(">i", batch_length))
+    return fs, log
+
+
+def test_a_damaged_record_neither_stops_the_partition_nor_loses_producer_state(caplog):
+    _, log = _log_with_damage()
+    caplog.set_level(logging.WARNING, logger="replog.broker")
+    partition = Partition("t", 0, log, 0, (0,))
+    # A retry of the last batch is still known as a duplicate.
+    last = BATCHES - 1
+    assert partition.producers.check(PRODUCER_ID, 0, last, last) == Duplicate(last, last)
+    assert partition.read(0, 1 << 20, BATCHES).records
+    for _ in range(3):
+        assert partition.read(3, 1 << 20, BATCHES) == Errors.CORRUPT_MESSAGE
+    [warning] = [r.getMessage() for r in caplog.records if r.name == "replog.broker"]
+    assert warning.startswith(
+        f"partition t-0: a read from offset 3 answers CORRUPT_MESSAGE: corrupt record batch in "
+        f"{DIR}/{0:020d}.log at position"
+    )
+    assert "CRC-32C is" in warning
+
+
+@pytest.mark.parametrize("batch_length", [-1, 1 << 30])
+def test_a_damaged_length_ends_the_producer_state_replay_with_a_warning(caplog, batch_length):
+    _, log = _log_with_damage(batch_length)
+    caplog.set_level(logging.WARNING, logger="replog.broker")
+    partition = Partition("t", 0, log, 0, (0,))
+    [warning] = [r.getMessage() for r in caplog.records if r.name == "replog.broker"]
+    assert warning.startswith(
+        "partition t-0: producer state rebuilt only up to a damaged batch: corrupt record batch"
+    )
+    # The batches before the damage are known; the next sequence is what follows them.
+    assert partition.producers.check(PRODUCER_ID, 0, 2, 2) == Duplicate(2, 2)
+    assert partition.producers.check(PRODUCER_ID, 0, 3, 3) is None
+
+
+def test_a_timestamp_lookup_that_meets_the_damage_answers_corrupt_message(caplog):
+    _, log = _log_with_damage()
+    partition = Partition("t", 0, log, 0, (0,))
+    partition.become_leader(0, 0, (0,), frozenset({0}), now_ms=0)
+    caplog.set_level(logging.WARNING, logger="replog.broker")
+
+    def lookup(timestamp_ms: int) -> dict:
+        entry = {"partition_index": 0, "timestamp": timestamp_ms, "current_leader_epoch": -1}
+        return _list_offset(partition, entry, replica_id=-1)
+
+    assert (lookup(20)["error_code"], lookup(20)["offset"]) == (Errors.NONE, 2)
+    assert lookup(35)["error_code"] == Errors.CORRUPT_MESSAGE
+    [warning] = [r.getMessage() for r in caplog.records if r.name == "replog.broker"]
+    assert warning.startswith(
+        "partition t-0: a lookup of timestamp 35 answers CORRUPT_MESSAGE: corrupt record batch"
+    )
