@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import resource
 import signal
 import sys
 
@@ -22,8 +24,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="replog broker",
         description="Run one replog broker: the Kafka wire protocol over a data directory.",
-        epilog="Exit 0 after a clean shutdown (SIGTERM or Ctrl-C); 2 for bad arguments; "
-        "1 when the data directory cannot be used.",
+        epilog="Exit 0 after a clean shutdown (SIGTERM or Ctrl-C); 2 for bad arguments or "
+        "a data directory that cannot be used.",
     )
     parser.add_argument("--id", type=int, required=True, help="broker.id (>= 0)")
     parser.add_argument("--data-dir", required=True, help="log directory (created if missing)")
@@ -110,6 +112,20 @@ def main(argv: list[str]) -> int:
     if args.id < 0:
         print("replog broker: --id must be >= 0", file=sys.stderr)
         return 2
+    if os.path.exists(args.data_dir) and not os.path.isdir(args.data_dir):
+        print(
+            f"replog broker: --data-dir {args.data_dir}: exists and is not a directory",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        os.makedirs(args.data_dir, exist_ok=True)
+    except OSError as error:
+        print(
+            f"replog broker: --data-dir {args.data_dir}: cannot create it: {error.strerror}",
+            file=sys.stderr,
+        )
+        return 2
     if not is_loopback(host) and not args.allow_remote:
         print(
             f"replog broker: refusing to listen on non-loopback {host}; "
@@ -122,6 +138,7 @@ def main(argv: list[str]) -> int:
         format=f"%(asctime)s broker {args.id} %(levelname)s %(message)s",
         stream=sys.stderr,
     )
+    _raise_descriptor_limit(config.max_connections)
     try:
         trio.run(
             _serve,
@@ -136,8 +153,30 @@ def main(argv: list[str]) -> int:
         )
     except (DataDirError, RaftStorageError) as error:
         print(f"replog broker: {error}", file=sys.stderr)
-        return 1
+        return 2
     return 0
+
+
+# Descriptors beyond max.connections: segment and index files, the listener, peers.
+DESCRIPTORS_BESIDES_CONNECTIONS = 256
+
+
+def _raise_descriptor_limit(max_connections: int) -> None:
+    """Raise the soft descriptor limit to the hard one, as the JVM does for Kafka
+    (-XX:+MaxFDLimit), so max.connections is what bounds connections; out of descriptors
+    anyway, the broker retries accepting every 100 ms and keeps serving the rest."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    needed = max_connections + DESCRIPTORS_BESIDES_CONNECTIONS
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        logging.getLogger("replog.broker").warning(
+            "the descriptor limit (ulimit -n) is %d, below max.connections=%d plus %d for "
+            "files: connections beyond it wait in the listen backlog",
+            hard,
+            max_connections,
+            DESCRIPTORS_BESIDES_CONNECTIONS,
+        )
 
 
 async def _serve(

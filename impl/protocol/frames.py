@@ -38,6 +38,11 @@ class FrameReader:
     def buffered_bytes(self) -> int:
         return len(self._buffer)
 
+    @property
+    def pending_frame_bytes(self) -> int:
+        """The declared size of the frame arriving now; 0 before its size prefix is in."""
+        return self._next_size or 0
+
     def feed(self, data: bytes) -> list[bytes]:
         """Every frame `data` completes, size prefix stripped, in arrival order."""
         # The usual arrival, exactly one whole frame, is sliced without buffering.
@@ -69,6 +74,40 @@ class FrameReader:
         # One compaction per feed, not per frame: many small frames stay linear.
         del self._buffer[:position]
         return frames
+
+
+class RequestBytesPool:
+    """`queued.max.request.bytes`: the bytes all connections may hold for frames still
+    arriving. A connection reserves a frame's declared size once its size prefix is in
+    and reads no further until the reservation is granted, as Kafka's memory pool mutes a
+    channel; frames then complete one at a time instead of all stalling half-read. A
+    frame larger than the pool is granted when nobody else holds anything, so every
+    frame `socket.request.max.bytes` allows can still arrive.
+    """
+
+    def __init__(self, capacity_bytes: int) -> None:
+        # -1 is Kafka's "unlimited".
+        self.capacity_bytes = capacity_bytes
+        self.used_bytes = 0
+        self._released = trio.Event()
+
+    def _grantable(self, size: int) -> bool:
+        return (
+            self.capacity_bytes < 0
+            or self.used_bytes == 0
+            or self.used_bytes + size <= self.capacity_bytes
+        )
+
+    async def acquire(self, size: int) -> None:
+        while not self._grantable(size):
+            await self._released.wait()
+        self.used_bytes += size
+
+    def release(self, size: int) -> None:
+        if size:
+            self.used_bytes -= size
+            self._released.set()
+            self._released = trio.Event()
 
 
 async def _receive_exactly(stream: trio.abc.ReceiveStream, size: int) -> bytes | None:
