@@ -53,6 +53,7 @@ PRODUCER_ID_BLOCK_SIZE = 1_000
 PRODUCER_ID_BROKER_SHIFT = 40
 # A timed-out connection is closed within a quarter of its timeout after it expires.
 CONNECTION_CHECKS_PER_TIMEOUT = 4
+CONNECTION_CHECK_MIN_S = 0.01
 
 
 @dataclass(slots=True, eq=False)
@@ -452,7 +453,9 @@ class Broker:
         idle_s = self.config.connections_max_idle_ms / 1000
         read_s = self.config.request_read_timeout_ms / 1000
         while True:
-            await waits.sleep(min(idle_s, read_s) / CONNECTION_CHECKS_PER_TIMEOUT)
+            await waits.sleep(
+                max(min(idle_s, read_s) / CONNECTION_CHECKS_PER_TIMEOUT, CONNECTION_CHECK_MIN_S)
+            )
             now = trio.current_time()
             for connection in list(self._connections):
                 if connection.handling:

@@ -99,6 +99,8 @@ class RequestBytesPool:
         )
 
     async def acquire(self, size: int) -> None:
+        if not size:
+            return
         while not self._grantable(size):
             await self._released.wait()
         self.used_bytes += size

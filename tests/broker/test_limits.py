@@ -24,6 +24,8 @@ from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
 from impl.broker.process import BrokerProcess, broker_argv, start_broker
+from impl.protocol import API_KEYS, decode_response, encode_request
+from impl.protocol.frames import RequestBytesPool
 from impl.runtime.net import LogLimiter
 from model.errors import Errors
 
@@ -154,6 +156,61 @@ def test_half_sent_large_frames_stay_within_the_request_bytes_pool(tmp_path):
                 sock.close()
         assert max(sent) == FRAME_BYTES - 1, f"no frame got through to its last byte: {sent}"
         assert peak_rss < RSS_LIMIT_BYTES, f"broker RSS {peak_rss / 1e6:.0f} MB, sent {sent}"
+
+
+def test_a_frame_larger_than_the_pool_arrives_when_the_pool_is_otherwise_empty(tmp_path):
+    names = [{"name": f"missing-{n:04d}"} for n in range(200)]
+    request = encode_request(API_KEYS["Metadata"], 12, 1, "test", {"topics": names})
+    assert len(request) > 2048
+    with running(tmp_path, "queued.max.request.bytes=1024") as broker:
+        holder = connect(broker)
+        holder.sendall(frame_prefix(512) + b"x")
+        wire = Wire(broker.bootstrap)
+        # In two parts, so the frame is reserved: granted only once `holder` lets go.
+        wire.send_raw(request[:1000])
+        time.sleep(0.3)
+        wire.send_raw(request[1000:])
+        wire.sock.settimeout(0.5)
+        try:
+            early = wire.receive_frame()
+        except TimeoutError:
+            early = None
+        assert early is None, "answered while the pool was held"
+        holder.close()
+        wire.sock.settimeout(10)
+        frame = wire.receive_frame()
+        assert frame is not None
+        _, response = decode_response(API_KEYS["Metadata"], 12, frame)
+        assert [t["name"] for t in response["topics"]] == [n["name"] for n in names]
+        wire.close()
+
+
+def test_the_pool_grants_in_order_of_room():
+    async def main() -> None:
+        pool = RequestBytesPool(100)
+        await pool.acquire(150)  # alone: larger than the pool, still granted
+        await pool.acquire(0)  # nothing to reserve never waits
+        granted: list[int] = []
+
+        async def take(size: int) -> None:
+            await pool.acquire(size)
+            granted.append(size)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(take, 60)
+            await trio.sleep(1)
+            assert granted == []
+            pool.release(150)
+            await trio.sleep(1)
+            assert granted == [60]
+            nursery.start_soon(take, 50)
+            await trio.sleep(1)
+            assert granted == [60], "60 + 50 > 100"
+            pool.release(60)
+        assert granted == [60, 50]
+        assert pool.used_bytes == 50
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
 
 
 def test_a_trickled_frame_is_closed_by_the_read_timeout(tmp_path):
