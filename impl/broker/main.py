@@ -166,14 +166,22 @@ def _raise_descriptor_limit(max_connections: int) -> None:
     (-XX:+MaxFDLimit), so max.connections is what bounds connections; out of descriptors
     anyway, the broker retries accepting every 100 ms and keeps serving the rest."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     needed = max_connections + DESCRIPTORS_BESIDES_CONNECTIONS
-    if hard != resource.RLIM_INFINITY and hard < needed:
+    # Linux refuses an infinite descriptor limit; then raise it to what is needed.
+    target = max(soft, needed) if hard == resource.RLIM_INFINITY else hard
+    if soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as error:
+            logging.getLogger("replog.broker").warning(
+                "cannot raise the descriptor limit to %d: %s", target, error
+            )
+    if soft < needed:
         logging.getLogger("replog.broker").warning(
             "the descriptor limit (ulimit -n) is %d, below max.connections=%d plus %d for "
             "files: connections beyond it wait in the listen backlog",
-            hard,
+            soft,
             max_connections,
             DESCRIPTORS_BESIDES_CONNECTIONS,
         )

@@ -346,16 +346,31 @@ def test_the_limiter_reports_what_it_suppressed():
 
 LIMIT_AND_EXEC = (
     "import os, resource, sys; "
-    "resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64)); "
-    "os.execv(sys.argv[1], sys.argv[1:])"
+    "resource.setrlimit(resource.RLIMIT_NOFILE, (int(sys.argv[1]), int(sys.argv[2]))); "
+    "os.execv(sys.argv[3], sys.argv[3:])"
 )
 
 
-def test_out_of_descriptors_the_broker_neither_spins_nor_dies(tmp_path):
+def limited_broker(tmp_path: Path, soft: int, hard: int) -> BrokerProcess:
     argv = broker_argv(0, tmp_path / "data", config=SINGLE_BROKER_CONFIG)
+    limited = [sys.executable, "-c", LIMIT_AND_EXEC, str(soft), str(hard), *argv]
+    return BrokerProcess(0, tmp_path / "data", limited, tmp_path / "broker.log").start()
+
+
+def test_the_broker_raises_its_soft_descriptor_limit_to_the_hard_one(tmp_path):
+    broker = limited_broker(tmp_path, 256, 2048)
+    try:
+        limits = Path(f"/proc/{broker.pid}/limits").read_text()
+        row = next(line for line in limits.splitlines() if line.startswith("Max open files"))
+        assert row.split()[3:5] == ["2048", "2048"], row
+        assert not log_lines(broker, "descriptor limit")
+    finally:
+        assert broker.stop() == 0
+
+
+def test_out_of_descriptors_the_broker_neither_spins_nor_dies(tmp_path):
     # The hard limit too, so the broker cannot raise its own.
-    limited = [sys.executable, "-c", LIMIT_AND_EXEC, *argv]
-    broker = BrokerProcess(0, tmp_path / "data", limited, tmp_path / "broker.log").start()
+    broker = limited_broker(tmp_path, 64, 64)
     socks: list[socket.socket] = []
     try:
         for _ in range(100):
