@@ -383,11 +383,8 @@ class Broker:
             )
         except Exception:
             # A handler bug must cost one connection, never the broker.
-            self._limiter.warning(
-                "internal errors",
-                "closing a connection from %s after an internal error",
-                host,
-                exc_info=True,
+            self._limiter.error(
+                "internal errors", "closing a connection from %s after an internal error", host
             )
         finally:
             self._unregister(connection)

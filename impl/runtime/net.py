@@ -77,7 +77,16 @@ class LogLimiter:
         # kind -> (when its last line was logged, lines suppressed since)
         self._kinds: dict[str, tuple[float, int]] = {}
 
-    def warning(self, kind: str, message: str, *args: object, exc_info: bool = False) -> None:
+    def warning(self, kind: str, message: str, *args: object) -> None:
+        self._log(logging.WARNING, kind, message, args, exc_info=False)
+
+    def error(self, kind: str, message: str, *args: object) -> None:
+        """An ERROR line with the current exception's traceback (rate-limited the same)."""
+        self._log(logging.ERROR, kind, message, args, exc_info=True)
+
+    def _log(
+        self, level: int, kind: str, message: str, args: tuple[object, ...], *, exc_info: bool
+    ) -> None:
         now = trio.current_time()
         logged_s, suppressed = self._kinds.get(kind, (-math.inf, 0))
         if now - logged_s < self.interval_s:
@@ -87,7 +96,7 @@ class LogLimiter:
             message += " (%d more %s suppressed in the last %.0f s)"
             args += (suppressed, kind, now - logged_s)
         self._kinds[kind] = (now, 0)
-        self.logger.warning(message, *args, exc_info=exc_info)
+        self.logger.log(level, message, *args, exc_info=exc_info)
 
     def flush(self) -> None:
         """Report the kinds whose interval ended with lines suppressed."""

@@ -309,9 +309,14 @@ def test_warnings_about_bad_connections_are_rate_limited(tmp_path):
 def test_the_limiter_reports_what_it_suppressed():
     lines: list[str] = []
 
+    errors: list[logging.LogRecord] = []
+
     class Collect(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
-            lines.append(record.getMessage())
+            if record.levelno == logging.ERROR:
+                errors.append(record)
+            else:
+                lines.append(record.getMessage())
 
     logger = logging.getLogger("test_limits.limiter")
     logger.addHandler(Collect())
@@ -333,6 +338,11 @@ def test_the_limiter_reports_what_it_suppressed():
             limiter.warning("refusals", "refused %d", n)
         await trio.sleep(10)
         limiter.warning("refusals", "refused %d", 9)
+        for _ in range(3):
+            try:
+                raise RuntimeError("handler bug")
+            except RuntimeError:
+                limiter.error("internal errors", "internal error")
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
     assert lines == [
@@ -342,6 +352,8 @@ def test_the_limiter_reports_what_it_suppressed():
         "refused 6 (1 more refusals suppressed in the last 10 s)",
         "refused 9 (2 more refusals suppressed in the last 10 s)",
     ]
+    assert len(errors) == 1, "errors are rate-limited too"
+    assert errors[0].exc_info is not None and errors[0].exc_info[0] is RuntimeError
 
 
 LIMIT_AND_EXEC = (
