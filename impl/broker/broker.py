@@ -34,7 +34,7 @@ from impl.protocol import (
     decode_request,
     encode_response,
 )
-from impl.protocol.frames import RECEIVE_CHUNK_BYTES, RequestBytesPool
+from impl.protocol.frames import RequestBytesPool
 from impl.runtime import waits
 from impl.runtime.net import LogLimiter, peer_host
 from impl.runtime.runtime import Runtime
@@ -128,7 +128,9 @@ class Broker:
         # An insertion-ordered set: the registry the connection limits read.
         self._connections: dict[_Connection, None] = {}
         self._connections_per_host: dict[str, int] = {}
-        self._request_bytes = RequestBytesPool(config.queued_max_request_bytes)
+        self._request_bytes = RequestBytesPool(
+            config.queued_max_request_bytes, config.max_connections
+        )
         self._limiter = LogLimiter(log)
         self._producer_ids: range = range(0)
         self._producer_ids_used = 0
@@ -485,7 +487,7 @@ class Broker:
                 connection.reserved_bytes = 0
                 await self._request_bytes.acquire(wanted)
                 connection.reserved_bytes = wanted
-            data = await stream.receive_some(RECEIVE_CHUNK_BYTES)
+            data = await stream.receive_some(self._request_bytes.receive_limit(reader))
             now = trio.current_time()
             connection.last_active_s = now
             if not data:

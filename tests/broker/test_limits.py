@@ -158,6 +158,28 @@ def test_half_sent_large_frames_stay_within_the_request_bytes_pool(tmp_path):
         assert peak_rss < RSS_LIMIT_BYTES, f"broker RSS {peak_rss / 1e6:.0f} MB, sent {sent}"
 
 
+def test_frames_waiting_for_the_pool_hold_only_their_share(tmp_path):
+    """400 connections each send 256 KiB of a 50 MiB frame: one is granted, the others
+    wait, each holding its share of the 4 MiB pool (the 32 KiB minimum), not 256 KiB."""
+    raise_descriptor_limit(600)
+    # One more than the waiting ones, for the request that shows the broker serves.
+    config = ("max.connections=401", "queued.max.request.bytes=4194304")
+    with running(tmp_path, *config) as broker:
+        assert answers(broker)
+        before = rss_bytes(broker.pid)
+        socks = [connect(broker) for _ in range(400)]
+        try:
+            for sock in socks:
+                sock.sendall(frame_prefix(50 * 1024 * 1024) + bytes(256 * 1024))
+            time.sleep(1)
+            grown = rss_bytes(broker.pid) - before
+            assert answers(broker)
+        finally:
+            for sock in socks:
+                sock.close()
+        assert grown < 40_000_000, f"RSS grew by {grown / 1e6:.0f} MB"
+
+
 def test_a_frame_larger_than_the_pool_arrives_when_the_pool_is_otherwise_empty(tmp_path):
     names = [{"name": f"missing-{n:04d}"} for n in range(200)]
     request = encode_request(API_KEYS["Metadata"], 12, 1, "test", {"topics": names})
@@ -187,7 +209,7 @@ def test_a_frame_larger_than_the_pool_arrives_when_the_pool_is_otherwise_empty(t
 
 def test_the_pool_grants_in_order_of_room():
     async def main() -> None:
-        pool = RequestBytesPool(100)
+        pool = RequestBytesPool(100, max_connections=10)
         await pool.acquire(150)  # alone: larger than the pool, still granted
         await pool.acquire(0)  # nothing to reserve never waits
         granted: list[int] = []
