@@ -274,6 +274,48 @@ def test_idle_connections_are_closed_and_busy_ones_kept(tmp_path):
         idle.close()
 
 
+def test_a_client_that_stops_reading_is_closed_as_idle(tmp_path):
+    """Fetch responses the client never reads fill the socket and block the broker's
+    send: no traffic, so connections.max.idle.ms closes it with responses still unsent."""
+    with running(tmp_path, "connections.max.idle.ms=1000") as broker:
+        admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+        admin.create_topics([NewTopic("unread", 1, 1)])
+        admin.close()
+        producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
+        for _ in range(10):
+            producer.send("unread", bytes(100_000))
+        producer.flush(timeout=10)
+        producer.close()
+        sock = connect(broker)
+        fetches = 40
+        for correlation_id in range(fetches):
+            sock.sendall(encode_request(API_KEYS["Fetch"], 12, correlation_id, "t", FETCH_ALL))
+        time.sleep(2.5)
+        received = 0
+        sock.settimeout(5)
+        try:
+            while chunk := sock.recv(1 << 20):
+                received += len(chunk)
+        except ConnectionResetError:
+            pass  # closed with our unread requests in its buffer: a reset
+        sock.close()
+        assert received < fetches * 1_000_000, f"{received} bytes: every response was sent"
+
+
+FETCH_ALL = {
+    "replica_id": -1,
+    "max_wait_ms": 0,
+    "min_bytes": 0,
+    "max_bytes": 1 << 21,
+    "topics": [
+        {
+            "topic": "unread",
+            "partitions": [{"partition": 0, "fetch_offset": 0, "partition_max_bytes": 1 << 21}],
+        }
+    ],
+}
+
+
 def test_max_connections_evicts_the_idlest_and_refuses_when_all_are_mid_request(tmp_path):
     with running(tmp_path, "max.connections=2") as broker:
         idle = Wire(broker.bootstrap)
