@@ -359,14 +359,23 @@ def test_max_connections_per_ip_refuses_the_extra_connection(tmp_path):
 
 
 def test_warnings_about_bad_connections_are_rate_limited(tmp_path):
-    with running(tmp_path, "max.connections.per.ip=1") as broker:
-        holder = Wire(broker.bootstrap)
-        assert holder.call("ApiVersions", 0, {})["error_code"] == Errors.NONE
-        for _ in range(200):
+    with running(tmp_path, "max.connections.per.ip=2") as broker:
+        for _ in range(100):
+            bad = connect(broker)
+            bad.sendall(frame_prefix(-2))
+            assert closed_within(bad, 2)
+            bad.close()
+        time.sleep(0.2)  # the last bad connection is gone: two holders fit
+        holders = [Wire(broker.bootstrap), Wire(broker.bootstrap)]
+        for holder in holders:
+            assert holder.call("ApiVersions", 0, {})["error_code"] == Errors.NONE
+        for _ in range(100):
             refused = connect(broker)
             assert closed_within(refused, 2)
             refused.close()
-        holder.close()
+        for holder in holders:
+            holder.close()
+    assert len(log_lines(broker, "negative frame size")) == 1
     assert len(log_lines(broker, "refusing a connection")) == 1
 
 
