@@ -91,7 +91,7 @@ def rss_bytes(pid: int) -> int:
 def cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     # utime and stime, fields 14 and 15 of proc(5), in clock ticks.
-    return (int(fields[11]) + int(fields[12])) / 100
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def log_lines(broker: BrokerProcess, text: str) -> list[str]:
@@ -381,7 +381,6 @@ def test_warnings_about_bad_connections_are_rate_limited(tmp_path):
 
 def test_the_limiter_reports_what_it_suppressed():
     lines: list[str] = []
-
     errors: list[logging.LogRecord] = []
 
     class Collect(logging.Handler):
