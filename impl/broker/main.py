@@ -151,10 +151,30 @@ def main(argv: list[str]) -> int:
             voters,
             roles,
         )
-    except (DataDirError, RaftStorageError) as error:
-        print(f"replog broker: {error}", file=sys.stderr)
+    except (*STARTUP_ERRORS, BaseExceptionGroup) as error:
+        failure = _startup_failure(error)
+        if failure is None:
+            raise
+        print(f"replog broker: {failure}", file=sys.stderr)
         return 2
     return 0
+
+
+# What a broker that cannot use its data dir, its Raft log or its address raises.
+STARTUP_ERRORS = (DataDirError, RaftStorageError, OSError)
+
+
+def _startup_failure(error: BaseException) -> BaseException | None:
+    """The failure to report when everything `error` holds (trio's nurseries wrap what
+    their tasks raise in groups) is a STARTUP_ERRORS; None for anything else."""
+    leaves = _leaves(error)
+    return leaves[0] if all(isinstance(leaf, STARTUP_ERRORS) for leaf in leaves) else None
+
+
+def _leaves(error: BaseException) -> list[BaseException]:
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in _leaves(inner)]
+    return [error]
 
 
 # Descriptors beyond max.connections: segment and index files, the listener, peers.
