@@ -121,6 +121,10 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "message.max.bytes": ("message_max_bytes", _int_at_least(64)),
     "socket.request.max.bytes": ("socket_request_max_bytes", _int_at_least(64)),
     "max.connections": ("max_connections", _int_at_least(1)),
+    "max.connections.per.ip": ("max_connections_per_ip", _int_at_least(1)),
+    "connections.max.idle.ms": ("connections_max_idle_ms", _int_at_least(1)),
+    "queued.max.request.bytes": ("queued_max_request_bytes", _retention),
+    "replog.request.read.timeout.ms": ("request_read_timeout_ms", _int_at_least(1)),
     "auto.create.topics.enable": ("auto_create_topics_enable", _parse_bool),
     "num.partitions": ("num_partitions", _int_at_least(1)),
     "log.retention.check.interval.ms": ("log_retention_check_interval_ms", _int_at_least(1)),
@@ -213,8 +217,20 @@ class Config:
     compression_type: str = "none"
     message_max_bytes: int = 1_048_588
     socket_request_max_bytes: int = 104_857_600
-    # Kafka's default is unlimited; replog bounds everything.
+    # Kafka's default is unlimited; replog bounds everything. A full broker closes its
+    # longest-idle connection to admit a new one (Kafka does so on its inter-broker
+    # listener, KIP-402), so idle sockets cannot lock clients out.
     max_connections: int = 1_000
+    # Kafka's default (unlimited): a loopback broker's clients share one address, so
+    # max.connections is the bound that matters.
+    max_connections_per_ip: int = 2_147_483_647
+    # Kafka's default: a connection with no traffic for 10 minutes is closed.
+    connections_max_idle_ms: int = 600_000
+    # Bytes reserved for requests still arriving, across all connections (Kafka's
+    # default -1 is unlimited); a frame waits, unread, until its size fits.
+    queued_max_request_bytes: int = 104_857_600
+    # No Kafka equivalent: a frame must arrive whole within this time of its first byte.
+    request_read_timeout_ms: int = 30_000
     # Kafka's default is true; a typo in a topic name should fail, not create a topic.
     auto_create_topics_enable: bool = False
     num_partitions: int = 1

@@ -34,8 +34,9 @@ from impl.protocol import (
     decode_request,
     encode_response,
 )
-from impl.protocol.frames import RECEIVE_CHUNK_BYTES
+from impl.protocol.frames import RequestBytesPool
 from impl.runtime import waits
+from impl.runtime.net import LogLimiter, peer_host
 from impl.runtime.runtime import Runtime
 from impl.storage.checkpoint import write_atomically
 from model.config import Config
@@ -50,6 +51,25 @@ PRODUCER_ID_BLOCK_SIZE = 1_000
 # Producer ids carry the broker id in their top bits, so brokers never hand out the
 # same id without asking anyone; 2**40 ids per broker outlast any test campaign.
 PRODUCER_ID_BROKER_SHIFT = 40
+# A timed-out connection is closed within a quarter of its timeout after it expires.
+CONNECTION_CHECKS_PER_TIMEOUT = 4
+CONNECTION_CHECK_MIN_S = 0.01
+
+
+@dataclass(slots=True, eq=False)
+class _Connection:
+    """One client connection as the connection limits see it (trio's clock, seconds)."""
+
+    scope: trio.CancelScope
+    host: str | None
+    last_active_s: float
+    # When the first byte of the frame still arriving came in; None between frames.
+    frame_started_s: float | None = None
+    handling: bool = False
+    reserved_bytes: int = 0
+
+    def between_requests(self) -> bool:
+        return not self.handling and self.frame_started_s is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +125,13 @@ class Broker:
         # Metadata image changes; each partition has its own signal.
         self.changes = ChangeSignal()
         self.logs = LogManager(runtime.fs, data_dir, config, broker_id)
-        self.connections = 0
+        # An insertion-ordered set: the registry the connection limits read.
+        self._connections: dict[_Connection, None] = {}
+        self._connections_per_host: dict[str, int] = {}
+        self._request_bytes = RequestBytesPool(
+            config.queued_max_request_bytes, config.max_connections
+        )
+        self._limiter = LogLimiter(log)
         self._producer_ids: range = range(0)
         self._producer_ids_used = 0
         self._crashed = False
@@ -157,6 +183,7 @@ class Broker:
                     self._every, self.config.log_retention_check_interval_ms, self._retain
                 )
                 nursery.start_soon(self._clean_periodically)
+                nursery.start_soon(self._watch_connections)
                 log.info("broker %d listening on %s:%d", self.broker_id, self.host, self.port)
                 task_status.started(self.port)
         finally:
@@ -340,40 +367,144 @@ class Broker:
     # ---- connections -------------------------------------------------------------------
 
     async def _serve_connection(self, stream: trio.abc.Stream) -> None:
-        if self.connections >= self.config.max_connections:
-            log.warning("refusing a connection: max.connections=%d", self.config.max_connections)
+        host = peer_host(stream)
+        if not self._admit(host):
             await stream.aclose()
             return
-        self.connections += 1
+        connection = _Connection(trio.CancelScope(), host, trio.current_time())
+        self._register(connection)
         try:
-            async with stream:
-                await self._answer_requests(stream)
+            with connection.scope:
+                async with stream:
+                    await self._answer_requests(stream, connection)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             log.debug("connection closed by the client")
         except ProtocolError as error:
-            log.warning("closing a connection: %s", error)
+            self._limiter.warning(
+                "protocol errors", "closing a connection from %s: %s", host, error
+            )
         except Exception:
             # A handler bug must cost one connection, never the broker.
-            log.exception("closing a connection after an internal error")
+            self._limiter.error(
+                "internal errors", "closing a connection from %s after an internal error", host
+            )
         finally:
-            self.connections -= 1
+            self._unregister(connection)
+            self._request_bytes.release(connection.reserved_bytes)
 
-    async def _answer_requests(self, stream: trio.abc.Stream) -> None:
+    def _admit(self, host: str | None) -> bool:
+        """Kafka refuses a connection over max.connections.per.ip; over max.connections
+        replog closes the connection idle longest instead, so idle sockets cannot lock
+        clients out, and refuses only when every connection is mid-request."""
+        limit = self.config.max_connections_per_ip
+        if host is not None and self._connections_per_host.get(host, 0) >= limit:
+            self._limiter.warning(
+                "refused connections",
+                "refusing a connection from %s: max.connections.per.ip=%d",
+                host,
+                limit,
+            )
+            return False
+        if len(self._connections) < self.config.max_connections:
+            return True
+        idle = [c for c in self._connections if c.between_requests()]
+        if not idle:
+            self._limiter.warning(
+                "refused connections",
+                "refusing a connection: max.connections=%d, all of them mid-request",
+                self.config.max_connections,
+            )
+            return False
+        idlest = min(idle, key=lambda c: c.last_active_s)
+        self._close(
+            idlest,
+            "evicted connections",
+            f"max.connections={self.config.max_connections} reached: closing the "
+            f"connection idle longest ({trio.current_time() - idlest.last_active_s:.1f} s)",
+        )
+        return True
+
+    def _register(self, connection: _Connection) -> None:
+        self._connections[connection] = None
+        if connection.host is not None:
+            count = self._connections_per_host.get(connection.host, 0)
+            self._connections_per_host[connection.host] = count + 1
+
+    def _unregister(self, connection: _Connection) -> None:
+        if self._connections.pop(connection, False) is None and connection.host is not None:
+            count = self._connections_per_host.pop(connection.host) - 1
+            if count:
+                self._connections_per_host[connection.host] = count
+
+    def _close(self, connection: _Connection, kind: str | None, reason: str) -> None:
+        """Close a connection from outside its task; `kind` None logs at debug only."""
+        if kind is None:
+            log.debug("closing a connection from %s: %s", connection.host, reason)
+        else:
+            self._limiter.warning(kind, "closing a connection from %s: %s", connection.host, reason)
+        self._unregister(connection)
+        connection.scope.cancel()
+
+    async def _watch_connections(self) -> None:
+        """Close connections idle past connections.max.idle.ms (a peer that vanished
+        without a FIN included) and frames not whole within replog.request.read.timeout.ms
+        of their first byte (a trickle would otherwise hold a connection forever)."""
+        idle_s = self.config.connections_max_idle_ms / 1000
+        read_s = self.config.request_read_timeout_ms / 1000
+        while True:
+            await waits.sleep(
+                max(min(idle_s, read_s) / CONNECTION_CHECKS_PER_TIMEOUT, CONNECTION_CHECK_MIN_S)
+            )
+            now = trio.current_time()
+            for connection in list(self._connections):
+                if connection.handling:
+                    continue
+                if connection.frame_started_s is not None:
+                    if now - connection.frame_started_s > read_s:
+                        self._close(
+                            connection,
+                            "request read timeouts",
+                            f"a frame not received whole within "
+                            f"replog.request.read.timeout.ms="
+                            f"{self.config.request_read_timeout_ms}",
+                        )
+                elif now - connection.last_active_s > idle_s:
+                    self._close(
+                        connection,
+                        None,
+                        f"idle for connections.max.idle.ms={self.config.connections_max_idle_ms}",
+                    )
+            self._limiter.flush()
+
+    async def _answer_requests(self, stream: trio.abc.Stream, connection: _Connection) -> None:
         # Every frame one receive brings is answered before the next receive: one receive
         # per arrival, rather than one for the size prefix and another for the frame.
         reader = FrameReader(self.config.socket_request_max_bytes)
         while True:
-            data = await stream.receive_some(RECEIVE_CHUNK_BYTES)
+            wanted = reader.pending_frame_bytes
+            if wanted != connection.reserved_bytes:
+                self._request_bytes.release(connection.reserved_bytes)
+                connection.reserved_bytes = 0
+                await self._request_bytes.acquire(wanted)
+                connection.reserved_bytes = wanted
+            data = await stream.receive_some(self._request_bytes.receive_limit(reader))
+            now = trio.current_time()
+            connection.last_active_s = now
             if not data:
                 if reader.buffered_bytes:
                     raise ProtocolError(
                         f"connection closed inside a frame ({reader.buffered_bytes} bytes in)"
                     )
                 return
-            for frame in reader.feed(data):
-                await self._answer(stream, frame)
+            frames = reader.feed(data)
+            if not reader.buffered_bytes:
+                connection.frame_started_s = None
+            elif frames or connection.frame_started_s is None:
+                connection.frame_started_s = now
+            for frame in frames:
+                await self._answer(stream, frame, connection)
 
-    async def _answer(self, stream: trio.abc.Stream, frame: bytes) -> None:
+    async def _answer(self, stream: trio.abc.Stream, frame: bytes, connection: _Connection) -> None:
         try:
             request = decode_request(frame)
         except UnsupportedVersionError as error:
@@ -390,7 +521,12 @@ class Broker:
         handler = apis.HANDLERS.get(request.header.api_key)
         if handler is None:
             raise ProtocolError(f"no handler for API key {request.header.api_key}")
-        response = await handler(self, request)
+        connection.handling = True
+        try:
+            response = await handler(self, request)
+        finally:
+            connection.handling = False
+            connection.last_active_s = trio.current_time()
         if response is not None:
             await stream.send_all(encode_response(request.header, response))
 

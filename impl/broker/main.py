@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import resource
 import signal
 import sys
 
@@ -22,8 +24,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="replog broker",
         description="Run one replog broker: the Kafka wire protocol over a data directory.",
-        epilog="Exit 0 after a clean shutdown (SIGTERM or Ctrl-C); 2 for bad arguments; "
-        "1 when the data directory cannot be used.",
+        epilog="Exit 0 after a clean shutdown (SIGTERM or Ctrl-C); 2 for bad arguments or "
+        "a data directory that cannot be used.",
     )
     parser.add_argument("--id", type=int, required=True, help="broker.id (>= 0)")
     parser.add_argument("--data-dir", required=True, help="log directory (created if missing)")
@@ -110,6 +112,20 @@ def main(argv: list[str]) -> int:
     if args.id < 0:
         print("replog broker: --id must be >= 0", file=sys.stderr)
         return 2
+    if os.path.exists(args.data_dir) and not os.path.isdir(args.data_dir):
+        print(
+            f"replog broker: --data-dir {args.data_dir}: exists and is not a directory",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        os.makedirs(args.data_dir, exist_ok=True)
+    except OSError as error:
+        print(
+            f"replog broker: --data-dir {args.data_dir}: cannot create it: {error.strerror}",
+            file=sys.stderr,
+        )
+        return 2
     if not is_loopback(host) and not args.allow_remote:
         print(
             f"replog broker: refusing to listen on non-loopback {host}; "
@@ -122,6 +138,7 @@ def main(argv: list[str]) -> int:
         format=f"%(asctime)s broker {args.id} %(levelname)s %(message)s",
         stream=sys.stderr,
     )
+    _raise_descriptor_limit(config.max_connections)
     try:
         trio.run(
             _serve,
@@ -134,10 +151,60 @@ def main(argv: list[str]) -> int:
             voters,
             roles,
         )
-    except (DataDirError, RaftStorageError) as error:
-        print(f"replog broker: {error}", file=sys.stderr)
-        return 1
+    except (*STARTUP_ERRORS, BaseExceptionGroup) as error:
+        failure = _startup_failure(error)
+        if failure is None:
+            raise
+        print(f"replog broker: {failure}", file=sys.stderr)
+        return 2
     return 0
+
+
+# What a broker that cannot use its data dir, its Raft log or its address raises.
+STARTUP_ERRORS = (DataDirError, RaftStorageError, OSError)
+
+
+def _startup_failure(error: BaseException) -> BaseException | None:
+    """The failure to report when everything `error` holds (trio's nurseries wrap what
+    their tasks raise in groups) is a STARTUP_ERRORS; None for anything else."""
+    leaves = _leaves(error)
+    return leaves[0] if all(isinstance(leaf, STARTUP_ERRORS) for leaf in leaves) else None
+
+
+def _leaves(error: BaseException) -> list[BaseException]:
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in _leaves(inner)]
+    return [error]
+
+
+# Descriptors beyond max.connections: segment and index files, the listener, peers.
+DESCRIPTORS_BESIDES_CONNECTIONS = 256
+
+
+def _raise_descriptor_limit(max_connections: int) -> None:
+    """Raise the soft descriptor limit to the hard one, as the JVM does for Kafka
+    (-XX:+MaxFDLimit), so max.connections is what bounds connections; out of descriptors
+    anyway, the broker retries accepting every 100 ms and keeps serving the rest."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = max_connections + DESCRIPTORS_BESIDES_CONNECTIONS
+    # Linux refuses an infinite descriptor limit; then raise it to what is needed.
+    target = max(soft, needed) if hard == resource.RLIM_INFINITY else hard
+    if soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as error:
+            logging.getLogger("replog.broker").warning(
+                "cannot raise the descriptor limit to %d: %s", target, error
+            )
+    if soft < needed:
+        logging.getLogger("replog.broker").warning(
+            "the descriptor limit (ulimit -n) is %d, below max.connections=%d plus %d for "
+            "files: connections beyond it wait in the listen backlog",
+            soft,
+            max_connections,
+            DESCRIPTORS_BESIDES_CONNECTIONS,
+        )
 
 
 async def _serve(

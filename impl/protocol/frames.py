@@ -15,6 +15,8 @@ from impl.protocol.errors import FrameTooLargeError, ProtocolError
 DEFAULT_MAX_FRAME_BYTES = 104_857_600
 SIZE_PREFIX_BYTES = INT32.size
 RECEIVE_CHUNK_BYTES = 256 * 1024
+# Every connection may read this much, whatever the pool (a Produce of one 16 KiB batch).
+RECEIVE_MIN_BYTES = 32 * 1024
 
 
 def _check_size(size: int, max_frame_bytes: int) -> int:
@@ -37,6 +39,11 @@ class FrameReader:
     @property
     def buffered_bytes(self) -> int:
         return len(self._buffer)
+
+    @property
+    def pending_frame_bytes(self) -> int:
+        """The declared size of the frame arriving now; 0 before its size prefix is in."""
+        return self._next_size or 0
 
     def feed(self, data: bytes) -> list[bytes]:
         """Every frame `data` completes, size prefix stripped, in arrival order."""
@@ -69,6 +76,53 @@ class FrameReader:
         # One compaction per feed, not per frame: many small frames stay linear.
         del self._buffer[:position]
         return frames
+
+
+class RequestBytesPool:
+    """`queued.max.request.bytes`: the bytes all connections may hold for frames still
+    arriving. A connection reserves a frame's declared size once its size prefix is in
+    and reads no further until the reservation is granted, as Kafka's memory pool mutes a
+    channel; frames then complete one at a time instead of all stalling half-read. A
+    frame larger than the pool is granted when nobody else holds anything, so every
+    frame `socket.request.max.bytes` allows can still arrive.
+
+    A receive may bring the start of a frame that must then wait for its reservation, so
+    each connection reads at most its share of the pool beyond the frame it holds:
+    frames waiting for a grant hold no more than the pool itself in all.
+    """
+
+    def __init__(self, capacity_bytes: int, max_connections: int) -> None:
+        # -1 is Kafka's "unlimited".
+        self.capacity_bytes = capacity_bytes
+        self.used_bytes = 0
+        self._released = trio.Event()
+        share = capacity_bytes // max_connections if capacity_bytes >= 0 else RECEIVE_CHUNK_BYTES
+        self.share_bytes = min(max(share, RECEIVE_MIN_BYTES), RECEIVE_CHUNK_BYTES)
+
+    def receive_limit(self, reader: FrameReader) -> int:
+        """How much one receive may bring: the rest of the reserved frame plus a share."""
+        rest = reader.pending_frame_bytes - reader.buffered_bytes
+        return min(max(rest, 0) + self.share_bytes, RECEIVE_CHUNK_BYTES)
+
+    def _grantable(self, size: int) -> bool:
+        return (
+            self.capacity_bytes < 0
+            or self.used_bytes == 0
+            or self.used_bytes + size <= self.capacity_bytes
+        )
+
+    async def acquire(self, size: int) -> None:
+        if not size:
+            return
+        while not self._grantable(size):
+            await self._released.wait()
+        self.used_bytes += size
+
+    def release(self, size: int) -> None:
+        if size:
+            self.used_bytes -= size
+            self._released.set()
+            self._released = trio.Event()
 
 
 async def _receive_exactly(stream: trio.abc.ReceiveStream, size: int) -> bytes | None:

@@ -7,14 +7,25 @@ sockets directly.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import json
+import logging
+import math
+import os
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import trio
 
 Handler = Callable[[trio.abc.Stream], Awaitable[None]]
+
+log = logging.getLogger("replog.net")
+
+# What accept(2) returns when the process or the system is out of descriptors or memory.
+ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+ACCEPT_RETRY_S = 0.1
+LOG_INTERVAL_S = 10.0
 
 
 class NetworkError(OSError):
@@ -43,6 +54,59 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def peer_host(stream: trio.abc.Stream) -> str | None:
+    """The remote address of a TCP stream; None for other streams (the simulator's)."""
+    sock = getattr(stream, "socket", None)
+    if sock is None:
+        return None
+    try:
+        return str(sock.getpeername()[0])
+    except OSError:
+        return None
+
+
+class LogLimiter:
+    """At most one warning per kind per interval, so a misbehaving peer cannot flood the
+    log; the next line of a kind, or `flush`, says how many were suppressed."""
+
+    def __init__(self, logger: logging.Logger, interval_s: float = LOG_INTERVAL_S) -> None:
+        self.logger = logger
+        self.interval_s = interval_s
+        # kind -> (when its last line was logged, lines suppressed since)
+        self._kinds: dict[str, tuple[float, int]] = {}
+
+    def warning(self, kind: str, message: str, *args: object) -> None:
+        self._log(logging.WARNING, kind, message, args, exc_info=False)
+
+    def error(self, kind: str, message: str, *args: object) -> None:
+        """An ERROR line with the current exception's traceback (rate-limited the same)."""
+        self._log(logging.ERROR, kind, message, args, exc_info=True)
+
+    def _log(
+        self, level: int, kind: str, message: str, args: tuple[object, ...], *, exc_info: bool
+    ) -> None:
+        now = trio.current_time()
+        logged_s, suppressed = self._kinds.get(kind, (-math.inf, 0))
+        if now - logged_s < self.interval_s:
+            self._kinds[kind] = (logged_s, suppressed + 1)
+            return
+        if suppressed:
+            message += " (%d more %s suppressed in the last %.0f s)"
+            args += (suppressed, kind, now - logged_s)
+        self._kinds[kind] = (now, 0)
+        self.logger.log(level, message, *args, exc_info=exc_info)
+
+    def flush(self) -> None:
+        """Report the kinds whose interval ended with lines suppressed."""
+        now = trio.current_time()
+        for kind, (logged_s, suppressed) in self._kinds.items():
+            if suppressed and now - logged_s >= self.interval_s:
+                self.logger.warning(
+                    "%d more %s suppressed in the last %.0f s", suppressed, kind, now - logged_s
+                )
+                self._kinds[kind] = (now, 0)
 
 
 Address = tuple[str, int]
@@ -82,10 +146,15 @@ class TcpNetwork:
         *,
         task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        listeners = await trio.open_tcp_listeners(port, host=host)
+        try:
+            listeners = await trio.open_tcp_listeners(port, host=host)
+        except OSError as error:
+            raise NetworkError(f"cannot listen on {host}:{port}: {error.strerror}") from error
         bound_port = listeners[0].socket.getsockname()[1]
+        limiter = LogLimiter(log)
         async with trio.open_nursery() as nursery:
-            await nursery.start(trio.serve_listeners, handler, listeners)
+            for listener in listeners:
+                nursery.start_soon(_accept_forever, listener, handler, nursery, limiter)
             task_status.started(bound_port)
 
     async def connect(self, host: str, port: int) -> trio.abc.Stream:
@@ -94,3 +163,38 @@ class TcpNetwork:
             return await trio.open_tcp_stream(host, port)
         except OSError as error:
             raise NetworkError(f"cannot connect to {host}:{port}: {error}") from error
+
+
+async def _accept_forever(
+    listener: trio.SocketListener,
+    handler: Handler,
+    nursery: trio.Nursery,
+    limiter: LogLimiter,
+) -> None:
+    """trio.serve_listeners, but its retry warning (a traceback every 100 ms while the
+    process is out of descriptors) rate-limited."""
+    async with listener:
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as error:
+                if error.errno not in ACCEPT_CAPACITY_ERRNOS:
+                    raise
+                # The connection stays in the listen backlog; retrying at once would spin.
+                limiter.warning(
+                    "accept failures",
+                    "cannot accept a connection: %s; retrying every %.0f ms",
+                    os.strerror(error.errno),
+                    ACCEPT_RETRY_S * 1000,
+                )
+                await trio.sleep(ACCEPT_RETRY_S)
+            else:
+                limiter.flush()
+                nursery.start_soon(_handle, handler, stream)
+
+
+async def _handle(handler: Handler, stream: trio.SocketStream) -> None:
+    try:
+        await handler(stream)
+    finally:
+        await trio.aclose_forcefully(stream)

@@ -309,35 +309,6 @@ def test_kill_minus_nine_loses_nothing_the_os_accepted(tmp_path):
         second.stop()
 
 
-def test_max_connections_refuses_the_extra_connection(tmp_path):
-    limited = start_broker(
-        0, tmp_path / "data", config=[*SINGLE_BROKER_CONFIG, "max.connections=2"]
-    )
-    try:
-        kept = [Wire(limited.bootstrap), Wire(limited.bootstrap)]
-        for w in kept:
-            assert w.call("ApiVersions", 0, {})["error_code"] == Errors.NONE
-        extra = Wire(limited.bootstrap)
-        assert extra.closed_by_peer()
-        extra.close()
-        kept.pop().close()
-        deadline = time.monotonic() + 5
-        while True:
-            again = Wire(limited.bootstrap)
-            try:
-                if again.call("ApiVersions", 0, {})["error_code"] == Errors.NONE:
-                    break
-            except (AssertionError, OSError):
-                assert time.monotonic() < deadline, "a freed slot must be reusable"
-                time.sleep(0.05)
-            finally:
-                again.close()
-        for w in kept:
-            w.close()
-    finally:
-        limited.stop()
-
-
 def test_refuses_non_loopback_listen_without_allow_remote(tmp_path):
     result = subprocess.run(
         [
