@@ -395,7 +395,7 @@ def _interrupt(argv: list[str], workers: bool = False) -> tuple[int, bytes, str]
     return process.returncode, stdout, stderr.decode(errors="replace")
 
 
-def _topic_with_a_record(bootstrap: str, topic: str) -> None:
+def _new_topic(bootstrap: str, topic: str) -> None:
     async def main() -> None:
         runtime = real_runtime(0)
         with trio.fail_after(CASE_TIMEOUT_S):
@@ -403,27 +403,41 @@ def _topic_with_a_record(bootstrap: str, topic: str) -> None:
             await wait_for_leaders(runtime, bootstrap, [topic])
 
     trio.run(main)
-    produced = subprocess.run(
-        _replog("produce", "--bootstrap", bootstrap, "--topic", topic),
-        input=b"one\n",
-        capture_output=True,
+
+
+def test_ctrl_c_stops_a_producer_waiting_for_stdin_and_a_consumer(places: Places) -> None:
+    """A person typing records ends with Ctrl-C, not an end of file."""
+    bootstrap = places.values["LIVE"]
+    _new_topic(bootstrap, "interrupted")
+    with subprocess.Popen(
+        _replog("produce", "--bootstrap", bootstrap, "--topic", "interrupted"),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         env=_env(),
         cwd=ROOT,
-        timeout=CASE_TIMEOUT_S,
-        check=False,
-    )
-    assert produced.returncode == 0, produced.stderr
-
-
-def test_ctrl_c_stops_a_consumer_with_one_line(places: Places) -> None:
-    bootstrap = places.values["LIVE"]
-    _topic_with_a_record(bootstrap, "interrupted")
-    code, stdout, stderr = _interrupt(
-        ["consume", "--bootstrap", bootstrap, "--topic", "interrupted", "--from-beginning"]
-    )
-    _assert_clean(stdout, stderr)
+        start_new_session=True,
+    ) as producer:
+        assert producer.stdin is not None
+        producer.stdin.write(b"one\n")
+        producer.stdin.flush()
+        # The consumer's first line is the record: the producer sent it and waits for more.
+        code, stdout, stderr = _interrupt(
+            ["consume", "--bootstrap", bootstrap, "--topic", "interrupted", "--from-beginning"]
+        )
+        _assert_clean(stdout, stderr)
+        assert code == HARNESS, stderr
+        assert "replog consume: interrupted" in stderr
+        os.killpg(producer.pid, signal.SIGINT)
+        try:
+            code = producer.wait(SIGNAL_WAIT_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(producer.pid, signal.SIGKILL)
+            raise
+        assert producer.stdout is not None and producer.stderr is not None
+        stderr = _assert_clean(producer.stdout.read(), producer.stderr.read())
     assert code == HARNESS, stderr
-    assert "replog consume: interrupted" in stderr
+    assert _error_lines(stderr) == ["replog produce: interrupted"]
 
 
 def test_ctrl_c_stops_a_model_check_with_one_line() -> None:

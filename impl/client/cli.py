@@ -189,11 +189,16 @@ async def _produce(bootstrap: str, topic: str, separator: str | None, config: Co
 
 async def _stdin_lines() -> AsyncIterator[tuple[int, bytes]]:
     """Numbered lines of stdin without their line ending; reads happen in a thread so
-    the producer keeps sending while stdin is slow."""
+    the producer keeps sending while stdin is slow. A read waiting for a line is
+    abandoned on Ctrl-C, so a person typing records can stop without an end of file; it
+    reads the descriptor itself, as the abandoned thread must hold no lock of sys.stdin's
+    that interpreter shutdown needs."""
     buffer = b""
     line_number = 0
     while True:
-        chunk = await trio.to_thread.run_sync(sys.stdin.buffer.read1, STDIN_CHUNK_BYTES)
+        chunk = await trio.to_thread.run_sync(
+            os.read, sys.stdin.fileno(), STDIN_CHUNK_BYTES, abandon_on_cancel=True
+        )
         if not chunk:
             if buffer:
                 yield line_number + 1, buffer.removesuffix(b"\r")
