@@ -270,21 +270,25 @@ def places(tmp_path_factory: pytest.TempPathFactory, broker: BrokerProcess) -> P
 
 
 def _run(case: Case, places: Places) -> subprocess.CompletedProcess[bytes]:
+    """Run one case in its own process group: past CASE_TIMEOUT_S the whole group is
+    killed, brokers a command may have started included."""
     argv = [places.fill(arg) for arg in case.argv]
-    try:
-        return subprocess.run(
-            _replog(*argv),
-            input=case.stdin,
-            capture_output=True,
-            env=_env(),
-            cwd=ROOT,
-            timeout=CASE_TIMEOUT_S,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as expired:
-        return subprocess.CompletedProcess(
-            expired.cmd, -1, expired.stdout or b"", f"timed out after {CASE_TIMEOUT_S} s"
-        )
+    with subprocess.Popen(
+        _replog(*argv),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_env(),
+        cwd=ROOT,
+        start_new_session=True,
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(case.stdin, timeout=CASE_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            stdout, _ = process.communicate()
+            stderr = f"timed out after {CASE_TIMEOUT_S} s".encode()
+    return subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
 
 
 @pytest.fixture(scope="module")
