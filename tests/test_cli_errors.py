@@ -139,8 +139,10 @@ CASES = [
     _case("analyze-missing-file", "analyze {MISSING}"),
     _case("analyze-directory", "analyze {DIR}"),
     _case("analyze-not-a-history", "analyze {GARBAGE}"),
-    _case("analyze-negative-time", "analyze --time-limit -1 {HISTORY}"),
-    _case("analyze-export-nowhere", "analyze --export-edn {MISSING}/x.edn {HISTORY}"),
+    _case("analyze-negative-time", "analyze --model register --time-limit -1 {HISTORY}"),
+    _case(
+        "analyze-export-nowhere", "analyze --model register --export-edn {MISSING}/x.edn {HISTORY}"
+    ),
     _case("lag-unknown-flag", "lag --nosuch", LAG_UNKNOWN),
     _case("lag-bad-bootstrap", "lag --bootstrap nohost", LAG_UNKNOWN, says="HOST:PORT"),
     _case(
@@ -220,7 +222,8 @@ def _write_segment(directory: Path) -> Path:
 
 
 def _write_history(path: Path) -> Path:
-    """Writes one second apart: analyze's per-second throughput fills a pipe."""
+    """A register written once a second: analyze judges it valid, and its per-second
+    throughput fills a pipe."""
     with path.open("w") as out:
         for i in range(HISTORY_WRITES):
             for kind in ("invoke", "ok"):
@@ -352,7 +355,7 @@ def test_dump_log_into_a_closed_pipe_is_quiet(tmp_path: Path) -> None:
 
 def test_analyze_json_into_a_closed_pipe_is_quiet(places: Places) -> None:
     with subprocess.Popen(
-        _replog("analyze", "--json", places.values["HISTORY"]),
+        _replog("analyze", "--model", "register", "--json", places.values["HISTORY"]),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=_env(),
