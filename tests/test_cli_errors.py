@@ -367,7 +367,10 @@ def test_analyze_json_into_a_closed_pipe_is_quiet(places: Places) -> None:
         stderr = analyze.stderr.read()
         code = analyze.wait(CASE_TIMEOUT_S)
     assert first.startswith(b"{")
-    assert (code, stderr) == (HARNESS, b"")
+    # One large write the kernel cuts short when the reader leaves need not fail: then the
+    # verdict's 0 (valid) stands; a write that fails is the closed pipe's quiet 2.
+    assert code in (0, HARNESS)
+    assert stderr == b""
 
 
 def _has_children(pid: int) -> bool:
