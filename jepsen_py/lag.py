@@ -364,14 +364,9 @@ def main(argv: list[str]) -> int:
     try:
         rows, missing = trio.run(_collect, args, config)
     except (ClientError, Unreachable) as error:
-        print(f"replog lag: UNKNOWN: {error}", file=sys.stderr)
-        return EXIT_UNKNOWN
+        return _unknown(args.json, str(error))
     except trio.TooSlowError:
-        print(
-            f"replog lag: UNKNOWN: no answer within {RUN_TIMEOUTS * args.timeout_ms} ms",
-            file=sys.stderr,
-        )
-        return EXIT_UNKNOWN
+        return _unknown(args.json, f"no answer within {RUN_TIMEOUTS * args.timeout_ms} ms")
     status = overall_status(rows)
     code = EXIT_UNKNOWN if missing or not rows else STATUS_EXIT[status]
     if args.json:
@@ -390,6 +385,22 @@ def main(argv: list[str]) -> int:
     if not rows and not missing:
         print("replog lag: UNKNOWN: no group has committed offsets", file=sys.stderr)
     return code
+
+
+def _unknown(as_json: bool, reason: str) -> int:
+    """No report could be made: the reason on stderr and, with --json, in the document,
+    so a monitor parsing stdout sees UNKNOWN rather than nothing."""
+    print(f"replog lag: UNKNOWN: {reason}", file=sys.stderr)
+    if as_json:
+        document = {
+            "status": "UNKNOWN",
+            "exit_code": EXIT_UNKNOWN,
+            "reason": reason,
+            "groups_without_offsets": [],
+            "partitions": [],
+        }
+        print(json.dumps(document, indent=1))
+    return EXIT_UNKNOWN
 
 
 async def _collect(

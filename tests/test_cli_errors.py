@@ -335,6 +335,21 @@ def test_bad_arguments_give_one_clear_line(
     assert places.fill(case.says) in err
 
 
+def test_lag_json_says_unknown_and_why(places: Places) -> None:
+    port = places.values["PORT"]
+    case = _case("lag-json", f"lag --json --bootstrap 127.0.0.1:{port}", LAG_UNKNOWN)
+    outcome = _run(case, places)
+    reason = f"cannot reach 127.0.0.1:{port}: connection refused"
+    assert outcome.returncode == LAG_UNKNOWN
+    assert outcome.stderr.decode() == f"replog lag: UNKNOWN: {reason}\n"
+    document = json.loads(outcome.stdout)
+    assert (document["status"], document["exit_code"], document["reason"]) == (
+        "UNKNOWN",
+        LAG_UNKNOWN,
+        reason,
+    )
+
+
 def test_dump_log_into_a_closed_pipe_is_quiet(tmp_path: Path) -> None:
     segment = _write_segment(tmp_path / "t-0")
     with subprocess.Popen(
