@@ -10,6 +10,7 @@ import random
 import time
 from pathlib import Path
 
+from impl.runtime.arguments import existing_directory, integer_at_least
 from jepsen_py import importers, linearizable, queue
 from jepsen_py.history import Op
 from jepsen_py.models import MODELS
@@ -21,11 +22,13 @@ IMPORTER = {"etcd-register": importers.porcupine_etcd, "kv": importers.porcupine
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="replog bench checker", description=__doc__)
-    parser.add_argument("--corpus", type=Path, default=CORPUS)
-    parser.add_argument("--reps", type=int, default=5)
-    parser.add_argument("--queue-ops", type=int, default=1_000_000)
+    parser.add_argument("--corpus", type=existing_directory, default=str(CORPUS))
+    parser.add_argument("--reps", type=integer_at_least(1), default=5)
+    parser.add_argument(
+        "--queue-ops", type=integer_at_least(0), default=1_000_000, help="0: no queue figure"
+    )
     args = parser.parse_args(argv)
-    mismatches = bench_corpus(args.corpus, args.reps)
+    mismatches = bench_corpus(Path(args.corpus), args.reps)
     if args.queue_ops:
         bench_queue(args.queue_ops)
     return 1 if mismatches else 0

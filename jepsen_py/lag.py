@@ -30,8 +30,9 @@ Groups: `--group` (repeatable); without it, every group with committed offsets, 
 from `__consumer_offsets` itself with the broker's own record format.
 
 Exit codes, for alerting (Nagios' convention): 0 every partition OK, 1 some WARN,
-2 some CRITICAL, 3 UNKNOWN (bad arguments, no broker reachable, a group with no
-committed offsets, or no answer within --timeout-ms).
+2 some CRITICAL, 3 UNKNOWN (bad arguments, no broker reachable, no group or a group with
+no committed offsets, or no answer within --timeout-ms), always with one line on stderr
+saying why ("UNKNOWN: cannot reach 127.0.0.1:1: connection refused").
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from typing import NoReturn
 import trio
 
 from impl.client.admin import topic_configs
+from impl.client.cli import CONNECT_TIMEOUT_MS, unreachable
 from impl.client.consumer import Consumer
 from impl.client.errors import ClientError, IncompatibleBroker, OffsetOutOfRange
 from impl.client.metadata import Cluster, TopicPartition, parse_bootstrap
@@ -58,6 +60,8 @@ from model.config import Config, ConfigError
 EXIT_OK, EXIT_WARN, EXIT_CRITICAL, EXIT_UNKNOWN = 0, 1, 2, 3
 STATUS_EXIT = {"OK": EXIT_OK, "WARN": EXIT_WARN, "CRITICAL": EXIT_CRITICAL}
 WARN_FRACTION = 0.5
+# The whole run gets this many --timeout-ms: a few requests each bounded by one.
+RUN_TIMEOUTS = 4
 DEFAULT_TIMEOUT_MS = 15_000
 POLL_MS = 200
 OFFSETS_READ_RECORDS_MAX = 1_000_000
@@ -66,6 +70,10 @@ RETENTION_MS = "retention.ms"
 
 class UsageError(Exception):
     """Bad arguments: exit UNKNOWN (3), not argparse's 2, which means CRITICAL here."""
+
+
+class Unreachable(Exception):
+    """No bootstrap server accepts a connection: UNKNOWN, with the reason."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -355,9 +363,10 @@ def main(argv: list[str]) -> int:
         return EXIT_UNKNOWN
     try:
         rows, missing = trio.run(_collect, args, config)
-    except (ClientError, trio.TooSlowError) as error:
-        print(f"replog lag: UNKNOWN: {error or 'no answer in time'}", file=sys.stderr)
-        return EXIT_UNKNOWN
+    except (ClientError, Unreachable) as error:
+        return _unknown(args.json, str(error))
+    except trio.TooSlowError:
+        return _unknown(args.json, f"no answer within {RUN_TIMEOUTS * args.timeout_ms} ms")
     status = overall_status(rows)
     code = EXIT_UNKNOWN if missing or not rows else STATUS_EXIT[status]
     if args.json:
@@ -373,14 +382,35 @@ def main(argv: list[str]) -> int:
             print(render_table(rows))
         for group in missing:
             print(f"group {group}: no committed offsets", file=sys.stderr)
+    if not rows and not missing:
+        print("replog lag: UNKNOWN: no group has committed offsets", file=sys.stderr)
     return code
+
+
+def _unknown(as_json: bool, reason: str) -> int:
+    """No report could be made: the reason on stderr and, with --json, in the document,
+    so a monitor parsing stdout sees UNKNOWN rather than nothing."""
+    print(f"replog lag: UNKNOWN: {reason}", file=sys.stderr)
+    if as_json:
+        document = {
+            "status": "UNKNOWN",
+            "exit_code": EXIT_UNKNOWN,
+            "reason": reason,
+            "groups_without_offsets": [],
+            "partitions": [],
+        }
+        print(json.dumps(document, indent=1))
+    return EXIT_UNKNOWN
 
 
 async def _collect(
     args: argparse.Namespace, config: Config
 ) -> tuple[list[PartitionLag], list[str]]:
     runtime = real_runtime()
-    with trio.fail_after(args.timeout_ms * 4 / 1000):
+    problem = await unreachable(args.bootstrap, min(args.timeout_ms, CONNECT_TIMEOUT_MS))
+    if problem:
+        raise Unreachable(problem)
+    with trio.fail_after(RUN_TIMEOUTS * args.timeout_ms / 1000):
         groups = args.group or await discover_groups(runtime, args.bootstrap, config)
         rows: list[PartitionLag] = []
         missing = []

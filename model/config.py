@@ -8,6 +8,7 @@ a valid configuration: the suite exists to show what it costs.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
@@ -15,6 +16,46 @@ from typing import Any
 
 class ConfigError(ValueError):
     """A bad key, value or combination; the message is one line naming the key."""
+
+
+INT64_MAX = 2**63 - 1
+
+# What an integer key counts, from the last part of its name: the unit in its messages.
+_UNITS = {
+    "ms": "milliseconds",
+    "bytes": "bytes",
+    "minutes": "minutes",
+    "messages": "messages",
+    "records": "records",
+}
+
+
+class _Int:
+    """An integer key's parser: at least `minimum` and at most a Kafka long; with
+    `no_limit`, -1 too. Its message depends on the key (the unit), so `expected` says
+    what is allowed and a ValueError from parsing says only what is wrong beyond that."""
+
+    def __init__(self, minimum: int, no_limit: bool = False) -> None:
+        self.minimum = minimum
+        self.no_limit = no_limit
+
+    def __call__(self, raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ValueError("") from None
+        if value > INT64_MAX:
+            raise ValueError(f"at most {INT64_MAX}")
+        if value < self.minimum and not (self.no_limit and value == -1):
+            raise ValueError("")
+        return value
+
+    def expected(self, key: str) -> str:
+        unit = _UNITS.get(key.rpartition(".")[2])
+        what = f"an integer number of {unit}" if unit else "an integer"
+        if self.no_limit:
+            return f"expected {what} (-1 for no limit)"
+        return f"expected {what} >= {self.minimum}"
 
 
 def _parse_bool(raw: str) -> bool:
@@ -35,32 +76,28 @@ def _parse_acks(raw: str) -> int:
     raise ValueError("expected 0, 1, all or -1")
 
 
-def _int_at_least(minimum: int) -> Callable[[str], int]:
-    def parse(raw: str) -> int:
-        value = int(raw.strip())
-        if value < minimum:
-            raise ValueError(f"expected an integer >= {minimum}")
-        return value
-
-    return parse
+def _int_at_least(minimum: int) -> _Int:
+    return _Int(minimum)
 
 
-def _retention(raw: str) -> int:
-    value = int(raw.strip())
-    if value < -1:
-        raise ValueError("expected -1 (unlimited) or an integer >= 0")
-    return value
+_retention = _Int(0, no_limit=True)
 
 
 def _percent(raw: str) -> int:
-    value = int(raw.strip())
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        value = -1
     if not 0 <= value <= 100:
         raise ValueError("expected an integer percentage in [0, 100]")
     return value
 
 
 def _ratio(raw: str) -> float:
-    value = float(raw.strip())
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        value = float("nan")
     if not 0.0 <= value <= 1.0:
         raise ValueError("expected a number in [0, 1]")
     return value
@@ -293,12 +330,12 @@ class Config:
         values: dict[str, Any] = {}
         for key, raw in items:
             if key not in _KEYS:
-                raise ConfigError(f"unknown config key {key!r}; known keys: {', '.join(_KEYS)}")
+                raise ConfigError(unknown_key_message(key))
             attribute, parse = _KEYS[key]
             try:
                 values[attribute] = parse(str(raw))
             except ValueError as error:
-                raise ConfigError(f"bad value {raw!r} for {key}: {error}") from None
+                raise ConfigError(f"bad value {raw!r} for {key}: {_allowed(key, error)}") from None
         return cls(**values)
 
     @classmethod
@@ -344,4 +381,54 @@ def render_acks(acks: int) -> str:
     return "all" if acks == -1 else str(acks)
 
 
+def _allowed(key: str, error: ValueError) -> str:
+    parse = _KEYS[key][1]
+    if not isinstance(parse, _Int):
+        return str(error)
+    return parse.expected(key) + (f", {error}" if str(error) else "")
+
+
+def _describe(key: str) -> str:
+    """What `key` accepts: every parser rejects a NUL with its full message."""
+    try:
+        _KEYS[key][1]("\0")
+    except ValueError as error:
+        return _allowed(key, error).removeprefix("expected ")
+    raise AssertionError(f"{key} accepts a NUL")
+
+
+def keys_markdown() -> str:
+    """docs/config.md: every key, its default and what it accepts (`python -m model.config`)."""
+    defaults = Config().to_pairs()
+    lines = [
+        "# Configuration keys",
+        "",
+        "Every `--config KEY=VALUE` key, generated from `model/config.py` by",
+        "`python -m model.config > docs/config.md`. See README.md, Configuration.",
+        "",
+        "| key | default | allowed |",
+        "|---|---|---|",
+    ]
+    lines += [f"| `{key}` | `{defaults[key]}` | {_describe(key)} |" for key in _KEYS]
+    return "\n".join(lines)
+
+
+KEYS_DOC = "docs/config.md"
+
+
+def unknown_key_message(key: str) -> str:
+    """One line: the nearest known keys (a typo is the usual cause) and where all are."""
+    scored = sorted(
+        ((difflib.SequenceMatcher(None, key, k).ratio(), k) for k in _KEYS), reverse=True
+    )
+    # Only the keys about as near as the nearest: one clear match is one suggestion.
+    near = [repr(k) for score, k in scored[:3] if score >= max(0.6, scored[0][0] - 0.1)]
+    hint = f"; did you mean {' or '.join(near)}?" if near else ""
+    return f"unknown config key {key!r}{hint} (every key: {KEYS_DOC})"
+
+
 KNOWN_KEYS: tuple[str, ...] = tuple(_KEYS)
+
+
+if __name__ == "__main__":
+    print(keys_markdown())

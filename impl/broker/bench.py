@@ -28,6 +28,7 @@ from impl.client.admin import create_topics
 from impl.client.bench import produce_load
 from impl.client.consumer import Consumer
 from impl.client.producer import Producer
+from impl.runtime.arguments import integer_at_least
 from impl.runtime.runtime import real_runtime
 from model.config import Config
 
@@ -38,11 +39,14 @@ BYTES_PER_MB = 1_000_000
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="replog bench broker", description=__doc__)
-    parser.add_argument("--small-records", type=int, default=300_000, help="100-byte records")
-    parser.add_argument("--large-records", type=int, default=50_000, help="1 KiB records")
-    parser.add_argument("--partitions", type=int, default=4)
-    parser.add_argument("--rate", type=int, default=5_000, help="records/s for the latency run")
-    parser.add_argument("--latency-records", type=int, default=10_000)
+    positive = integer_at_least(1)
+    parser.add_argument("--small-records", type=positive, default=300_000, help="100-byte records")
+    parser.add_argument("--large-records", type=positive, default=50_000, help="1 KiB records")
+    parser.add_argument("--partitions", type=positive, default=4)
+    parser.add_argument(
+        "--rate", type=positive, default=5_000, help="records/s for the latency run"
+    )
+    parser.add_argument("--latency-records", type=positive, default=10_000)
     parser.add_argument("--load", help=argparse.SUPPRESS)
     parser.add_argument("--bootstrap", help=argparse.SUPPRESS)
     parser.add_argument("--topic", help=argparse.SUPPRESS)

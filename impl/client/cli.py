@@ -3,13 +3,17 @@
     printf 'a\\nb\\n' | replog produce --bootstrap 127.0.0.1:9092 --topic events
     replog consume --bootstrap 127.0.0.1:9092 --topic events --from-beginning --max-messages 2
 
-Exit codes: 0 success, 1 when a record was not delivered or the topic cannot be read,
-2 for bad arguments.
+Exit codes: 0 success; 1 when a record was not delivered; 2 when nothing could be done
+or finished (bad arguments, no bootstrap server reachable, no such topic, a consumer that
+cannot read, Ctrl-C). Each is one line on stderr, within a bounded time: the bootstrap
+servers are probed (CONNECT_TIMEOUT_MS) and the topic looked up before any record moves.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import socket
 import sys
 from collections import deque
 from collections.abc import AsyncIterator
@@ -18,8 +22,9 @@ import trio
 
 from impl.client.consumer import Consumer, ConsumerRecord
 from impl.client.errors import ClientError
-from impl.client.metadata import parse_bootstrap
+from impl.client.metadata import ClusterSession, parse_bootstrap
 from impl.client.producer import Delivery, Producer
+from impl.runtime.arguments import integer_at_least
 from impl.runtime.runtime import real_runtime
 from model.config import Config, ConfigError
 
@@ -28,7 +33,9 @@ STDIN_CHUNK_BYTES = 64 * 1024
 LINE_BYTES_MAX = 16 * 1024 * 1024
 ERRORS_PRINTED_MAX = 20
 POLL_MS = 200
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+# Kafka's socket.connection.setup.timeout.ms: refused is at once, a silent host this long.
+CONNECT_TIMEOUT_MS = 10_000
+EXIT_OK, EXIT_FAILED, EXIT_UNUSABLE = 0, 1, 2
 
 
 def _common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,6 +48,56 @@ def _common_arguments(parser: argparse.ArgumentParser) -> None:
 
 class LineTooLong(Exception):
     """A stdin line above LINE_BYTES_MAX: reading stops rather than buffering without end."""
+
+
+class Unusable(Exception):
+    """Nothing to send to or read from: no broker reachable, or no such topic."""
+
+
+def _os_reason(error: OSError) -> str:
+    """The system's words for a failed connect ("connection refused"), from inside trio's
+    "all attempts to connect failed" wrapper."""
+    while isinstance(error.__cause__, BaseExceptionGroup):
+        inner = error.__cause__.exceptions[0]
+        if not isinstance(inner, OSError):
+            break
+        error = inner
+    if isinstance(error, socket.gaierror) or not error.errno:
+        words = error.strerror or str(error)
+    else:
+        words = os.strerror(error.errno)
+    return words[:1].lower() + words[1:]
+
+
+async def unreachable(bootstrap: str, timeout_ms: int) -> str | None:
+    """None once a bootstrap server accepts a TCP connection; else why none did, in one
+    line ("cannot reach 127.0.0.1:1: connection refused"). The client itself would retry
+    an unreachable broker until its API timeout and then name only the timeout."""
+    failures = []
+    for host, port in parse_bootstrap(bootstrap):
+        with trio.move_on_after(timeout_ms / 1000):
+            try:
+                stream = await trio.open_tcp_stream(host, port)
+            except OSError as error:
+                failures.append(f"{host}:{port}: {_os_reason(error)}")
+                continue
+            await stream.aclose()
+            return None
+        failures.append(f"{host}:{port}: no answer within {timeout_ms} ms")
+    return "cannot reach " + "; ".join(failures)
+
+
+async def _require_topic(bootstrap: str, topic: str, config: Config, timeout_ms: int) -> None:
+    """Raise Unusable unless a broker is reachable and knows `topic`."""
+    problem = await unreachable(bootstrap, min(timeout_ms, CONNECT_TIMEOUT_MS))
+    if problem:
+        raise Unusable(problem)
+    async with ClusterSession(real_runtime(), bootstrap, config, "replog-cli") as session:
+        if await session.cluster.wait_for_topic(topic, timeout_ms) is not None:
+            return
+        if session.cluster.topic_missing(topic):
+            raise Unusable(f"UNKNOWN_TOPIC_OR_PARTITION: no topic {topic!r}")
+        raise Unusable(f"no metadata for topic {topic!r} within {timeout_ms} ms")
 
 
 def _parse_config(args: argparse.Namespace, prog: str) -> Config | None:
@@ -60,7 +117,8 @@ def produce_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="replog produce",
         description="Send each line of stdin as one record (like kafka-console-producer).",
-        epilog="Exit 0 when every record was delivered, 1 otherwise, 2 for bad arguments.",
+        epilog="Exit 0 when every record was delivered, 1 otherwise, 2 when nothing could be "
+        "sent (bad arguments, no broker reachable, no such topic).",
     )
     _common_arguments(parser)
     parser.add_argument(
@@ -69,17 +127,15 @@ def produce_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     config = _parse_config(args, "replog produce")
     if config is None:
-        return EXIT_USAGE
+        return EXIT_UNUSABLE
     try:
         return trio.run(_produce, args.bootstrap, args.topic, args.key_separator, config)
-    except ConfigError as error:
+    except (ConfigError, Unusable) as error:
         print(f"replog produce: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_UNUSABLE
     except LineTooLong as error:
         print(f"replog produce: {error}", file=sys.stderr)
         return EXIT_FAILED
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
 
 
 class _Report:
@@ -108,6 +164,7 @@ async def _produce(bootstrap: str, topic: str, separator: str | None, config: Co
     report = _Report()
     pending: deque[tuple[int, Delivery]] = deque()
     sep = separator.encode() if separator else None
+    await _require_topic(bootstrap, topic, config, config.max_block_ms)
     async with Producer(
         real_runtime(), bootstrap, config, client_id="replog-console-producer"
     ) as producer:
@@ -132,11 +189,16 @@ async def _produce(bootstrap: str, topic: str, separator: str | None, config: Co
 
 async def _stdin_lines() -> AsyncIterator[tuple[int, bytes]]:
     """Numbered lines of stdin without their line ending; reads happen in a thread so
-    the producer keeps sending while stdin is slow."""
+    the producer keeps sending while stdin is slow. A read waiting for a line is
+    abandoned on Ctrl-C, so a person typing records can stop without an end of file; it
+    reads the descriptor itself, as the abandoned thread must hold no lock of sys.stdin's
+    that interpreter shutdown needs."""
     buffer = b""
     line_number = 0
     while True:
-        chunk = await trio.to_thread.run_sync(sys.stdin.buffer.read1, STDIN_CHUNK_BYTES)
+        chunk = await trio.to_thread.run_sync(
+            os.read, sys.stdin.fileno(), STDIN_CHUNK_BYTES, abandon_on_cancel=True
+        )
         if not chunk:
             if buffer:
                 yield line_number + 1, buffer.removesuffix(b"\r")
@@ -156,26 +218,26 @@ def consume_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="replog consume",
         description="Print the records of a topic (like kafka-console-consumer).",
-        epilog="Exit 0 after --max-messages or --timeout-ms, 1 when the topic cannot be "
-        "read, 2 for bad arguments.",
+        epilog="Exit 0 after --max-messages or --timeout-ms, 2 when the topic cannot be read "
+        "(bad arguments, no broker reachable, no such topic).",
     )
     _common_arguments(parser)
     parser.add_argument("--from-beginning", action="store_true", help="start at log start")
-    parser.add_argument("--max-messages", type=int, help="stop after this many records")
-    parser.add_argument("--timeout-ms", type=int, help="stop after this long without a new record")
+    parser.add_argument(
+        "--max-messages", type=integer_at_least(0), help="stop after this many records"
+    )
+    parser.add_argument(
+        "--timeout-ms",
+        type=integer_at_least(0),
+        help="stop after this long without a new record",
+    )
     parser.add_argument("--print-key", action="store_true", help="print KEY<TAB>VALUE")
     args = parser.parse_args(argv)
     config = _parse_config(args, "replog consume")
     if config is None:
-        return EXIT_USAGE
-    if args.max_messages is not None and args.max_messages < 0:
-        print("replog consume: --max-messages must be >= 0", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_UNUSABLE
     reset = "earliest" if args.from_beginning else "latest"
-    try:
-        return trio.run(_consume, args, config.with_values(auto_offset_reset=reset))
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+    return trio.run(_consume, args, config.with_values(auto_offset_reset=reset))
 
 
 class _Progress:
@@ -188,14 +250,18 @@ class _Progress:
 async def _consume(args: argparse.Namespace, config: Config) -> int:
     progress = _Progress()
     try:
+        await _require_topic(args.bootstrap, args.topic, config, config.default_api_timeout_ms)
         async with Consumer(
             real_runtime(), args.bootstrap, config, client_id="replog-console-consumer"
         ) as consumer:
             consumer.assign(await consumer.partitions_for(args.topic))
             await _print_records(consumer, args, progress)
+    except Unusable as error:
+        print(f"replog consume: {error}", file=sys.stderr)
+        return EXIT_UNUSABLE
     except ClientError as error:
         print(f"replog consume: {type(error).__name__}: {error}", file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_UNUSABLE
     finally:
         print(f"Processed a total of {progress.count} messages", file=sys.stderr)
     return EXIT_OK

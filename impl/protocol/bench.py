@@ -24,6 +24,7 @@ from impl.protocol.messages import (
     encode_request,
     encode_response,
 )
+from impl.runtime.arguments import integer_at_least
 
 PRODUCE_VERSION = 9
 FETCH_VERSION = 12
@@ -139,13 +140,12 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="replog bench protocol", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("--records-mib", type=int, default=1, help="record bytes per message")
-    parser.add_argument("--partitions", type=int, default=1, help="partitions sharing them")
-    parser.add_argument("--repeat", type=int, default=5, help="runs per figure; best is kept")
-    parser.add_argument("--iterations", type=int, default=50, help="calls per run")
+    positive = integer_at_least(1)
+    parser.add_argument("--records-mib", type=positive, default=1, help="record bytes per message")
+    parser.add_argument("--partitions", type=positive, default=1, help="partitions sharing them")
+    parser.add_argument("--repeat", type=positive, default=5, help="runs per figure; best is kept")
+    parser.add_argument("--iterations", type=positive, default=50, help="calls per run")
     args = parser.parse_args(argv)
-    if min(args.records_mib, args.partitions, args.repeat, args.iterations) < 1:
-        parser.error("--records-mib, --partitions, --repeat and --iterations must be >= 1")
     records_bytes = args.records_mib * 1024 * 1024
     results = run(records_bytes, args.partitions, args.repeat, args.iterations)
     print(_report(results, args.partitions))

@@ -28,6 +28,7 @@ import trio
 from impl.client import Consumer, Producer, TopicPartition
 from impl.client.admin import create_topics, wait_for_leaders
 from impl.client.errors import ClientError
+from impl.runtime.arguments import integer_at_least, new_file, number_above
 from impl.runtime.waits import sleep_until
 from impl.sim.cluster import SimCluster
 from impl.sim.guard import run
@@ -210,20 +211,20 @@ async def _phase(
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="replog bench sim", description=__doc__.split("\n")[0])
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--idle-seconds", type=float, default=60.0, help="simulated s")
-    parser.add_argument("--seconds", type=float, default=120.0, help="simulated s of load")
-    parser.add_argument("--producers", type=int, default=2)
-    parser.add_argument("--rate", type=float, default=20.0, help="writes/s per producer")
-    parser.add_argument("--fault-interval", type=float, default=10.0, help="simulated s")
-    parser.add_argument("--profile", metavar="FILE", help="cProfile of the load phase")
+    positive = number_above(0)
+    parser.add_argument("--idle-seconds", type=positive, default=60.0, help="simulated s")
+    parser.add_argument("--seconds", type=positive, default=120.0, help="simulated s of load")
+    parser.add_argument("--producers", type=integer_at_least(1), default=2)
+    parser.add_argument("--rate", type=positive, default=20.0, help="writes/s per producer")
+    parser.add_argument("--fault-interval", type=positive, default=10.0, help="simulated s")
+    parser.add_argument(
+        "--profile", type=new_file, metavar="FILE", help="cProfile of the load phase"
+    )
     return parser
 
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
-    if args.seconds <= 0 or args.idle_seconds <= 0 or args.rate <= 0 or args.producers < 1:
-        print("replog bench sim: durations, --rate and --producers must be positive")
-        return 2
     idle, load = Figures(), Figures()
     run(_measure, args, idle, load, seed=args.seed)
     print(idle.line("idle cluster"))

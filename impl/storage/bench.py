@@ -28,6 +28,7 @@ import tempfile
 import time
 from collections.abc import Callable
 
+from impl.runtime.arguments import existing_directory, integer_at_least
 from impl.runtime.fs import RealFileSystem
 from impl.storage.batch import Codec, Record, encode_batch
 from impl.storage.cleaner import clean_steps
@@ -199,13 +200,17 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="replog bench storage", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("--size-mib", type=int, default=128, help="log size per run (MiB)")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per figure; best is kept")
+    parser.add_argument(
+        "--size-mib", type=integer_at_least(1), default=128, help="log size per run (MiB)"
+    )
+    parser.add_argument(
+        "--repeat", type=integer_at_least(1), default=3, help="runs per figure; best is kept"
+    )
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--dir", default=None, help="where to write (default: a temp dir)")
+    parser.add_argument(
+        "--dir", type=existing_directory, help="where to write (default: a temp dir)"
+    )
     args = parser.parse_args(argv)
-    if args.size_mib < 1 or args.repeat < 1:
-        parser.error("--size-mib and --repeat must be >= 1")
     size_bytes = args.size_mib * 1024 * 1024
     directory = tempfile.mkdtemp(prefix="replog-bench-", dir=args.dir)
     try:

@@ -3,7 +3,9 @@
 Prints every batch of `.log` files (and the entries of `.index` / `.timeindex` files)
 in Kafka's wording, index offsets absolute as Kafka prints them. Exit status 1 if any
 batch is torn, malformed or fails its CRC, or (with --print-data-log) its records do
-not decode.
+not decode; 2 if a file cannot be read or is not a segment at all (its first batch is
+not a v2 record batch, an index file not named by its base offset): one line each, and
+the other files are still dumped.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any, TextIO
 from impl.runtime.fs import FileSystem, RealFileSystem
 from impl.storage.batch import (
     HEADER_SIZE_BYTES,
+    MAGIC,
     BatchHeader,
     CodecError,
     check_header,
@@ -28,6 +31,11 @@ from impl.storage.batch import (
 from impl.storage.index import OFFSET_ENTRY, TIME_ENTRY
 
 PAYLOAD_PRINT_BYTES_MAX = 1024
+EXIT_OK, EXIT_INVALID, EXIT_UNREADABLE = 0, 1, 2
+
+
+class NotASegment(Exception):
+    """A file that is no Kafka log or index at all: nothing in it to call valid or not."""
 
 
 def _batch_fields(position: int, header: BatchHeader, crc_valid: bool) -> dict[str, Any]:
@@ -80,13 +88,17 @@ def _record_fields(batch: bytes, header: BatchHeader) -> list[dict[str, Any]]:
 
 
 def _scan_log(fs: FileSystem, path: str, print_data: bool) -> Iterator[dict[str, Any]]:
-    """One dict per batch; a torn or malformed batch ends the scan with an error entry."""
+    """One dict per batch; a torn or malformed batch ends the scan with an error entry.
+    Raises NotASegment when the first batch is not a v2 batch: a torn write leaves the
+    magic byte of the batches before it intact, a file of another kind does not."""
     file_size = fs.size(path)
     position = 0
     while position < file_size:
         raw_header = fs.read(path, position, HEADER_SIZE_BYTES)
         try:
             header = parse_header(raw_header)
+            if position == 0 and header.magic != MAGIC:
+                raise NotASegment(f"not a Kafka segment (magic byte {header.magic}, expected 2)")
             check_header(header, file_size - position)
         except CodecError as error:
             yield {"position": position, "error": f"{error}", "isvalid": False}
@@ -115,12 +127,10 @@ def _scan_index(fs: FileSystem, path: str) -> Iterator[dict[str, Any]]:
     """Index entries with absolute offsets (base offset + the stored relative one)."""
     base_offset = _base_offset(path)
     if base_offset is None:
-        yield {
-            "error": "file name does not start with a segment base offset "
-            "(like 00000000000000000042.index)",
-            "isvalid": False,
-        }
-        return
+        raise NotASegment(
+            "not a Kafka index: its name does not start with a segment base offset "
+            "(like 00000000000000000042.index)"
+        )
     time_index = path.endswith(".timeindex")
     entry = TIME_ENTRY if time_index else OFFSET_ENTRY
     raw = fs.read(path, 0, fs.size(path))
@@ -168,16 +178,21 @@ def main(argv: list[str], out: TextIO | None = None) -> int:
     args = _parse_args(argv)
     out = out or sys.stdout
     fs = RealFileSystem()
-    all_valid = True
+    code = EXIT_OK
     try:
         for path in args.files:
             try:
                 entries = dump_file(fs, path, args.print_data_log)
             except OSError as error:
                 print(f"replog dump-log: {path}: {error.strerror or error}", file=sys.stderr)
-                all_valid = False
+                code = EXIT_UNREADABLE
                 continue
-            all_valid &= all(e.get("isvalid", True) for e in entries)
+            except NotASegment as error:
+                print(f"replog dump-log: {path}: {error}", file=sys.stderr)
+                code = EXIT_UNREADABLE
+                continue
+            if not all(e.get("isvalid", True) for e in entries):
+                code = max(code, EXIT_INVALID)
             if args.json:
                 print(json.dumps({"file": path, "entries": entries}), file=out)
             else:
@@ -186,4 +201,4 @@ def main(argv: list[str], out: TextIO | None = None) -> int:
                     print(_render_text(entry), file=out)
     finally:
         fs.close()
-    return 0 if all_valid else 1
+    return code

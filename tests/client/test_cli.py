@@ -93,7 +93,7 @@ def test_consume_stops_after_the_idle_timeout(broker: BrokerProcess) -> None:
 def test_failures_give_exit_codes_and_one_line_reasons(broker: BrokerProcess) -> None:
     topic = _topic(broker, 1)
     missing = _replog("produce", "--bootstrap", broker.bootstrap, "--topic", "absent", stdin=b"x\n")
-    assert missing.returncode == 1 and b"UNKNOWN_TOPIC_OR_PARTITION" in missing.stderr
+    assert missing.returncode == 2 and b"UNKNOWN_TOPIC_OR_PARTITION" in missing.stderr
     unkeyed = _replog(
         "produce",
         "--bootstrap",
@@ -110,4 +110,4 @@ def test_failures_give_exit_codes_and_one_line_reasons(broker: BrokerProcess) ->
     unreadable = _replog(
         "consume", "--bootstrap", broker.bootstrap, "--topic", "absent", "--timeout-ms", "100"
     )
-    assert unreadable.returncode == 1 and b"UNKNOWN_TOPIC_OR_PARTITION" in unreadable.stderr
+    assert unreadable.returncode == 2 and b"UNKNOWN_TOPIC_OR_PARTITION" in unreadable.stderr

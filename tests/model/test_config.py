@@ -1,6 +1,10 @@
+from pathlib import Path
+
 import pytest
 
-from model.config import KNOWN_KEYS, Config, ConfigError
+from model.config import KEYS_DOC, KNOWN_KEYS, Config, ConfigError, keys_markdown
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_defaults_are_the_production_setup():
@@ -41,6 +45,29 @@ def test_label_lists_only_differences():
         ("min.insync.replicas=0", "expected an integer >= 1"),
         ("replica.lag.time.max.ms=soon", "bad value 'soon' for replica.lag.time.max.ms"),
         ("acks", "expected KEY=VALUE"),
+        (
+            "retention.ms=abc",
+            "bad value 'abc' for retention.ms: "
+            "expected an integer number of milliseconds (-1 for no limit)",
+        ),
+        ("retention.bytes=-2", "expected an integer number of bytes (-1 for no limit)"),
+        (
+            "segment.bytes=13",
+            "bad value '13' for segment.bytes: expected an integer number of bytes >= 14",
+        ),
+        ("max.poll.records=1.5", "expected an integer number of records >= 1"),
+        ("flush.ms=9223372036854775808", "at most 9223372036854775807"),
+        ("replog.elr=maybe", "bad value 'maybe' for replog.elr: expected true or false"),
+        ("isolation.level=serializable", "expected one of read_uncommitted, read_committed"),
+        ("min.cleanable.dirty.ratio=nan", "expected a number in [0, 1]"),
+        ("replog.consumer.crash.percent=x", "expected an integer percentage in [0, 100]"),
+        (
+            "retention.msx=1",
+            "unknown config key 'retention.msx'; did you mean 'retention.ms'? "
+            "(every key: docs/config.md)",
+        ),
+        ("retention_ms=1", "did you mean 'retention.ms'?"),
+        ("min.isr=1", "unknown config key 'min.isr' (every key: docs/config.md)"),
     ],
 )
 def test_bad_input_is_one_clear_line(assignment, fragment):
@@ -55,3 +82,24 @@ def test_impossible_combination_names_both_keys():
         ConfigError, match=r"min\.insync\.replicas=3 is larger than replication\.factor=2"
     ):
         Config.parse(["replication.factor=2", "min.insync.replicas=3"])
+
+
+def test_an_unknown_key_never_lists_every_key():
+    with pytest.raises(ConfigError) as raised:
+        Config.parse(["replication=3"])
+    assert str(raised.value).count("'") <= 2 + 2 * 3
+
+
+def test_values_at_the_bounds_are_accepted():
+    config = Config.parse(
+        ["retention.ms=-1", "retention.bytes=0", "segment.bytes=14", "flush.ms=9223372036854775807"]
+    )
+    assert (config.retention_ms, config.retention_bytes, config.segment_bytes) == (-1, 0, 14)
+    assert config.flush_ms == 2**63 - 1
+
+
+def test_the_keys_doc_is_generated_from_the_key_table():
+    doc = (ROOT / KEYS_DOC).read_text()
+    assert doc == keys_markdown() + "\n", f"regenerate: python -m model.config > {KEYS_DOC}"
+    for key in KNOWN_KEYS:
+        assert f"| `{key}` |" in doc

@@ -91,12 +91,25 @@ def test_index_offsets_are_absolute_in_a_later_segment(tmp_path):
     }
 
 
-def test_index_without_a_base_offset_in_its_name_is_an_error(tmp_path):
+def test_index_without_a_base_offset_in_its_name_is_not_an_index(tmp_path, capsys):
     path = tmp_path / "orders.index"
     path.write_bytes(b"")
     status, text = _run([str(path)])
-    assert status == 1
-    assert "does not start with a segment base offset" in text
+    assert (status, text) == (2, "")
+    assert "does not start with a segment base offset" in capsys.readouterr().err
+
+
+def test_a_file_of_another_kind_is_not_a_segment_and_the_rest_are_still_dumped(tmp_path, capsys):
+    text_file = tmp_path / "notes.log"
+    text_file.write_text("not a segment " * 10)
+    empty = tmp_path / "00000000000000000000.log"
+    empty.write_bytes(b"")
+    status, text = _run([str(text_file), str(empty)])
+    assert status == 2
+    assert text == f"Dumping {empty}\n"
+    assert capsys.readouterr().err == (
+        f"replog dump-log: {text_file}: not a Kafka segment (magic byte 116, expected 2)\n"
+    )
 
 
 def test_dumps_a_log_directory_written_by_partition_log(tmp_path):
@@ -119,5 +132,5 @@ def test_dumps_a_log_directory_written_by_partition_log(tmp_path):
 
 def test_missing_file_is_an_error_not_a_crash(tmp_path, capsys):
     status, _ = _run([str(tmp_path / "nope.log")])
-    assert status == 1
+    assert status == 2
     assert "nope.log" in capsys.readouterr().err
