@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from impl.runtime.arguments import number_above
 from jepsen_py import consumer, durability, edn, importers, lin_report, linearizable, perf, queue
 from jepsen_py.history import HistoryError, Op
 from jepsen_py.models import MODELS
@@ -120,7 +121,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--format", default="jsonl", choices=["jsonl", *importers.IMPORTERS])
     parser.add_argument("--model", choices=sorted(MODELS), help="for the linearizability checker")
     parser.add_argument("--checker", default="all", choices=CHECKERS)
-    parser.add_argument("--time-limit", type=float, default=None, metavar="S")
+    parser.add_argument(
+        "--time-limit",
+        type=number_above(0),
+        default=None,
+        metavar="S",
+        help="stop the linearizability search after S seconds: undecided is unknown (exit 3)",
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--html", type=Path, help="write a violation's timeline here")
     parser.add_argument("--export-edn", type=Path, help="also write the history as Jepsen EDN")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import threading
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
 from multiprocessing.queues import SimpleQueue
@@ -127,6 +127,13 @@ def _share(shortest: Synchronized | None, progress: SimpleQueue | None) -> None:
     _shortest, _progress = shortest, progress
 
 
+def _share_in_worker(shortest: Synchronized, progress: SimpleQueue | None) -> None:
+    """A worker's start: Ctrl-C reaches the whole process group, and only the parent
+    acts on it (by terminating the pool), so a worker prints no traceback of its own."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _share(shortest, progress)
+
+
 def progress_interval(on_progress: OnProgress | None) -> float | None:
     """How often searches report: PROGRESS_EVERY_S, read when the tasks are made (tests
     shorten it), or never when nobody listens."""
@@ -201,10 +208,13 @@ def run_in_workers(
         if workers == 1:
             _share(shortest, progress)
             return [work(task) for task in tasks]
-        with ProcessPoolExecutor(
-            max_workers=workers, initializer=_share, initargs=(shortest, progress)
+        # A Pool, not a ProcessPoolExecutor: leaving its block terminates the workers,
+        # so an interrupted or failed check stops at once instead of waiting for every
+        # running search to end. chunksize 1 keeps the costliest-first task order.
+        with multiprocessing.Pool(
+            workers, initializer=_share_in_worker, initargs=(shortest, progress)
         ) as pool:
-            return list(pool.map(work, tasks))
+            return pool.map(work, tasks, chunksize=1)
     finally:
         _share(None, None)
         if progress is not None and relay is not None:
