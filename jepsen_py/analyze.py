@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from impl.runtime.arguments import number_above
 from jepsen_py import consumer, durability, edn, importers, lin_report, linearizable, perf, queue
 from jepsen_py.history import HistoryError, Op
 from jepsen_py.models import MODELS
@@ -39,6 +38,7 @@ from jepsen_py.result import (
     exit_code,
     verdict_text,
 )
+from model.arguments import number_above
 from model.config import Config, ConfigError, render_acks
 
 DEFAULT_MODEL = {

@@ -10,10 +10,10 @@ import random
 import time
 from pathlib import Path
 
-from impl.runtime.arguments import existing_directory, integer_at_least
 from jepsen_py import importers, linearizable, queue
 from jepsen_py.history import Op
 from jepsen_py.models import MODELS
+from model.arguments import existing_directory, integer
 
 CORPUS = Path(__file__).resolve().parent.parent / "tests" / "data" / "porcupine"
 PORCUPINE_TOTAL_MS = 514.6
@@ -23,9 +23,9 @@ IMPORTER = {"etcd-register": importers.porcupine_etcd, "kv": importers.porcupine
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="replog bench checker", description=__doc__)
     parser.add_argument("--corpus", type=existing_directory, default=str(CORPUS))
-    parser.add_argument("--reps", type=integer_at_least(1), default=5)
+    parser.add_argument("--reps", type=integer(1), default=5)
     parser.add_argument(
-        "--queue-ops", type=integer_at_least(0), default=1_000_000, help="0: no queue figure"
+        "--queue-ops", type=integer(0), default=1_000_000, help="0: no queue figure"
     )
     args = parser.parse_args(argv)
     mismatches = bench_corpus(Path(args.corpus), args.reps)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import random
 import time
 
+from model.arguments import Parser, integer
 from model.config import Config, ConfigError
 from model.machine import ReplicationModel, Scope
-from specs.args import Parser, integer
 
 
 def random_walk_rate(

@@ -5,10 +5,10 @@ from __future__ import annotations
 import cProfile
 import pstats
 
+from model.arguments import Parser
 from model.config import Config, ConfigError
 from model.machine import ReplicationModel
 from specs import explorer
-from specs.args import Parser
 from specs.check import describe_run, run_check
 from specs.invariants import INVARIANTS
 from specs.scopes import resolve

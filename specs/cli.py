@@ -7,10 +7,10 @@ import json
 import sys
 from pathlib import Path
 
+from model.arguments import Parser, integer, seconds, unwritable_dir, unwritable_file
 from model.config import Config, ConfigError
 from model.machine import Scope
 from specs import explorer, graph, matrix, smt_check
-from specs.args import Parser, integer, seconds, unwritable_dir, unwritable_file
 from specs.check import (
     PROGRESS_EVERY_S,
     OnProgress,

@@ -28,8 +28,8 @@ from impl.client.admin import create_topics
 from impl.client.bench import produce_load
 from impl.client.consumer import Consumer
 from impl.client.producer import Producer
-from impl.runtime.arguments import integer_at_least
 from impl.runtime.runtime import real_runtime
+from model.arguments import integer
 from model.config import Config
 
 ECHO_CHUNK_BYTES = 16 * 1024
@@ -39,7 +39,7 @@ BYTES_PER_MB = 1_000_000
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="replog bench broker", description=__doc__)
-    positive = integer_at_least(1)
+    positive = integer(1)
     parser.add_argument("--small-records", type=positive, default=300_000, help="100-byte records")
     parser.add_argument("--large-records", type=positive, default=50_000, help="1 KiB records")
     parser.add_argument("--partitions", type=positive, default=4)

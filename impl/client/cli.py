@@ -24,8 +24,8 @@ from impl.client.consumer import Consumer, ConsumerRecord
 from impl.client.errors import ClientError
 from impl.client.metadata import ClusterSession, parse_bootstrap
 from impl.client.producer import Delivery, Producer
-from impl.runtime.arguments import integer_at_least
 from impl.runtime.runtime import real_runtime
+from model.arguments import integer
 from model.config import Config, ConfigError
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
@@ -224,11 +224,11 @@ def consume_main(argv: list[str]) -> int:
     _common_arguments(parser)
     parser.add_argument("--from-beginning", action="store_true", help="start at log start")
     parser.add_argument(
-        "--max-messages", type=integer_at_least(0), help="stop after this many records"
+        "--max-messages", type=integer(0), help="stop after this many records"
     )
     parser.add_argument(
         "--timeout-ms",
-        type=integer_at_least(0),
+        type=integer(0),
         help="stop after this long without a new record",
     )
     parser.add_argument("--print-key", action="store_true", help="print KEY<TAB>VALUE")

@@ -24,8 +24,8 @@ from impl.client.errors import ClientError
 from impl.client.metadata import ClusterSession, TopicPartition
 from impl.client.producer import Producer
 from impl.cluster.launcher import Cluster, ClusterSpec
-from impl.runtime.arguments import integer_at_least
 from impl.runtime.runtime import real_runtime
+from model.arguments import integer
 from model.config import Config
 
 # Tuned for tests and benchmarks: a dead broker is fenced within ~1 s.
@@ -41,11 +41,11 @@ PROBE_INTERVAL_S = 0.02
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="replog bench cluster", description=__doc__)
     parser.add_argument(
-        "--records", type=integer_at_least(1), default=200_000, help="100-byte records"
+        "--records", type=integer(1), default=200_000, help="100-byte records"
     )
-    parser.add_argument("--partitions", type=integer_at_least(1), default=3)
+    parser.add_argument("--partitions", type=integer(1), default=3)
     parser.add_argument(
-        "--kills", type=integer_at_least(0), default=10, help="leader kills (0: no failover figure)"
+        "--kills", type=integer(0), default=10, help="leader kills (0: no failover figure)"
     )
     return parser
 

@@ -24,7 +24,7 @@ from impl.protocol.messages import (
     encode_request,
     encode_response,
 )
-from impl.runtime.arguments import integer_at_least
+from model.arguments import integer
 
 PRODUCE_VERSION = 9
 FETCH_VERSION = 12
@@ -140,7 +140,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="replog bench protocol", description=__doc__.split("\n")[0]
     )
-    positive = integer_at_least(1)
+    positive = integer(1)
     parser.add_argument("--records-mib", type=positive, default=1, help="record bytes per message")
     parser.add_argument("--partitions", type=positive, default=1, help="partitions sharing them")
     parser.add_argument("--repeat", type=positive, default=5, help="runs per figure; best is kept")

@@ -28,10 +28,10 @@ import trio
 from impl.client import Consumer, Producer, TopicPartition
 from impl.client.admin import create_topics, wait_for_leaders
 from impl.client.errors import ClientError
-from impl.runtime.arguments import integer_at_least, new_file, number_above
 from impl.runtime.waits import sleep_until
 from impl.sim.cluster import SimCluster
 from impl.sim.guard import run
+from model.arguments import integer, new_file, number_above
 from model.config import Config
 
 TOPIC = "jepsen"
@@ -214,7 +214,7 @@ def _parser() -> argparse.ArgumentParser:
     positive = number_above(0)
     parser.add_argument("--idle-seconds", type=positive, default=60.0, help="simulated s")
     parser.add_argument("--seconds", type=positive, default=120.0, help="simulated s of load")
-    parser.add_argument("--producers", type=integer_at_least(1), default=2)
+    parser.add_argument("--producers", type=integer(1), default=2)
     parser.add_argument("--rate", type=positive, default=20.0, help="writes/s per producer")
     parser.add_argument("--fault-interval", type=positive, default=10.0, help="simulated s")
     parser.add_argument(

@@ -28,11 +28,11 @@ import tempfile
 import time
 from collections.abc import Callable
 
-from impl.runtime.arguments import existing_directory, integer_at_least
 from impl.runtime.fs import RealFileSystem
 from impl.storage.batch import Codec, Record, encode_batch
 from impl.storage.cleaner import clean_steps
 from impl.storage.log import PartitionLog
+from model.arguments import existing_directory, integer
 from model.config import Config
 
 RECORD_SIZE_BYTES = 1024
@@ -201,10 +201,10 @@ def main(argv: list[str]) -> int:
         prog="replog bench storage", description=__doc__.split("\n")[0]
     )
     parser.add_argument(
-        "--size-mib", type=integer_at_least(1), default=128, help="log size per run (MiB)"
+        "--size-mib", type=integer(1), default=128, help="log size per run (MiB)"
     )
     parser.add_argument(
-        "--repeat", type=integer_at_least(1), default=3, help="runs per figure; best is kept"
+        "--repeat", type=integer(1), default=3, help="runs per figure; best is kept"
     )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(

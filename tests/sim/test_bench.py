@@ -22,4 +22,4 @@ def test_bench_sim_refuses_bad_arguments(capsys):
     with pytest.raises(SystemExit) as stopped:
         main(["--rate", "0"])
     assert stopped.value.code == 2
-    assert "argument --rate: expected a number > 0, got '0'" in capsys.readouterr().err
+    assert "argument --rate: must be a number > 0, got '0'" in capsys.readouterr().err

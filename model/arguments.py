@@ -1,10 +1,13 @@
-"""Command-line checks shared by `replog check`, `replog matrix` and their benchmarks:
-every number is checked against what it may be before anything runs, and every bad
-argument is one line naming the flag and what is allowed (exit 2)."""
+"""argparse types and checks shared by every `replog` subcommand: each number and path is
+checked against what it may be before any work starts, and a bad argument is one line
+naming the flag and what is allowed (exit 2).
+
+It lives in model/ because model/ is the one folder every other may import."""
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -40,15 +43,39 @@ def _allowed(low: int, high: int | None) -> str:
     return f"must be an integer >= {low}"
 
 
-def seconds(text: str) -> float:
-    """An argparse type: a positive, finite number of seconds."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text}")
-    return value
+def number_above(bound: float, unit: str = "") -> Callable[[str], float]:
+    """An argparse type: a finite number > `bound` (a duration, a rate), in `unit`."""
+    what = f"a number of {unit}" if unit else "a number"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and value > bound):
+            raise argparse.ArgumentTypeError(f"must be {what} > {bound:g}, got {text!r}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+seconds = number_above(0, "seconds")
+
+
+def existing_directory(text: str) -> str:
+    """An argparse type: a directory that exists (where a run writes its files)."""
+    if not os.path.isdir(text):
+        problem = "not a directory" if os.path.exists(text) else "no such directory"
+        raise argparse.ArgumentTypeError(f"{text}: {problem}")
+    return text
+
+
+def new_file(text: str) -> str:
+    """An argparse type: a file a run will write (its directory made if missing)."""
+    if (reason := unwritable_file(Path(text))) is not None:
+        raise argparse.ArgumentTypeError(reason)
+    return text
 
 
 def unwritable_dir(path: Path) -> str | None:
