@@ -45,7 +45,13 @@ from impl.broker.partition import Appended, ChangeSignal, Partition, wait_for_an
 from impl.protocol import group_data
 from impl.protocol.errors import ProtocolError
 from impl.protocol.group_data import OFFSETS_TOPIC
-from impl.storage.batch import Record, decode_records, encode_batch, iter_batches
+from impl.storage.batch import (
+    CorruptBatchError,
+    Record,
+    decode_records,
+    encode_batch,
+    iter_batches,
+)
 from model.errors import Errors
 
 if TYPE_CHECKING:
@@ -187,7 +193,15 @@ class GroupCoordinator:
         log_ = partition.log
         offset = log_.log_start_offset
         while offset < log_.log_end_offset:
-            read = log_.read(offset, LOAD_READ_BYTES)
+            try:
+                read = log_.read(offset, LOAD_READ_BYTES)
+            except CorruptBatchError as error:
+                # What was replayed so far stands: a later commit of a group is then
+                # missing and its consumers resume from an older offset (duplicates,
+                # never a skip), which beats refusing every group request of the
+                # partition. Kafka would load whatever the bad batch decodes to.
+                partition.report_damage("loading the group offsets (later commits lost)", error)
+                break
             if not read.data:
                 break
             for position, header in iter_batches(read.data):

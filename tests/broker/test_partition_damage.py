@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import logging
 import struct
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 
 from impl.broker.apis import _list_offset
+from impl.broker.group_coordinator import OFFSETS_TOPIC, GroupCoordinator, OffsetToCommit
 from impl.broker.partition import Partition
 from impl.broker.producer_state import Duplicate
 from impl.runtime.fs import MemoryFileSystem
@@ -95,4 +98,33 @@ def test_a_timestamp_lookup_that_meets_the_damage_answers_corrupt_message(caplog
     [warning] = [r.getMessage() for r in caplog.records if r.name == "replog.broker"]
     assert warning.startswith(
         "partition t-0: a lookup of timestamp 35 answers CORRUPT_MESSAGE: corrupt record batch"
+    )
+
+
+def test_a_damaged_offsets_batch_ends_the_group_load_with_a_warning(caplog):
+    """Commits before the damage are served; the coordinator keeps working instead of
+    failing every group request of the partition."""
+    fs = MemoryFileSystem()
+    offsets_dir = f"/data/{OFFSETS_TOPIC}-0"
+    log = PartitionLog.open(fs, offsets_dir, Config())
+    clock = SimpleNamespace(monotonic_ms=lambda: 1_000)
+    coordinator = GroupCoordinator(cast(Any, SimpleNamespace(config=Config(), clock=clock)))
+    for offset in range(BATCHES):
+        commit = OffsetToCommit("orders", 0, offset, 0, "")
+        record = coordinator._offset_record("g", commit, now_ms=10 * offset)
+        log.append_batch_as_leader(encode_batch([record]), leader_epoch=0)
+    # Damaged while open (as on a disk going bad), so no recovery at open cuts it.
+    path = f"{offsets_dir}/{0:020d}.log"
+    position = [p for p, _ in iter_batches(fs.read(path, 0, fs.size(path)))][3]
+    fs.corrupt(path, position + HEADER_SIZE_BYTES + 2, b"\xff")
+    caplog.set_level(logging.WARNING, logger="replog.broker")
+
+    coordinator.load_partition(0, Partition(OFFSETS_TOPIC, 0, log, 0, (0,)))
+
+    assert coordinator.offsets["g"][("orders", 0)].offset == 2
+    assert 0 in coordinator.loaded
+    [warning] = [r.getMessage() for r in caplog.records if r.name == "replog.broker"]
+    assert warning.startswith(
+        f"partition {OFFSETS_TOPIC}-0: loading the group offsets (later commits lost) "
+        "answers CORRUPT_MESSAGE: corrupt record batch"
     )
