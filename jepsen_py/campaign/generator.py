@@ -209,6 +209,29 @@ class Mix(Gen):
 
 
 @dataclass(frozen=True)
+class Rounds(Gen):
+    """Round after round, forever: `make_round(rng)` gives a round's generators, which
+    run one after another; the next round is made once the last one is exhausted. A
+    round that starts with every generator exhausted ends it (no endless loop)."""
+
+    make_round: Callable[[random.Random], tuple[Gen, ...]]
+    left: tuple[Gen, ...] = ()
+
+    def op(self, ctx: Context) -> Step:
+        left, fresh = self.left, False
+        while True:
+            if not left:
+                if fresh:
+                    return None
+                left, fresh = self.make_round(ctx.rng), True
+                continue
+            step = left[0].op(ctx)
+            if step is not None:
+                return _with_next(step, replace(self, left=(step.next, *left[1:])))
+            left = left[1:]
+
+
+@dataclass(frozen=True)
 class OneOf(Gen):
     """One generator chosen at random when first asked, then run alone to its end."""
 
@@ -393,6 +416,10 @@ def repeat(gen: GenLike, times: int | None = None) -> Gen:
 
 def mix(gens: Iterable[GenLike]) -> Gen:
     return Mix(tuple(lift(g) for g in gens))
+
+
+def rounds(make_round: Callable[[random.Random], Iterable[GenLike]]) -> Gen:
+    return Rounds(lambda rng: tuple(lift(g) for g in make_round(rng)))
 
 
 def one_of(gens: Iterable[GenLike]) -> Gen:

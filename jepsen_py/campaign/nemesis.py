@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -69,6 +70,12 @@ CLOCK_SKEW_MIN_MS = 100
 CLOCK_SKEW_MAX_MS = 300_000
 STROBE_PERIOD_MS = 200
 STROBE_DURATION_S_MAX = 3.0
+INTERVAL_DEFAULT_S = 5.0
+# Shorter faults barely register: a broker's session (3 s in a campaign) outlives them.
+INTERVAL_MIN_S = 1.0
+# A fault's end can outlast the quiet interval after it (a killed broker's restart takes
+# seconds), delaying every later fault: the default interval leaves this many to spare.
+SPARE_INTERVALS = 1
 
 Endpoint = int | str
 Link = tuple[Endpoint, int]
@@ -183,23 +190,93 @@ def nested_cycle(outer: str, inner: str, interval_s: float) -> g.Gen:
     )
 
 
+def _kind(name: str) -> str:
+    return name.partition(":")[0]
+
+
+def overlap_pairs(kinds: tuple[str, ...], rng: random.Random) -> list[tuple[str, str]]:
+    """One round of nested faults: pairs of names of different kinds that together
+    name every one of `kinds` at least once (once each where the kinds allow), the
+    earlier in `kinds` outside, in shuffled order; [] when all are of one kind.
+
+    Names go in a shuffled order grouped by kind, the most numerous kind first, and the
+    first `half` of them pair with the rest position by position: no kind spans `half`
+    positions, so partners differ. Names left over (a kind with more than half the
+    names) pair with a random name of another kind."""
+    count = Counter(_kind(name) for name in kinds)
+    if len(count) < 2:
+        return []
+    rank = {kind: rng.random() for kind in count}
+    order = list(kinds)
+    rng.shuffle(order)
+    order.sort(key=lambda name: (-count[_kind(name)], rank[_kind(name)]))
+    half = pairs_per_round(kinds)
+    front, back = order[:half], order[half:]
+    partners = [
+        back[i] if i < len(back) else rng.choice([o for o in kinds if _kind(o) != _kind(name)])
+        for i, name in enumerate(front)
+    ]
+    position = {name: i for i, name in enumerate(kinds)}
+    pairs = [
+        (a, b) if position[a] < position[b] else (b, a)
+        for a, b in zip(front, partners, strict=True)
+    ]
+    rng.shuffle(pairs)
+    return pairs
+
+
+def pairs_per_round(kinds: tuple[str, ...]) -> int:
+    """How many nested pairs `overlap_pairs` makes of `kinds` (with two kinds or more)."""
+    largest = max(Counter(_kind(name) for name in kinds).values(), default=0)
+    return max(largest, (len(kinds) + 1) // 2)
+
+
+def round_intervals(kinds: tuple[str, ...], overlap: bool) -> int:
+    """Nemesis intervals one round of `schedule` takes, a round being what fires every
+    kind: a quiet interval and a fault interval per kind; with overlap, per pair a quiet
+    one, the outer fault alone and both together."""
+    if not kinds:
+        return 0
+    if overlap and len({_kind(name) for name in kinds}) > 1:
+        return 3 * pairs_per_round(kinds)
+    return 2 * len(kinds)
+
+
+def fitting_interval_s(kinds: tuple[str, ...], time_limit_s: float, overlap: bool) -> float:
+    """The default --nemesis-interval: INTERVAL_DEFAULT_S, or shorter so that one round
+    and SPARE_INTERVALS more fit in the time limit, but not below INTERVAL_MIN_S
+    (`round_fits` then says no)."""
+    slots = round_intervals(kinds, overlap)
+    if not slots:
+        return INTERVAL_DEFAULT_S
+    fitting_s = time_limit_s / (slots + SPARE_INTERVALS)
+    return max(INTERVAL_MIN_S, min(INTERVAL_DEFAULT_S, fitting_s))
+
+
+def round_fits(
+    kinds: tuple[str, ...], interval_s: float, time_limit_s: float, overlap: bool
+) -> bool:
+    """Whether one round of faults (every requested kind) fits in the time limit."""
+    return round_intervals(kinds, overlap) * interval_s <= time_limit_s
+
+
 def schedule(kinds: tuple[str, ...], interval_s: float, overlap: bool = False) -> g.Gen:
-    """Quiet for `interval_s`, then one fault cycle, forever: a fault of a random kind
-    for `interval_s` (the cluster spends half the time healthy), or with `overlap` a
-    random pair of faults of different kinds, nested (see `nested_cycle`)."""
+    """Quiet for `interval_s`, then a fault for `interval_s`, forever, the kinds taken
+    in rounds: each round fires every kind once, in an order shuffled per round, so a
+    run as long as `round_intervals` intervals fires all of them whatever the seed.
+    With `overlap` a round is `overlap_pairs`: nested pairs (see `nested_cycle`)."""
     if not kinds:
         return g.Nothing()
-    cycles = [fault_cycle(kind, interval_s) for kind in kinds]
-    if overlap:
-        kind_of = [name.partition(":")[0] for name in kinds]
-        pairs = [
-            (a, b)
-            for i, a in enumerate(kinds)
-            for j, b in enumerate(kinds)
-            if i < j and kind_of[i] != kind_of[j]
-        ]
-        cycles = [nested_cycle(a, b, interval_s) for a, b in pairs] or cycles
-    return g.nemesis(g.repeat(g.seq(g.sleep(interval_s), g.one_of(cycles))))
+
+    def fault_round(rng: random.Random) -> list[g.Gen]:
+        pairs = overlap_pairs(kinds, rng) if overlap else []
+        if pairs:
+            return [g.seq(g.sleep(interval_s), nested_cycle(a, b, interval_s)) for a, b in pairs]
+        order = list(kinds)
+        rng.shuffle(order)
+        return [g.seq(g.sleep(interval_s), fault_cycle(name, interval_s)) for name in order]
+
+    return g.nemesis(g.rounds(fault_round))
 
 
 # ---- partitions as plain data --------------------------------------------------------------
