@@ -1,7 +1,9 @@
 """`replog campaign` and `replog report RUN_DIR`.
 
-Exit codes: 0 valid, 1 anomalies found, 2 the harness failed (or could not reach a
-verdict: the history was malformed, or a checker hit its limit).
+Exit codes: 0 valid, 1 anomalies found, 2 no verdict: bad arguments, the harness
+failed, the run was interrupted ("incomplete"), or it could not reach a verdict
+("unknown": the history was malformed, a checker hit its limit, or the run did not test
+what it was asked: jepsen_py.campaign.evidence).
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from jepsen_py.campaign import nemesis, outputs, runner, sim, workloads
+from impl.cluster.launcher import make_writable_dir
+from jepsen_py.campaign import evidence, nemesis, outputs, runner, sim, workloads
 from jepsen_py.history import HistoryError, read_jsonl
 from model.config import Config, ConfigError
 
@@ -22,7 +25,10 @@ def _campaign_parser() -> argparse.ArgumentParser:
         prog="replog campaign",
         description="Run a Jepsen-style fault-injection campaign against a cluster of "
         "broker processes on loopback, check the history and write a report.",
-        epilog="Exit 0 valid, 1 anomalies found, 2 the harness failed.",
+        epilog="Exit 0 valid, 1 anomalies found, 2 no verdict: bad arguments, the harness "
+        "failed, the run was interrupted (incomplete) or did not test what it was asked "
+        "(unknown: a nemesis that never fired, an op kind that never succeeded, final "
+        "reads not completed).",
     )
     parser.add_argument("--workload", choices=workloads.WORKLOADS, default="queue")
     parser.add_argument(
@@ -32,7 +38,15 @@ def _campaign_parser() -> argparse.ArgumentParser:
         "(kill:leader, partition:inbound, ...), or none "
         f"(default: {','.join(nemesis.DEFAULT_KINDS)})",
     )
-    parser.add_argument("--nemesis-interval", type=float, default=5.0, metavar="S")
+    parser.add_argument(
+        "--nemesis-interval",
+        type=float,
+        default=None,
+        metavar="S",
+        help="seconds of quiet before each fault and of each fault (default: "
+        f"{nemesis.INTERVAL_DEFAULT_S:g}, or less so that every kind fires within "
+        f"--time-limit, but not below {nemesis.INTERVAL_MIN_S:g})",
+    )
     parser.add_argument(
         "--nemesis-overlap",
         action="store_true",
@@ -65,7 +79,13 @@ def _campaign_parser() -> argparse.ArgumentParser:
 
 def _spec(args: argparse.Namespace) -> runner.CampaignSpec:
     """The campaign's settings, validated; ValueError/ConfigError name the bad one."""
-    kinds = nemesis.parse_kinds(args.nemesis)
+    try:
+        kinds = nemesis.parse_kinds(args.nemesis)
+    except ValueError as error:
+        raise ValueError(f"--nemesis: {error}") from None
+    interval_s = args.nemesis_interval
+    if interval_s is None:
+        interval_s = nemesis.fitting_interval_s(kinds, args.time_limit, args.nemesis_overlap)
     spec = runner.CampaignSpec(
         workload=args.workload,
         nemeses=kinds,
@@ -77,24 +97,44 @@ def _spec(args: argparse.Namespace) -> runner.CampaignSpec:
         config=tuple(args.config),
         seed=runner.new_seed() if args.seed is None else args.seed,
         out=args.out,
-        nemesis_interval_s=args.nemesis_interval,
+        nemesis_interval_s=interval_s,
         nemesis_overlap=args.nemesis_overlap,
         sim=args.sim,
     )
     spec.kafka_config()
+    # Last: the only check that leaves something behind (the directory it made).
+    make_writable_dir("--out", spec.out)
     return spec
+
+
+def _warn_if_rounds_overrun(spec: runner.CampaignSpec) -> None:
+    """Say up front when one round of faults (every kind once) cannot fit in the time
+    limit: the run goes on, and kinds that never fired make its verdict unknown."""
+    if nemesis.round_fits(
+        spec.nemeses, spec.nemesis_interval_s, spec.time_limit_s, spec.nemesis_overlap
+    ):
+        return
+    slots = nemesis.round_intervals(spec.nemeses, spec.nemesis_overlap)
+    print(
+        f"replog campaign: warning: firing every one of the {len(spec.nemeses)} nemesis "
+        f"kinds takes {slots} x --nemesis-interval {spec.nemesis_interval_s:g} = "
+        f"{slots * spec.nemesis_interval_s:g} s, more than --time-limit "
+        f"{spec.time_limit_s:g}: kinds that never fire make the verdict unknown (exit 2)",
+        file=sys.stderr,
+    )
 
 
 def campaign_main(argv: list[str]) -> int:
     args = _campaign_parser().parse_args(argv)
+    if args.check_determinism and not args.sim:
+        print("replog campaign: --check-determinism needs --sim", file=sys.stderr)
+        return EXIT_HARNESS
     try:
         spec = _spec(args)
     except (ValueError, ConfigError) as error:
         print(f"replog campaign: {error}", file=sys.stderr)
         return EXIT_HARNESS
-    if args.check_determinism and not spec.sim:
-        print("replog campaign: --check-determinism needs --sim", file=sys.stderr)
-        return EXIT_HARNESS
+    _warn_if_rounds_overrun(spec)
     print(f"campaign seed {spec.seed}: replay with `{spec.command()}`", flush=True)
     if args.check_determinism:
         return _check_determinism(spec, show_progress=not args.quiet)
@@ -127,16 +167,29 @@ def _check_determinism(spec: runner.CampaignSpec, show_progress: bool) -> int:
 
 
 def _summarize(results: dict) -> None:
-    verdict = {True: "valid", False: "INVALID", "unknown": "unknown"}[results["valid"]]
     by_f = results["stats"]["by_f"]
     counts = ", ".join(f"{f} {c['ok']}/{c['fail']}/{c['info']}" for f, c in sorted(by_f.items()))
     print(f"ops (ok/fail/info): {counts or 'none'}")
+    fired = results["stats"]["faults"]
+    print(f"faults fired: {', '.join(f'{k} {n}' for k, n in fired.items()) or 'none'}")
     for kind, entry in results["anomalies"].items():
         print(f"  {kind}: {entry['count']}")
-    error = results["facts"].get("harness_error")
+    facts = results["facts"]
+    error = facts.get("harness_error")
     if error:
         print(f"harness failure:\n{error}", file=sys.stderr)
-    print(f"verdict: {verdict}")
+    print(f"verdict: {verdict_line(results)}")
+
+
+def verdict_line(results: dict) -> str:
+    """The verdict and, when it is not one the checkers earned, why."""
+    facts = results["facts"]
+    verdict = "INVALID" if results["verdict"] == "invalid" else results["verdict"]
+    if facts.get("interrupted"):
+        return f"{verdict}: interrupted by {facts['interrupted']}"
+    if facts.get("missing"):
+        return f"{verdict}: {evidence.describe(facts['missing'])}"
+    return verdict
 
 
 def report_main(argv: list[str]) -> int:
