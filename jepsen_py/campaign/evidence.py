@@ -25,7 +25,7 @@ FAULT_STARTS = {
     "partition": ("partition",),
     "clock": ("clock-bump", "clock-strobe"),
 }
-_KIND_OF = {f: kind for kind, starts in FAULT_STARTS.items() for f in starts}
+KIND_OF = {f: kind for kind, starts in FAULT_STARTS.items() for f in starts}
 
 
 def gaps(spec: dict[str, Any], history: list[Op]) -> dict[str, Any]:
@@ -68,14 +68,14 @@ def fired(history: list[Op]) -> dict[str, int]:
     """How many faults of each kind fired (a start op that ended ok and did something)."""
     counts = dict.fromkeys(FAULT_STARTS, 0)
     for op in _fault_starts(history):
-        counts[_KIND_OF[op.f]] += 1
+        counts[KIND_OF[op.f]] += 1
     return {kind: count for kind, count in counts.items() if count}
 
 
 def _fired(name: str, history: list[Op]) -> bool:
     kind, _, variant = name.partition(":")
     return any(
-        _KIND_OF[op.f] == kind
+        KIND_OF[op.f] == kind
         and (not variant or variant in (op.value.get("target"), op.value.get("kind")))
         for op in _fault_starts(history)
     )
@@ -87,7 +87,7 @@ def _fault_starts(history: list[Op]) -> list[Op]:
         for op in history
         if op.process == "nemesis"
         and op.type == "ok"
-        and op.f in _KIND_OF
+        and op.f in KIND_OF
         and isinstance(op.value, dict)
         and _did_something(op.value)
     ]

@@ -175,18 +175,25 @@ def _fault(name: str) -> tuple[g.Gen, dict[str, Any]]:
     return _choose(kind, values), ENDS[kind]
 
 
-def fault_cycle(name: str, interval_s: float) -> g.Gen:
-    """One fault of `kind[:variant]`: start it, leave it for `interval_s`, end it."""
+def fault_cycle(name: str, at_s: float, interval_s: float) -> g.Gen:
+    """One fault of `kind[:variant]`: quiet until `at_s + interval_s`, then start it, and
+    end it at `at_s + 2 * interval_s` (or as soon as the start op completed)."""
     start, end = _fault(name)
-    return g.seq(start, g.sleep(interval_s), end)
+    return g.seq(g.sleep_until(at_s + interval_s), start, g.sleep_until(at_s + 2 * interval_s), end)
 
 
-def nested_cycle(outer: str, inner: str, interval_s: float) -> g.Gen:
-    """Start `outer`; after `interval_s` start `inner`; after `interval_s` more end both,
-    inner first."""
+def nested_cycle(outer: str, inner: str, at_s: float, interval_s: float) -> g.Gen:
+    """Quiet until `at_s + interval_s`, then start `outer`; one interval later start
+    `inner`; one more later end both, inner first."""
     (outer_start, outer_end), (inner_start, inner_end) = _fault(outer), _fault(inner)
     return g.seq(
-        outer_start, g.sleep(interval_s), inner_start, g.sleep(interval_s), inner_end, outer_end
+        g.sleep_until(at_s + interval_s),
+        outer_start,
+        g.sleep_until(at_s + 2 * interval_s),
+        inner_start,
+        g.sleep_until(at_s + 3 * interval_s),
+        inner_end,
+        outer_end,
     )
 
 
@@ -264,19 +271,35 @@ def schedule(kinds: tuple[str, ...], interval_s: float, overlap: bool = False) -
     """Quiet for `interval_s`, then a fault for `interval_s`, forever, the kinds taken
     in rounds: each round fires every kind once, in an order shuffled per round, so a
     run as long as `round_intervals` intervals fires all of them whatever the seed.
-    With `overlap` a round is `overlap_pairs`: nested pairs (see `nested_cycle`)."""
+    With `overlap` a round is `overlap_pairs`: nested pairs (see `nested_cycle`).
+
+    Every cycle keeps to a timeline fixed when the schedule starts: a start or end op
+    that takes longer than its interval (a restart takes seconds) shortens the gap after
+    it rather than delaying every later fault."""
     if not kinds:
         return g.Nothing()
 
-    def fault_round(rng: random.Random) -> list[g.Gen]:
+    def fault_round(origin_s: float, rng: random.Random, number: int) -> list[g.Gen]:
         pairs = overlap_pairs(kinds, rng) if overlap else []
         if pairs:
-            return [g.seq(g.sleep(interval_s), nested_cycle(a, b, interval_s)) for a, b in pairs]
+            first = number * pairs_per_round(kinds)
+            return [
+                nested_cycle(a, b, origin_s + 3 * interval_s * (first + i), interval_s)
+                for i, (a, b) in enumerate(pairs)
+            ]
         order = list(kinds)
         rng.shuffle(order)
-        return [g.seq(g.sleep(interval_s), fault_cycle(name, interval_s)) for name in order]
+        first = number * len(order)
+        return [
+            fault_cycle(name, origin_s + 2 * interval_s * (first + i), interval_s)
+            for i, name in enumerate(order)
+        ]
 
-    return g.nemesis(g.rounds(fault_round))
+    return g.nemesis(
+        g.anchored(
+            lambda origin_s: g.rounds(lambda rng, number: fault_round(origin_s, rng, number))
+        )
+    )
 
 
 # ---- partitions as plain data --------------------------------------------------------------
