@@ -172,9 +172,11 @@ def _summarize(results: dict) -> None:
     print(f"ops (ok/fail/info): {counts or 'none'}")
     fired = results["stats"]["faults"]
     print(f"faults fired: {', '.join(f'{k} {n}' for k, n in fired.items()) or 'none'}")
+    facts = results["facts"]
+    if results["anomalies"] and facts.get("interrupted"):
+        print("anomalies in the history so far (not a verdict: the run was interrupted):")
     for kind, entry in results["anomalies"].items():
         print(f"  {kind}: {entry['count']}")
-    facts = results["facts"]
     error = facts.get("harness_error")
     if error:
         print(f"harness failure:\n{error}", file=sys.stderr)

@@ -103,7 +103,8 @@ def _evidence(results: dict[str, Any]) -> str:
     if facts.get("interrupted"):
         parts.append(
             f"<h2>Incomplete: interrupted by {_e(facts['interrupted'])}</h2><p>The cluster "
-            "was stopped early; the checkers judged the history up to then.</p>"
+            "was stopped early; the checkers judged the history up to then, so what they "
+            "found is not a verdict (a write not yet read looks lost).</p>"
         )
     if facts.get("missing"):
         parts.append(
