@@ -60,7 +60,6 @@ def main(argv: list[str]) -> int:
         quorum_size = min(QUORUM_SIZE_DEFAULT, max(args.brokers, 1))
     try:
         data_dir = Path(args.data_dir).resolve()
-        make_writable_dir("--data-dir", data_dir)
         spec = ClusterSpec(
             data_dir,
             brokers=args.brokers,
@@ -69,6 +68,8 @@ def main(argv: list[str]) -> int:
             config=tuple(args.config),
         )
         check_fits(Config.parse(args.config), args.brokers, groups=True)
+        # Last: the only check that leaves something behind (the directory it made).
+        make_writable_dir("--data-dir", data_dir)
     except (ConfigError, ValueError) as error:
         print(f"replog cluster: {error}", file=sys.stderr)
         return EXIT_HARNESS
