@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from impl.cluster.launcher import make_writable_dir
@@ -83,9 +84,7 @@ def _spec(args: argparse.Namespace) -> runner.CampaignSpec:
         kinds = nemesis.parse_kinds(args.nemesis)
     except ValueError as error:
         raise ValueError(f"--nemesis: {error}") from None
-    interval_s = args.nemesis_interval
-    if interval_s is None:
-        interval_s = nemesis.fitting_interval_s(kinds, args.time_limit, args.nemesis_overlap)
+    asked_s = args.nemesis_interval
     spec = runner.CampaignSpec(
         workload=args.workload,
         nemeses=kinds,
@@ -97,10 +96,14 @@ def _spec(args: argparse.Namespace) -> runner.CampaignSpec:
         config=tuple(args.config),
         seed=runner.new_seed() if args.seed is None else args.seed,
         out=args.out,
-        nemesis_interval_s=interval_s,
+        nemesis_interval_s=nemesis.INTERVAL_DEFAULT_S if asked_s is None else asked_s,
         nemesis_overlap=args.nemesis_overlap,
         sim=args.sim,
     )
+    if asked_s is None:
+        # Once the spec has checked the time limit it is computed from.
+        fitting_s = nemesis.fitting_interval_s(kinds, spec.time_limit_s, spec.nemesis_overlap)
+        spec = replace(spec, nemesis_interval_s=fitting_s)
     spec.kafka_config()
     # Last: the only check that leaves something behind (the directory it made).
     make_writable_dir("--out", spec.out)
