@@ -271,7 +271,14 @@ def execute(
         with open(run_dir / HISTORY_FILE, "w", encoding="utf-8") as stream:
             history, facts = loop(run_dir, _campaign, spec, backend, run_dir, stream, show_progress)
         facts = {"started_at": started_at, **facts, "duration_s": time.time() - started_at}
-        results = outputs.write(run_dir, spec.to_json(), history, facts)
+        try:
+            results = outputs.write(run_dir, spec.to_json(), history, facts)
+        except KeyboardInterrupt as interrupt:
+            # Stopped while checking (a linearizability search can take minutes): the
+            # report says so, without the checkers' verdicts.
+            name = interrupt.args[0] if interrupt.args else "SIGINT"
+            facts["interrupted"] = f"{name} during the checks"
+            results = outputs.write(run_dir, spec.to_json(), history, facts, check=False)
         outputs.link_latest(spec.out, run_dir)
     return Campaign(run_dir, results)
 

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from jepsen_py.campaign import runner, sim, workloads
+
 ROOT = Path(__file__).resolve().parents[2]
 ONE_BROKER = ("replication.factor=1", "min.insync.replicas=1")
 PAUSED_TIMEOUT_S = 60.0
@@ -108,3 +110,23 @@ def test_a_signal_stops_the_cluster_and_reports_the_run_incomplete(
     assert (run_dir / "history.jsonl").stat().st_size > 0
     assert state(paused) is None, f"broker {paused} outlived the campaign"
     assert processes_mentioning(str(run_dir)) == [], "a process of the run is still there"
+
+
+def test_ctrl_c_while_checking_still_writes_an_incomplete_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A simulated run (seconds) whose checkers are stopped by Ctrl-C half-way."""
+
+    def interrupted(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(workloads, "check", interrupted)
+    spec = runner.CampaignSpec(
+        workload="log", nemeses=(), time_limit_s=2.0, rate_per_s=50.0, concurrency=2,
+        partitions=1, seed=5, out=tmp_path, sim=True,
+    )  # fmt: skip
+    run = sim.run(spec, show_progress=False)
+    results = json.loads((run.run_dir / "results.json").read_text())
+    assert (results["verdict"], results["exit_code"], results["checkers"]) == ("incomplete", 2, {})
+    assert results["facts"]["interrupted"] == "SIGINT during the checks"
+    assert "interrupted by SIGINT during the checks" in (run.run_dir / "report.html").read_text()
