@@ -256,8 +256,10 @@ def fitting_interval_s(kinds: tuple[str, ...], time_limit_s: float, overlap: boo
     slots = round_intervals(kinds, overlap)
     if not slots:
         return INTERVAL_DEFAULT_S
-    # Whole milliseconds: the replay command prints the interval short and exact.
-    fitting_s = math.floor(time_limit_s / (slots + SPARE_INTERVALS) * 1000) / 1000
+    # Whole milliseconds, so the replay command prints the interval short and exact;
+    # rounded up, so the spare interval's end, where the next round would start a fault,
+    # is not a hair before the time limit.
+    fitting_s = math.ceil(time_limit_s / (slots + SPARE_INTERVALS) * 1000) / 1000
     return max(INTERVAL_MIN_S, min(INTERVAL_DEFAULT_S, fitting_s))
 
 

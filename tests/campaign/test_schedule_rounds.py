@@ -132,9 +132,9 @@ def test_overlap_rounds_nest_different_kinds_and_name_every_one(kinds: tuple[str
 def test_the_default_interval_fits_a_round_and_a_spare_interval() -> None:
     kinds = nemesis.DEFAULT_KINDS
     assert nemesis.round_intervals(kinds, False) == 8
-    assert nemesis.fitting_interval_s(kinds, 30.0, False) == 3.333, "30 s / 9, in whole ms"
+    assert nemesis.fitting_interval_s(kinds, 30.0, False) == 3.334, "30 s / 9, in whole ms"
     assert nemesis.fitting_interval_s(kinds, 600.0, False) == nemesis.INTERVAL_DEFAULT_S
-    assert nemesis.round_fits(kinds, 3.333, 30.0, False)
+    assert nemesis.round_fits(kinds, 3.334, 30.0, False)
     assert not nemesis.round_fits(kinds, 5.0, 30.0, False), "5 s fit only 3 of 4 in 30 s"
     # Too short for any sensible fault: the interval stays at the minimum, and says so.
     short_s = nemesis.fitting_interval_s(kinds, 4.0, False)
