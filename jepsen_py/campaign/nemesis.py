@@ -29,10 +29,12 @@ three, `inbound` is the only partition that lets a leader shrink its ISR to itse
 any symmetric cut that keeps its followers away also keeps the controller majority away.
 
 A kind may name one variant, `kill:leader`, `partition:inbound`, `clock:all`, to use
-only that one. Faults do not overlap unless `overlap` is set; then every cycle nests a
-fault inside another of an other kind, the outer one of the two coming first in the
-`--nemesis` list (`partition:inbound,crash:leader`: the leader's followers are cut off,
-then the leader loses power while its ISR is only itself).
+only that one. The schedule takes the kinds in rounds, each firing every kind once in a
+shuffled order, on a timeline fixed when it starts (`schedule`). Faults do not overlap
+unless `overlap` is set; then every cycle nests a fault inside another of an other kind,
+the outer one of the two coming first in the `--nemesis` list
+(`partition:inbound,crash:leader`: the leader's followers are cut off, then the leader
+loses power while its ISR is only itself).
 
 The process-specific actions sit behind `Faults`, so a simulated cluster can take the
 same ops.
@@ -74,7 +76,8 @@ INTERVAL_DEFAULT_S = 5.0
 # Shorter faults barely register: a broker's session (3 s in a campaign) outlives them.
 INTERVAL_MIN_S = 1.0
 # A fault's end can outlast the quiet interval after it (a killed broker's restart takes
-# seconds), delaying every later fault: the default interval leaves this many to spare.
+# seconds) and delay the next fault, possibly the round's last: the default interval
+# leaves this many to spare after a round.
 SPARE_INTERVALS = 1
 
 Endpoint = int | str
