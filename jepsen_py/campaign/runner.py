@@ -27,7 +27,7 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -347,7 +347,9 @@ async def _campaign(
     return recorder.ops, facts
 
 
-async def _interrupt_on(signals: Any, phases: trio.CancelScope, facts: dict[str, Any]) -> None:
+async def _interrupt_on(
+    signals: AsyncIterator[int], phases: trio.CancelScope, facts: dict[str, Any]
+) -> None:
     """The first signal cancels the phases and is noted in the facts; later ones only
     say that the run is stopping already."""
     async for signum in signals:

@@ -104,10 +104,11 @@ def test_a_signal_stops_the_cluster_and_reports_the_run_incomplete(
     assert results["facts"]["interrupted"] == signum.name
     # The paused broker was resumed and then stopped on SIGTERM like the others.
     assert results["facts"]["cluster"]["exit_codes"] == {"0": 0}, results["facts"]["cluster"]
-    assert results["stats"]["faults"].get("pause", 0) >= 1
+    # The signal may come before the pause op completed (the broker stops first).
+    history = (run_dir / "history.jsonl").read_text().splitlines()
+    assert any('"f":"pause"' in line and '"type":"invoke"' in line for line in history)
     page = (run_dir / "report.html").read_text()
     assert "INCOMPLETE" in page and f"interrupted by {signum.name}" in page
-    assert (run_dir / "history.jsonl").stat().st_size > 0
     assert state(paused) is None, f"broker {paused} outlived the campaign"
     assert processes_mentioning(str(run_dir)) == [], "a process of the run is still there"
 
