@@ -179,10 +179,12 @@ def _fault(name: str) -> tuple[g.Gen, dict[str, Any]]:
 
 
 def fault_cycle(name: str, at_s: float, interval_s: float) -> g.Gen:
-    """One fault of `kind[:variant]`: quiet until `at_s + interval_s`, then start it, and
-    end it at `at_s + 2 * interval_s` (or as soon as the start op completed)."""
+    """One fault of `kind[:variant]`: quiet until `at_s + interval_s`, start it, and end
+    it `interval_s` after it started. A start delayed by an overrun before it keeps its
+    full length; the quiet before the next cycle, fixed at `at_s + 2 * interval_s`, is
+    shorter instead."""
     start, end = _fault(name)
-    return g.seq(g.sleep_until(at_s + interval_s), start, g.sleep_until(at_s + 2 * interval_s), end)
+    return g.seq(g.sleep_until(at_s + interval_s), start, g.sleep(interval_s), end)
 
 
 def nested_cycle(outer: str, inner: str, at_s: float, interval_s: float) -> g.Gen:
@@ -192,9 +194,9 @@ def nested_cycle(outer: str, inner: str, at_s: float, interval_s: float) -> g.Ge
     return g.seq(
         g.sleep_until(at_s + interval_s),
         outer_start,
-        g.sleep_until(at_s + 2 * interval_s),
+        g.sleep(interval_s),
         inner_start,
-        g.sleep_until(at_s + 3 * interval_s),
+        g.sleep(interval_s),
         inner_end,
         outer_end,
     )
@@ -279,9 +281,9 @@ def schedule(kinds: tuple[str, ...], interval_s: float, overlap: bool = False) -
     run as long as `round_intervals` intervals fires all of them whatever the seed.
     With `overlap` a round is `overlap_pairs`: nested pairs (see `nested_cycle`).
 
-    Every cycle keeps to a timeline fixed when the schedule starts: a start or end op
-    that takes longer than its interval (a restart takes seconds) shortens the gap after
-    it rather than delaying every later fault."""
+    Every cycle starts on a timeline fixed when the schedule starts: an op that takes
+    longer than its interval (a restart takes seconds) shortens the quiet gap after it
+    rather than delaying every later fault."""
     if not kinds:
         return g.Nothing()
 

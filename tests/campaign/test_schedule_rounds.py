@@ -102,6 +102,10 @@ def test_the_demo_fires_all_four_kinds_each_once_before_any_twice_on_every_seed(
         for k, op in enumerate(starts(history)):
             planned_s = (2 * k + 1) * interval_s
             assert planned_s - 1e-6 <= op.time / 1e9 <= planned_s + overrun_s, (seed, k, op)
+        # Each fault lasts its whole interval, however late it started.
+        nemesis_invokes = [op for op in history if op.process == "nemesis" and op.type == "invoke"]
+        for start, end in zip(nemesis_invokes[::2], nemesis_invokes[1::2], strict=False):
+            assert (end.time - start.time) / 1e9 >= interval_s - 1e-6, (seed, start, end)
         orders.add(order[: len(kinds)])
     assert len(orders) > 20, "the order is shuffled per seed"
 
