@@ -302,7 +302,7 @@ def final_reads_done(workload: str, history: list[Op]) -> bool:
     (log: the end offsets and the reads up to them)."""
     if workload in ("queue", "consumer"):
         return final_reads_complete(history)
-    last_heal = max((op.index for op in history if op.process == "nemesis"), default=-1)
+    last_heal = max((at for at, op in enumerate(history) if op.process == "nemesis"), default=-1)
     final = [
         history[ret].type if ret is not None else "none"
         for call, ret in pair_positions(history)
