@@ -142,7 +142,7 @@ def campaign_main(argv: list[str]) -> int:
     if args.check_determinism:
         return _check_determinism(spec, show_progress=not args.quiet)
     campaign = (sim.run if spec.sim else runner.run)(spec, show_progress=not args.quiet)
-    _summarize(campaign.results)
+    _summarize(campaign.results, campaign.run_dir)
     print(f"report: {campaign.run_dir / outputs.REPORT_FILE}")
     if spec.sim and campaign.exit_code != 0:
         print(f"replay this run exactly: {spec.command()}")
@@ -163,13 +163,13 @@ def _check_determinism(spec: runner.CampaignSpec, show_progress: bool) -> int:
         return EXIT_HARNESS
     ops = first.results["stats"]["ops"]
     print(f"deterministic: both runs recorded the same {ops} ops byte for byte")
-    _summarize(first.results)
+    _summarize(first.results, first.run_dir)
     if first.exit_code != 0:
         print(f"replay this run exactly: {spec.command()}")
     return first.exit_code
 
 
-def _summarize(results: dict) -> None:
+def _summarize(results: dict, run_dir: Path) -> None:
     by_f = results["stats"]["by_f"]
     counts = ", ".join(f"{f} {c['ok']}/{c['fail']}/{c['info']}" for f, c in sorted(by_f.items()))
     print(f"ops (ok/fail/info): {counts or 'none'}")
@@ -182,7 +182,9 @@ def _summarize(results: dict) -> None:
         print(f"  {kind}: {entry['count']}")
     error = facts.get("harness_error")
     if error:
-        print(f"harness failure:\n{error}", file=sys.stderr)
+        # The traceback is for a bug report (results.json keeps it), not for the terminal.
+        where = run_dir / outputs.RESULTS_FILE
+        print(f"harness failure: {error.splitlines()[-1]} (details in {where})", file=sys.stderr)
     print(f"verdict: {verdict_line(results)}")
 
 
@@ -213,6 +215,6 @@ def report_main(argv: list[str]) -> int:
         print(f"replog report: {args.run_dir}: {error}", file=sys.stderr)
         return EXIT_HARNESS
     results = outputs.write(args.run_dir, previous["spec"], history, previous["facts"])
-    _summarize(results)
+    _summarize(results, args.run_dir)
     print(f"report: {args.run_dir / outputs.REPORT_FILE}")
     return outputs.exit_code(results)

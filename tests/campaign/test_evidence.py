@@ -146,3 +146,20 @@ def test_anomalies_found_stay_invalid_and_an_interrupted_run_is_incomplete() -> 
     assert outputs.judge(found, interrupted) == ("unknown", "incomplete")
     assert outputs.judge({"queue": Result(True)}, interrupted) == ("unknown", "incomplete")
     assert outputs.judge({"queue": Result(True)}, {"missing": {}}) == (True, "valid")
+
+
+def test_a_harness_failure_is_exit_2_with_one_line_and_the_traceback_in_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def broken(*args: object) -> None:
+        raise RuntimeError("the harness broke")
+
+    monkeypatch.setattr(runner, "_run_phases", broken)
+    argv = ["--sim", "--nemesis", "none", "--time-limit", "1", "--seed", "1", "--quiet"]
+    assert cli.campaign_main([*argv, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "harness failure: RuntimeError: the harness broke (details in" in err
+    assert "Traceback" not in err
+    results = json.loads((tmp_path / "latest" / outputs.RESULTS_FILE).read_text())
+    assert "Traceback" in results["facts"]["harness_error"]
+    assert (results["verdict"], results["exit_code"]) == ("unknown", 2)
