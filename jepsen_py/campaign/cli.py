@@ -119,8 +119,8 @@ def _warn_if_rounds_overrun(spec: runner.CampaignSpec) -> None:
         return
     slots = nemesis.round_intervals(spec.nemeses, spec.nemesis_overlap)
     print(
-        f"replog campaign: warning: firing every one of the {len(spec.nemeses)} nemesis "
-        f"kinds takes {slots} x --nemesis-interval {spec.nemesis_interval_s:g} = "
+        f"replog campaign: warning: firing each nemesis kind asked for ({len(spec.nemeses)}) "
+        f"once takes {slots} x --nemesis-interval {spec.nemesis_interval_s:g} = "
         f"{slots * spec.nemesis_interval_s:g} s, more than --time-limit "
         f"{spec.time_limit_s:g}: kinds that never fire make the verdict unknown (exit 2)",
         file=sys.stderr,

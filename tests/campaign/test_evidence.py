@@ -163,3 +163,18 @@ def test_a_harness_failure_is_exit_2_with_one_line_and_the_traceback_in_results(
     results = json.loads((tmp_path / "latest" / outputs.RESULTS_FILE).read_text())
     assert "Traceback" in results["facts"]["harness_error"]
     assert (results["verdict"], results["exit_code"]) == ("unknown", 2)
+
+
+def test_a_round_that_cannot_fit_is_said_up_front_and_ends_unknown(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Through the command line on the simulator: a 5 s interval in a 2 s run."""
+    argv = ["--sim", "--nemesis", "kill", "--nemesis-interval", "5", "--time-limit", "2"]
+    argv += ["--rate", "50", "--concurrency", "2", "--partitions", "1", "--seed", "4"]
+    assert cli.campaign_main([*argv, "--quiet", "--out", str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert "warning: firing each nemesis kind asked for (1) once takes 2 x" in captured.err
+    assert "verdict: unknown: nemesis never fired: kill" in captured.out
+    assert "faults fired: none" in captured.out
+    results = json.loads((tmp_path / "latest" / outputs.RESULTS_FILE).read_text())
+    assert results["facts"]["missing"] == {"nemeses_not_fired": ["kill"]}
