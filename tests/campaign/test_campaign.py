@@ -85,7 +85,6 @@ def test_crash_loses_unsynced_bytes_and_the_safe_configuration_survives_it(
     # unsynced tails. A later one may hit a broker restarted a moment before, with
     # nothing unsynced yet.
     assert crashes[0]["lost_bytes"] > 0 and crashes[0]["files_cut"] > 0, why(run)
-    assert all(p["lost_bytes"] >= 0 and p["files_cut"] >= 0 for p in crashes), why(run)
 
 
 def test_pause_stops_and_resumes_brokers(tmp_path: Path) -> None:
