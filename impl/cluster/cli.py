@@ -1,4 +1,9 @@
-"""`replog cluster`: start a cluster of broker processes and keep it up until stopped."""
+"""`replog cluster`: start a cluster of broker processes and keep it up until stopped.
+
+Exit 0 once every broker stopped cleanly; 1 if one did not (a broker's finding); 2 for
+bad arguments or settings (checked before anything starts) and when the cluster could
+not start.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,18 @@ import threading
 from pathlib import Path
 
 from impl.broker.process import BrokerStartError
-from impl.cluster.launcher import CLUSTER_FILE, Cluster, ClusterSpec
+from impl.cluster.launcher import (
+    CLUSTER_FILE,
+    Cluster,
+    ClusterSpec,
+    check_fits,
+    make_writable_dir,
+)
 from model.config import Config, ConfigError
+
+EXIT_BAD_STOP = 1
+EXIT_HARNESS = 2
+QUORUM_SIZE_DEFAULT = 3
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -27,7 +42,11 @@ def _parser() -> argparse.ArgumentParser:
         help="dedicated controller processes (default 0: the first brokers also vote)",
     )
     parser.add_argument(
-        "--quorum-size", type=int, default=3, help="voters among the brokers in combined mode"
+        "--quorum-size",
+        type=int,
+        default=None,
+        help="voters among the brokers in combined mode "
+        f"(default: {QUORUM_SIZE_DEFAULT}, or every broker if fewer)",
     )
     parser.add_argument("--data-dir", default="cluster-data")
     parser.add_argument("--config", action="append", default=[], metavar="KEY=VALUE")
@@ -36,28 +55,34 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
+    quorum_size = args.quorum_size
+    if quorum_size is None:
+        quorum_size = min(QUORUM_SIZE_DEFAULT, max(args.brokers, 1))
     try:
-        Config.parse(args.config)
+        data_dir = Path(args.data_dir).resolve()
         spec = ClusterSpec(
-            Path(args.data_dir).resolve(),
+            data_dir,
             brokers=args.brokers,
             controllers=args.controllers,
-            quorum_size=min(args.quorum_size, args.brokers),
+            quorum_size=quorum_size,
             config=tuple(args.config),
         )
+        check_fits(Config.parse(args.config), args.brokers, groups=True)
+        # Last: the only check that leaves something behind (the directory it made).
+        make_writable_dir("--data-dir", data_dir)
     except (ConfigError, ValueError) as error:
         print(f"replog cluster: {error}", file=sys.stderr)
-        return 2
+        return EXIT_HARNESS
     cluster = Cluster.planned(spec)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     try:
         cluster.start()
-    except BrokerStartError as error:
+    except (BrokerStartError, OSError) as error:
         print(f"replog cluster: {error}", file=sys.stderr)
         cluster.stop()
-        return 1
+        return EXIT_HARNESS
     for node in cluster.nodes:
         kind = "broker" if node.is_broker else "controller"
         pid = cluster.processes[node.node_id].pid
@@ -66,4 +91,7 @@ def main(argv: list[str]) -> int:
     print(f"cluster description in {spec.data_dir / CLUSTER_FILE}", flush=True)
     stop.wait()
     codes = cluster.stop()
-    return 0 if all(code == 0 for code in codes.values()) else 1
+    unclean = {node: code for node, code in codes.items() if code != 0}
+    for node, code in unclean.items():
+        print(f"replog cluster: node {node} exited with code {code}", file=sys.stderr)
+    return EXIT_BAD_STOP if unclean else 0

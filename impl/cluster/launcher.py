@@ -11,13 +11,16 @@ quorum, as larger Kafka deployments run it.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from impl.broker.process import BrokerProcess
+from impl.broker.process import BrokerProcess, BrokerStartError
+from model.config import Config, ConfigError
 
 CONTROLLER_ID_BASE = 1000
 CLUSTER_FILE = "cluster.json"
@@ -50,14 +53,45 @@ class ClusterSpec:
     extra_argv: Mapping[int, tuple[str, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not 1 <= self.brokers <= NODES_MAX or not 0 <= self.controllers <= NODES_MAX:
-            raise ValueError(
-                f"brokers must be in [1, {NODES_MAX}], controllers in [0, {NODES_MAX}]"
-            )
+        if not 1 <= self.brokers <= NODES_MAX:
+            raise ValueError(f"--brokers must be in [1, {NODES_MAX}], not {self.brokers}")
+        if not 0 <= self.controllers <= NODES_MAX:
+            raise ValueError(f"--controllers must be in [0, {NODES_MAX}], not {self.controllers}")
         if self.controllers == 0 and not 1 <= self.quorum_size <= self.brokers:
             raise ValueError(
-                f"quorum size {self.quorum_size} must be in [1, brokers={self.brokers}]"
+                f"--quorum-size must be in [1, --brokers {self.brokers}], not {self.quorum_size}"
             )
+
+
+def check_fits(config: Config, brokers: int, groups: bool) -> None:
+    """ConfigError naming every replica count that needs more brokers than `brokers`
+    (a topic created with it could never be placed, or never accept acks=all); with
+    `groups`, the offsets topic's too, which the group coordinator needs."""
+    needs = {
+        "replication.factor": config.replication_factor,
+        "min.insync.replicas": config.min_insync_replicas,
+    }
+    if groups:
+        needs["offsets.topic.replication.factor"] = config.offsets_topic_replication_factor
+    over = [f"{key}={value}" for key, value in needs.items() if value > brokers]
+    if over:
+        raise ConfigError(
+            f"--brokers {brokers} is too few for {', '.join(over)}: set each to at most "
+            f"{brokers} (--config KEY=VALUE) or start more brokers"
+        )
+
+
+def make_writable_dir(flag: str, path: Path) -> None:
+    """Create `path` (and its parents) unless it exists; ValueError naming `flag` when
+    that fails or the directory is not writable (a file in the way, no permission)."""
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{flag} {path}: is a file, not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"{flag} {path}: {error.strerror or error}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} {path}: not writable")
 
 
 def free_port(host: str) -> int:
@@ -136,8 +170,18 @@ class Cluster:
         self.processes[node_id].kill()
 
     def stop(self) -> dict[int, int]:
-        """SIGTERM every node; their exit codes."""
-        return {node_id: p.stop() for node_id, p in self.processes.items()}
+        """SIGCONT (a paused node cannot exit), then SIGTERM every node; their exit codes,
+        -9 for one that ignored SIGTERM and was killed."""
+        for process in self.processes.values():
+            if process.popen is not None and process.popen.poll() is None:
+                process.signal(signal.SIGCONT)
+        codes = {}
+        for node_id, process in self.processes.items():
+            try:
+                codes[node_id] = process.stop()
+            except BrokerStartError:
+                codes[node_id] = -signal.SIGKILL
+        return codes
 
     def description(self) -> dict[str, object]:
         rows = []

@@ -55,6 +55,8 @@ from model.config import Config
 
 GROUP = "replog-consumers"
 LAG_THREAD = 1
+# A member (thread 0) and a producer that also takes the lag snapshots (thread 1).
+CONCURRENCY_MIN = LAG_THREAD + 1
 POLL_MS = 200
 LAG_INTERVAL_S = 0.5
 RETENTION_CHECKED_MS_MIN = 3_600_000

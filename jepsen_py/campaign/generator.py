@@ -209,6 +209,43 @@ class Mix(Gen):
 
 
 @dataclass(frozen=True)
+class Rounds(Gen):
+    """Round after round, forever: `make_round(rng, number)` gives round `number`'s
+    generators (from 0), which run one after another; the next round is made once the
+    last one is exhausted. A round whose generators are all exhausted at once ends it
+    (no endless loop)."""
+
+    make_round: Callable[[random.Random, int], tuple[Gen, ...]]
+    made: int = 0
+    left: tuple[Gen, ...] = ()
+
+    def op(self, ctx: Context) -> Step:
+        left, made, fresh = self.left, self.made, False
+        while True:
+            if not left:
+                if fresh:
+                    return None
+                left, made, fresh = self.make_round(ctx.rng, made), made + 1, True
+                continue
+            step = left[0].op(ctx)
+            if step is not None:
+                return _with_next(step, replace(self, made=made, left=(step.next, *left[1:])))
+            left = left[1:]
+
+
+@dataclass(frozen=True)
+class Anchored(Gen):
+    """`make(origin_s)`, where `origin_s` is the time it is first asked: for a
+    generator that keeps to a timeline of its own (sleeps until fixed times after it
+    began, so that an op that ran long delays no later one)."""
+
+    make: Callable[[float], Gen]
+
+    def op(self, ctx: Context) -> Step:
+        return self.make(ctx.time_s).op(ctx)
+
+
+@dataclass(frozen=True)
 class OneOf(Gen):
     """One generator chosen at random when first asked, then run alone to its end."""
 
@@ -395,6 +432,14 @@ def mix(gens: Iterable[GenLike]) -> Gen:
     return Mix(tuple(lift(g) for g in gens))
 
 
+def rounds(make_round: Callable[[random.Random, int], Iterable[GenLike]]) -> Gen:
+    return Rounds(lambda rng, number: tuple(lift(g) for g in make_round(rng, number)))
+
+
+def anchored(make: Callable[[float], GenLike]) -> Gen:
+    return Anchored(lambda origin_s: lift(make(origin_s)))
+
+
 def one_of(gens: Iterable[GenLike]) -> Gen:
     return OneOf(tuple(lift(g) for g in gens))
 
@@ -433,6 +478,11 @@ def delay(gap_s: float, gen: GenLike) -> Gen:
 
 def sleep(duration_s: float) -> Gen:
     return Sleep(duration_s)
+
+
+def sleep_until(at_s: float) -> Gen:
+    """No op until the campaign clock reads `at_s` (none at all if it already does)."""
+    return Sleep(0.0, at_s)
 
 
 def limit(count: int, gen: GenLike) -> Gen:

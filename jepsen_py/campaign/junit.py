@@ -1,7 +1,8 @@
 """junit.xml: one test case per checker, so a CI system shows a campaign like tests.
 
 A valid checker passes, an invalid one fails with its anomaly counts, an unknown one is
-skipped with its reason; a harness failure is an `error` case of its own.
+skipped with its reason; a harness failure and an interrupted run are `error` cases of
+their own, a run that did not test what it was asked a skipped `evidence` case.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 from typing import Any
+
+from jepsen_py.campaign import evidence
 
 SUITE = "replog campaign"
 
@@ -32,7 +35,18 @@ def render(results: dict[str, Any]) -> str:
             counts["skipped"] += 1
             reason = checker["stats"].get("reason", "a limit was reached before a verdict")
             ET.SubElement(case, "skipped", message=str(reason))
-    error = results["facts"].get("harness_error")
+    facts = results["facts"]
+    if facts.get("missing"):
+        case = ET.SubElement(suite, "testcase", classname="replog.campaign", name="evidence")
+        counts["tests"] += 1
+        counts["skipped"] += 1
+        ET.SubElement(case, "skipped", message=evidence.describe(facts["missing"]))
+    if facts.get("interrupted"):
+        case = ET.SubElement(suite, "testcase", classname="replog.campaign", name="run")
+        counts["tests"] += 1
+        counts["errors"] += 1
+        ET.SubElement(case, "error", message=f"incomplete: interrupted by {facts['interrupted']}")
+    error = facts.get("harness_error")
     if error is not None:
         case = ET.SubElement(suite, "testcase", classname="replog.campaign", name="harness")
         counts["tests"] += 1

@@ -29,10 +29,12 @@ three, `inbound` is the only partition that lets a leader shrink its ISR to itse
 any symmetric cut that keeps its followers away also keeps the controller majority away.
 
 A kind may name one variant, `kill:leader`, `partition:inbound`, `clock:all`, to use
-only that one. Faults do not overlap unless `overlap` is set; then every cycle nests a
-fault inside another of an other kind, the outer one of the two coming first in the
-`--nemesis` list (`partition:inbound,crash:leader`: the leader's followers are cut off,
-then the leader loses power while its ISR is only itself).
+only that one. The schedule takes the kinds in rounds, each firing every kind once in a
+shuffled order, on a timeline fixed when it starts (`schedule`). Faults do not overlap
+unless `overlap` is set; then every cycle nests a fault inside another of an other kind,
+the outer one of the two coming first in the `--nemesis` list
+(`partition:inbound,crash:leader`: the leader's followers are cut off, then the leader
+loses power while its ISR is only itself).
 
 The process-specific actions sit behind `Faults`, so a simulated cluster can take the
 same ops.
@@ -42,6 +44,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -69,6 +72,13 @@ CLOCK_SKEW_MIN_MS = 100
 CLOCK_SKEW_MAX_MS = 300_000
 STROBE_PERIOD_MS = 200
 STROBE_DURATION_S_MAX = 3.0
+INTERVAL_DEFAULT_S = 5.0
+# Shorter faults barely register: a broker's session (3 s in a campaign) outlives them.
+INTERVAL_MIN_S = 1.0
+# A fault's end can outlast the quiet interval after it (a killed broker's restart takes
+# seconds) and delay the next fault, possibly the round's last: the default interval
+# leaves this many to spare after a round.
+SPARE_INTERVALS = 1
 
 Endpoint = int | str
 Link = tuple[Endpoint, int]
@@ -168,38 +178,136 @@ def _fault(name: str) -> tuple[g.Gen, dict[str, Any]]:
     return _choose(kind, values), ENDS[kind]
 
 
-def fault_cycle(name: str, interval_s: float) -> g.Gen:
-    """One fault of `kind[:variant]`: start it, leave it for `interval_s`, end it."""
+def fault_cycle(name: str, at_s: float, interval_s: float) -> g.Gen:
+    """One fault of `kind[:variant]`: quiet until `at_s + interval_s`, start it, and end
+    it `interval_s` after it started. A start delayed by an overrun before it keeps its
+    full length; the quiet before the next cycle, fixed at `at_s + 2 * interval_s`, is
+    shorter instead."""
     start, end = _fault(name)
-    return g.seq(start, g.sleep(interval_s), end)
+    return g.seq(g.sleep_until(at_s + interval_s), start, g.sleep(interval_s), end)
 
 
-def nested_cycle(outer: str, inner: str, interval_s: float) -> g.Gen:
-    """Start `outer`; after `interval_s` start `inner`; after `interval_s` more end both,
-    inner first."""
+def nested_cycle(outer: str, inner: str, at_s: float, interval_s: float) -> g.Gen:
+    """Quiet until `at_s + interval_s`, then start `outer`; one interval later start
+    `inner`; one more later end both, inner first."""
     (outer_start, outer_end), (inner_start, inner_end) = _fault(outer), _fault(inner)
     return g.seq(
-        outer_start, g.sleep(interval_s), inner_start, g.sleep(interval_s), inner_end, outer_end
+        g.sleep_until(at_s + interval_s),
+        outer_start,
+        g.sleep(interval_s),
+        inner_start,
+        g.sleep(interval_s),
+        inner_end,
+        outer_end,
     )
 
 
+def _kind(name: str) -> str:
+    return name.partition(":")[0]
+
+
+def overlap_pairs(kinds: tuple[str, ...], rng: random.Random) -> list[tuple[str, str]]:
+    """One round of nested faults: pairs of names of different kinds that together
+    name every one of `kinds` at least once (once each where the kinds allow), the
+    earlier in `kinds` outside, in shuffled order; [] when all are of one kind.
+
+    Names go in a shuffled order grouped by kind, the most numerous kind first, and the
+    first `half` of them pair with the rest position by position: no kind spans `half`
+    positions, so partners differ. Names left over (a kind with more than half the
+    names) pair with a random name of another kind."""
+    count = Counter(_kind(name) for name in kinds)
+    if len(count) < 2:
+        return []
+    rank = {kind: rng.random() for kind in count}
+    order = list(kinds)
+    rng.shuffle(order)
+    order.sort(key=lambda name: (-count[_kind(name)], rank[_kind(name)]))
+    half = pairs_per_round(kinds)
+    front, back = order[:half], order[half:]
+    partners = [
+        back[i] if i < len(back) else rng.choice([o for o in kinds if _kind(o) != _kind(name)])
+        for i, name in enumerate(front)
+    ]
+    position = {name: i for i, name in enumerate(kinds)}
+    pairs = [
+        (a, b) if position[a] < position[b] else (b, a)
+        for a, b in zip(front, partners, strict=True)
+    ]
+    rng.shuffle(pairs)
+    return pairs
+
+
+def pairs_per_round(kinds: tuple[str, ...]) -> int:
+    """How many nested pairs `overlap_pairs` makes of `kinds` (with two kinds or more)."""
+    largest = max(Counter(_kind(name) for name in kinds).values(), default=0)
+    return max(largest, (len(kinds) + 1) // 2)
+
+
+def round_intervals(kinds: tuple[str, ...], overlap: bool) -> int:
+    """Nemesis intervals one round of `schedule` takes, a round being what fires every
+    kind: a quiet interval and a fault interval per kind; with overlap, per pair a quiet
+    one, the outer fault alone and both together."""
+    if not kinds:
+        return 0
+    if overlap and len({_kind(name) for name in kinds}) > 1:
+        return 3 * pairs_per_round(kinds)
+    return 2 * len(kinds)
+
+
+def fitting_interval_s(kinds: tuple[str, ...], time_limit_s: float, overlap: bool) -> float:
+    """The default --nemesis-interval: INTERVAL_DEFAULT_S, or shorter so that one round
+    and SPARE_INTERVALS more fit in the time limit, but not below INTERVAL_MIN_S
+    (`round_fits` then says no)."""
+    slots = round_intervals(kinds, overlap)
+    if not slots:
+        return INTERVAL_DEFAULT_S
+    # Whole milliseconds, so the replay command prints the interval short and exact;
+    # rounded up, so the spare interval's end, where the next round would start a fault,
+    # is not a hair before the time limit.
+    fitting_s = math.ceil(time_limit_s / (slots + SPARE_INTERVALS) * 1000) / 1000
+    return max(INTERVAL_MIN_S, min(INTERVAL_DEFAULT_S, fitting_s))
+
+
+def round_fits(
+    kinds: tuple[str, ...], interval_s: float, time_limit_s: float, overlap: bool
+) -> bool:
+    """Whether one round of faults (every requested kind) fits in the time limit."""
+    return round_intervals(kinds, overlap) * interval_s <= time_limit_s
+
+
 def schedule(kinds: tuple[str, ...], interval_s: float, overlap: bool = False) -> g.Gen:
-    """Quiet for `interval_s`, then one fault cycle, forever: a fault of a random kind
-    for `interval_s` (the cluster spends half the time healthy), or with `overlap` a
-    random pair of faults of different kinds, nested (see `nested_cycle`)."""
+    """Quiet for `interval_s`, then a fault for `interval_s`, forever, the kinds taken
+    in rounds: each round fires every kind once, in an order shuffled per round, so a
+    run as long as `round_intervals` intervals fires all of them whatever the seed.
+    With `overlap` a round is `overlap_pairs`: nested pairs (see `nested_cycle`).
+
+    Every cycle starts on a timeline fixed when the schedule starts: an op that takes
+    longer than its interval (a restart takes seconds) shortens the quiet gap after it
+    rather than delaying every later fault."""
     if not kinds:
         return g.Nothing()
-    cycles = [fault_cycle(kind, interval_s) for kind in kinds]
-    if overlap:
-        kind_of = [name.partition(":")[0] for name in kinds]
-        pairs = [
-            (a, b)
-            for i, a in enumerate(kinds)
-            for j, b in enumerate(kinds)
-            if i < j and kind_of[i] != kind_of[j]
+
+    def fault_round(origin_s: float, rng: random.Random, number: int) -> list[g.Gen]:
+        pairs = overlap_pairs(kinds, rng) if overlap else []
+        if pairs:
+            first = number * pairs_per_round(kinds)
+            return [
+                nested_cycle(a, b, origin_s + 3 * interval_s * (first + i), interval_s)
+                for i, (a, b) in enumerate(pairs)
+            ]
+        order = list(kinds)
+        rng.shuffle(order)
+        first = number * len(order)
+        return [
+            fault_cycle(name, origin_s + 2 * interval_s * (first + i), interval_s)
+            for i, name in enumerate(order)
         ]
-        cycles = [nested_cycle(a, b, interval_s) for a, b in pairs] or cycles
-    return g.nemesis(g.repeat(g.seq(g.sleep(interval_s), g.one_of(cycles))))
+
+    return g.nemesis(
+        g.anchored(
+            lambda origin_s: g.rounds(lambda rng, number: fault_round(origin_s, rng, number))
+        )
+    )
 
 
 # ---- partitions as plain data --------------------------------------------------------------

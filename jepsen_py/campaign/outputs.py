@@ -16,7 +16,7 @@ from typing import Any
 
 import trio
 
-from jepsen_py.campaign import junit, report, workloads
+from jepsen_py.campaign import evidence, junit, report, workloads
 from jepsen_py.history import HistoryError, Op
 from jepsen_py.result import Result, Validity, combine
 from model.config import Config
@@ -27,18 +27,25 @@ REPORT_FILE = "report.html"
 LATEST_LINK = "latest"
 EXAMPLES_PER_ANOMALY = 5
 EXIT_CODES = {True: 0, False: 1, "unknown": 2}
+VERDICT_WORDS = {True: "valid", False: "invalid", "unknown": "unknown"}
 
 
 def write(
-    run_dir: Path, spec: dict[str, Any], history: list[Op], facts: dict[str, Any]
+    run_dir: Path,
+    spec: dict[str, Any],
+    history: list[Op],
+    facts: dict[str, Any],
+    check: bool = True,
 ) -> dict[str, Any]:
-    """Check the history, write every output file, return results.json's content."""
-    checkers = _check(spec, history, facts)
-    verdict = combine(checkers)
-    valid: Validity = "unknown" if "harness_error" in facts else verdict.valid
+    """Check the history (unless `check` is False), write every output file, return
+    results.json's content."""
+    checkers = _check(spec, history, facts) if check else {}
+    facts["missing"] = evidence.gaps(spec, history)
+    valid, verdict = judge(checkers, facts)
     results = {
         "run_id": run_dir.name,
         "valid": valid,
+        "verdict": verdict,
         "exit_code": EXIT_CODES[valid],
         "workload": spec["workload"],
         "seed": spec["seed"],
@@ -55,6 +62,18 @@ def write(
     (run_dir / JUNIT_FILE).write_text(junit.render(results))
     (run_dir / REPORT_FILE).write_text(report.render(results, history), encoding="utf-8")
     return results
+
+
+def judge(checkers: dict[str, Result], facts: dict[str, Any]) -> tuple[Validity, str]:
+    """Jepsen's validity and the verdict word. "incomplete": the run was interrupted;
+    "unknown": the harness failed, a checker could not decide, or the run did not test
+    what it was asked (facts["missing"]) while finding nothing wrong."""
+    if facts.get("interrupted"):
+        return "unknown", "incomplete"
+    valid = combine(checkers).valid if checkers else "unknown"
+    if "harness_error" in facts or (valid is True and facts["missing"]):
+        valid = "unknown"
+    return valid, VERDICT_WORDS[valid]
 
 
 def read_results(run_dir: Path) -> dict[str, Any]:
@@ -89,7 +108,8 @@ def _check(spec: dict[str, Any], history: list[Op], facts: dict[str, Any]) -> di
     except HistoryError as error:
         facts.setdefault("harness_error", f"the recorded history is malformed: {error}")
         return {}
-    if "cluster" in facts:
+    # An interrupted run's brokers may have had the terminal's Ctrl-C too: not a finding.
+    if "cluster" in facts and not facts.get("interrupted"):
         results["cluster"] = _cluster_check(facts["cluster"])
     return results
 
@@ -126,5 +146,6 @@ def _history_stats(history: list[Op]) -> dict[str, Any]:
         "by_f": by_outcome,
         "processes": len(processes),
         "nemesis_ops": faults,
+        "faults": evidence.fired(history),
         "duration_s": history[-1].time / 1e9 if history else 0.0,
     }

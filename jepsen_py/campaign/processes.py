@@ -108,16 +108,7 @@ class ProcessCluster:
     async def stop(self) -> dict[int, int]:
         """Resume, then SIGTERM every broker; their exit codes (-9 when one had to be
         killed because it ignored SIGTERM)."""
-        for process in self.cluster.processes.values():
-            if process.popen is not None and process.popen.poll() is None:
-                process.signal(signal.SIGCONT)
-        codes = {}
-        for node, process in self.cluster.processes.items():
-            try:
-                codes[node] = await trio.to_thread.run_sync(process.stop)
-            except BrokerStartError:
-                codes[node] = -signal.SIGKILL
-        return codes
+        return await trio.to_thread.run_sync(self.cluster.stop)
 
     # ---- Faults ----------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ import json
 from collections import defaultdict
 from typing import Any
 
-from jepsen_py.campaign import svg
+from jepsen_py.campaign import evidence, svg
 from jepsen_py.history import Op, pair_positions
 
 LATENCY_POINTS_MAX = 6_000
@@ -24,6 +24,7 @@ VERDICTS = {
     True: ("VALID", "valid"),
     False: ("INVALID", "invalid"),
     "unknown": ("UNKNOWN", "unknown"),
+    "incomplete": ("INCOMPLETE", "unknown"),
 }
 _CSS = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #222; max-width: 1000px; }
@@ -70,7 +71,7 @@ def render(results: dict[str, Any], history: list[Op]) -> str:
 
 
 def _header(results: dict[str, Any]) -> str:
-    label, css = VERDICTS[results["valid"]]
+    label, css = VERDICTS["incomplete" if results["verdict"] == "incomplete" else results["valid"]]
     error = results["facts"].get("harness_error")
     parts = [
         f"<h1>replog campaign {_e(results['run_id'])} "
@@ -82,6 +83,7 @@ def _header(results: dict[str, Any]) -> str:
     ]
     if error:
         parts.append(f"<h2>The harness failed</h2><pre>{_e(error)}</pre>")
+    parts.append(_evidence(results))
     errors = results["facts"].get("broker_errors") or {"count": 0}
     if errors["count"]:
         shown = "\n".join(errors["first"])
@@ -89,6 +91,24 @@ def _header(results: dict[str, Any]) -> str:
             '<h2><span class="badge invalid">'
             f"Brokers logged {errors['count']} ERROR lines</span></h2>"
             f"<p>Not part of the verdict: read the node logs.</p><pre>{_e(shown)}</pre>"
+        )
+    return "".join(parts)
+
+
+def _evidence(results: dict[str, Any]) -> str:
+    """Faults fired; what stopped the run or was not tested, when the verdict says so."""
+    facts = results["facts"]
+    fired = ", ".join(f"{kind} x{count}" for kind, count in results["stats"]["faults"].items())
+    parts = [f"<p>Faults fired: {_e(fired or 'none')}.</p>"]
+    if facts.get("interrupted"):
+        parts.append(
+            f"<h2>Incomplete: interrupted by {_e(facts['interrupted'])}</h2><p>The cluster "
+            "was stopped early; the checkers judged the history up to then, so what they "
+            "found is not a verdict (a write not yet read looks lost).</p>"
+        )
+    if facts.get("missing"):
+        parts.append(
+            f"<h2>Not tested as asked</h2><p>{_e(evidence.describe(facts['missing']))}.</p>"
         )
     return "".join(parts)
 

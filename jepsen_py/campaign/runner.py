@@ -20,13 +20,16 @@ simulator's guarded run); the wall clock is read, and the history checked, outsi
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import re
+import signal
+import sys
 import time
 import traceback
-from collections.abc import Callable
-from contextlib import suppress
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -37,7 +40,7 @@ from impl.client.admin import create_topics, wait_for_leaders
 from impl.client.errors import ClientError
 from impl.client.metadata import ClusterSession, TopicPartition
 from impl.client.offsets import LATEST_TIMESTAMP, list_offsets
-from impl.cluster.launcher import NODES_MAX
+from impl.cluster.launcher import NODES_MAX, check_fits
 from impl.runtime.runtime import Runtime, real_runtime
 from jepsen_py.campaign import consumer_workload, outputs, workloads
 from jepsen_py.campaign import generator as g
@@ -85,6 +88,7 @@ _ERROR_LINE = re.compile(
     r"^(?:\d{4}-\d\d-\d\d [\d:,]+ broker \d+|\s*(?:\d+\.\d+|nan)) (?:ERROR|CRITICAL) "
 )
 PARTITIONS_MAX = 1_000
+INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
 
 
 @dataclass(frozen=True)
@@ -104,27 +108,42 @@ class CampaignSpec:
     sim: bool = False
 
     def __post_init__(self) -> None:
+        """ValueError naming the command-line flag of the first bad setting."""
         if self.workload not in workloads.WORKLOADS:
-            raise ValueError(f"unknown workload {self.workload!r}")
-        if min(self.time_limit_s, self.rate_per_s, self.nemesis_interval_s) <= 0:
-            raise ValueError("the time limit, rate and nemesis interval must be positive")
-        if not 1 <= self.brokers <= NODES_MAX:
-            raise ValueError(f"brokers must be in [1, {NODES_MAX}]")
-        if not 1 <= self.concurrency <= CLIENTS_MAX or not 1 <= self.partitions <= PARTITIONS_MAX:
             raise ValueError(
-                f"concurrency must be in [1, {CLIENTS_MAX}], partitions in [1, {PARTITIONS_MAX}]"
+                f"--workload: unknown workload {self.workload!r} "
+                f"(choose from {', '.join(workloads.WORKLOADS)})"
             )
+        positive = {
+            "--time-limit": (self.time_limit_s, "seconds"),
+            "--rate": (self.rate_per_s, "ops/s"),
+            "--nemesis-interval": (self.nemesis_interval_s, "seconds"),
+        }
+        for flag, (value, unit) in positive.items():
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{flag} must be a positive number of {unit}, not {value:g}")
+        counts = {
+            "--brokers": (self.brokers, 1, NODES_MAX),
+            "--concurrency": (self.concurrency, self._concurrency_min(), CLIENTS_MAX),
+            "--partitions": (self.partitions, 1, PARTITIONS_MAX),
+        }
+        for flag, (value, low, high) in counts.items():
+            if not low <= value <= high:
+                raise ValueError(f"{flag} must be in [{low}, {high}], not {value}")
+
+    def _concurrency_min(self) -> int:
+        return consumer_workload.CONCURRENCY_MIN if self.workload == "consumer" else 1
 
     def assignments(self) -> tuple[str, ...]:
         """The cluster's and clients' settings: campaign defaults, then the user's."""
         return (*CAMPAIGN_DEFAULTS, *self.config)
 
     def kafka_config(self) -> Config:
-        return Config.parse(list(self.assignments()))
-
-    def topic_replication_factor(self) -> int:
-        """The controller refuses a topic with more replicas than registered brokers."""
-        return min(self.kafka_config().replication_factor, self.brokers)
+        """The settings, parsed and checked against the cluster's size; ConfigError
+        names the key."""
+        config = Config.parse(list(self.assignments()))
+        check_fits(config, self.brokers, groups=self.workload == "consumer")
+        return config
 
     def to_json(self) -> dict[str, Any]:
         record = asdict(self)
@@ -135,7 +154,7 @@ class CampaignSpec:
         # Every setting as used, so `replog analyze` reads what the run had, not what
         # a later version's defaults would be.
         record["kafka_config"] = self.kafka_config().to_pairs()
-        record["topic_replication_factor"] = self.topic_replication_factor()
+        record["topic_replication_factor"] = self.kafka_config().replication_factor
         record["command"] = self.command()
         return record
 
@@ -144,14 +163,21 @@ class CampaignSpec:
         words = ["replog", "campaign", *(["--sim"] if self.sim else [])]
         words += ["--workload", self.workload]
         words += ["--nemesis", ",".join(self.nemeses) or "none"]
-        words += ["--time-limit", f"{self.time_limit_s:g}", "--rate", f"{self.rate_per_s:g}"]
+        words += ["--time-limit", _exact(self.time_limit_s), "--rate", _exact(self.rate_per_s)]
         words += ["--concurrency", str(self.concurrency), "--brokers", str(self.brokers)]
         words += ["--partitions", str(self.partitions), "--seed", str(self.seed)]
-        words += ["--nemesis-interval", f"{self.nemesis_interval_s:g}"]
+        words += ["--nemesis-interval", _exact(self.nemesis_interval_s)]
         words += ["--nemesis-overlap"] if self.nemesis_overlap else []
         for assignment in self.config:
             words += ["--config", assignment]
         return " ".join(words)
+
+
+def _exact(number: float) -> str:
+    """The number short where that reads back the same, else in full: a replay must get
+    the very same times (3.3333333333333335 is not 3.33333)."""
+    short = f"{number:g}"
+    return short if float(short) == number else repr(number)
 
 
 @dataclass
@@ -249,12 +275,35 @@ def execute(
     started_at = time.time()
     # Written before anything runs, so a run that dies still says how it was configured.
     (run_dir / SPEC_FILE).write_text(json.dumps(spec.to_json(), indent=1) + "\n")
-    with open(run_dir / HISTORY_FILE, "w", encoding="utf-8") as stream:
-        history, facts = loop(run_dir, _campaign, spec, backend, run_dir, stream, show_progress)
-    facts = {"started_at": started_at, **facts, "duration_s": time.time() - started_at}
-    results = outputs.write(run_dir, spec.to_json(), history, facts)
-    outputs.link_latest(spec.out, run_dir)
+    with _sigterm_as_ctrl_c():
+        with open(run_dir / HISTORY_FILE, "w", encoding="utf-8") as stream:
+            history, facts = loop(run_dir, _campaign, spec, backend, run_dir, stream, show_progress)
+        facts = {"started_at": started_at, **facts, "duration_s": time.time() - started_at}
+        try:
+            results = outputs.write(run_dir, spec.to_json(), history, facts)
+        except KeyboardInterrupt as interrupt:
+            # Stopped while checking (a linearizability search can take minutes): the
+            # report says so, without the checkers' verdicts.
+            name = interrupt.args[0] if interrupt.args else "SIGINT"
+            facts["interrupted"] = f"{name} during the checks"
+            results = outputs.write(run_dir, spec.to_json(), history, facts, check=False)
+        outputs.link_latest(spec.out, run_dir)
     return Campaign(run_dir, results)
+
+
+@contextmanager
+def _sigterm_as_ctrl_c() -> Iterator[None]:
+    """Outside the event loop (its own handler is `_interrupt_on`'s), SIGTERM stops the
+    run as Ctrl-C does, with KeyboardInterrupt, rather than killing it outright."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _new_run_dir(spec: CampaignSpec) -> Path:
@@ -276,26 +325,54 @@ async def _campaign(
     show_progress: bool,
 ) -> tuple[list[Op], dict[str, Any]]:
     recorder = Recorder(stream)
-    backend = make_backend(spec, run_dir)
-    rng = random.Random(spec.seed)
-    nemesis = Nemesis(backend.cluster, random.Random(rng.random()))
     facts: dict[str, Any] = {}
-    try:
-        async with trio.open_nursery() as nursery:
-            try:
-                await _run_phases(spec, nursery, backend, recorder, nemesis, rng, show_progress)
-            finally:
-                with trio.CancelScope(shield=True):
-                    facts["cluster"] = await backend.stop(nemesis)
-                nursery.cancel_scope.cancel()
-    # Any failure of the harness ends the run with exit 2 and its traceback in results.json.
-    except Exception as error:
-        facts["harness_error"] = _format_error(error)
-    finally:
-        recorder.close()
+    phases = trio.CancelScope()
+    # Ctrl-C and SIGTERM end the phases, never the cluster's stop: no broker outlives
+    # the run, and the history so far is checked and reported as incomplete.
+    with trio.open_signal_receiver(*INTERRUPTS) as signals:
+        backend = make_backend(spec, run_dir)
+        rng = random.Random(spec.seed)
+        nemesis = Nemesis(backend.cluster, random.Random(rng.random()))
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_interrupt_on, signals, phases, facts)
+                try:
+                    with phases:
+                        await _run_phases(
+                            spec, nursery, backend, recorder, nemesis, rng, show_progress
+                        )
+                finally:
+                    with trio.CancelScope(shield=True):
+                        facts["cluster"] = await backend.stop(nemesis)
+                    nursery.cancel_scope.cancel()
+        # Any failure of the harness ends the run with exit 2 and its traceback in results.json.
+        except Exception as error:
+            facts["harness_error"] = _format_error(error)
+        finally:
+            recorder.close()
     facts.update(backend.facts(run_dir))
     facts["broker_errors"] = broker_errors(run_dir, facts.get("node_logs", {}))
     return recorder.ops, facts
+
+
+async def _interrupt_on(
+    signals: AsyncIterator[int], phases: trio.CancelScope, facts: dict[str, Any]
+) -> None:
+    """The first signal cancels the phases and is noted in the facts; later ones only
+    say that the run is stopping already."""
+    async for signum in signals:
+        name = signal.Signals(signum).name
+        if "interrupted" in facts:
+            print(f"replog campaign: {name}: already stopping", file=sys.stderr, flush=True)
+            continue
+        facts["interrupted"] = name
+        phases.cancel()
+        print(
+            f"\nreplog campaign: interrupted by {name}: stopping the cluster, then checking "
+            "and reporting the history so far",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def broker_errors(run_dir: Path, node_logs: dict[str, str]) -> dict[str, Any]:
@@ -329,7 +406,7 @@ async def _run_phases(
     with trio.fail_after(SETUP_TIMEOUT_S):
         await backend.start(nursery)
         await _wait_registered(control, cluster, config)
-        topics = [(TOPIC, spec.partitions, spec.topic_replication_factor(), {})]
+        topics = [(TOPIC, spec.partitions, config.replication_factor, {})]
         await create_topics(control, cluster.bootstrap, topics, config=config)
         await wait_for_leaders(control, cluster.bootstrap, [TOPIC], config=config)
         if spec.workload == "consumer":

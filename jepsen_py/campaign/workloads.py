@@ -52,6 +52,13 @@ POLL_SHARE = 0.45
 APPEND_SHARE = 0.4
 READ_SHARE = 0.4
 WRITES = frozenset({"send", "append"})
+# The op kinds each workload's main phase runs; a run with no ok one of a kind tested
+# less than it was asked (jepsen_py.campaign.evidence).
+OP_KINDS = {
+    "queue": ("send", "poll", "assign"),
+    "log": ("append", "read", "end-offset"),
+    "consumer": ("send", "consume", "lag"),
+}
 
 
 class _Retired(Exception):
@@ -287,6 +294,21 @@ def final_reads_complete(history: list[Op]) -> bool:
         for call, ret in pair_positions(history)
         if ret is not None
     )
+
+
+def final_reads_done(workload: str, history: list[Op]) -> bool:
+    """Whether the final reads completed: a final poll reached the end of every key
+    (queue, consumer), or every op after the last nemesis op, the final heal, ended ok
+    (log: the end offsets and the reads up to them)."""
+    if workload in ("queue", "consumer"):
+        return final_reads_complete(history)
+    last_heal = max((at for at, op in enumerate(history) if op.process == "nemesis"), default=-1)
+    final = [
+        history[ret].type if ret is not None else "none"
+        for call, ret in pair_positions(history)
+        if history[call].is_client and call > last_heal
+    ]
+    return bool(final) and all(outcome == "ok" for outcome in final)
 
 
 def queue_checks(history: list[Op], config: Config) -> dict[str, Result]:
