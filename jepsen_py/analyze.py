@@ -123,7 +123,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--checker", default="all", choices=CHECKERS)
     parser.add_argument(
         "--time-limit",
-        type=number_above(0),
+        type=number_above(0, "seconds", inclusive=True),
         default=None,
         metavar="S",
         help="stop the linearizability search after S seconds: undecided is unknown (exit 3)",

@@ -10,10 +10,11 @@ min.insync.replicas); with acks=1 or 0 Kafka promises nothing across a leader fa
 so the loss is the configuration's documented price, said in a note. Unrecorded `acks`
 (an imported history) is said, never assumed.
 
-A record is only judged lost if the final reads of its key got past its offset, or a
-final read was a read to the end of every key (a poll invoked with value "final", the
-campaign's last read): a final read that stopped short proves nothing about the records
-beyond where it stopped, so those make the verdict "unknown" rather than a loss.
+A record is only judged lost if a final read of its key spanned its offset (returned
+records on both sides of it, or at it), or a final read was a read to the end of every
+key (a poll invoked with value "final", the campaign's last read): a final read that
+started after it or stopped short of it proves nothing about it, so such records make
+the verdict "unknown" rather than a loss.
 """
 
 from __future__ import annotations
@@ -59,17 +60,26 @@ def check(history: list[Op], acks: str | None) -> Result:
     to_end = any(history[call].value == READ_TO_END for call, _ in final_polls)
     present: set[tuple[str, Any]] = set()
     read_up_to: dict[str, int] = {}
+    # Each final poll's span of offsets per key: a poll reads a key's offsets in order
+    # with nothing skipped, so a record inside a span that the span lacks is gone; one
+    # outside every span was never looked for (an ordinary poll reads a window, and an
+    # interrupted run has no read to the end).
+    spans: dict[str, list[tuple[int, int]]] = {}
     for _, by_key in final_polls:
         for key, records in by_key.items():
-            for offset, value in records:
+            for _, value in records:
                 present.add((key, value))
-                read_up_to[key] = max(read_up_to.get(key, -1), offset)
+            if records:
+                offsets = [offset for offset, _ in records]
+                spans.setdefault(key, []).append((min(offsets), max(offsets)))
+                read_up_to[key] = max(read_up_to.get(key, -1), max(offsets))
     lost, unreached = [], []
     for send_index, key, value, offset in acknowledged:
         if (key, value) in present:
             continue
         case = {"key": key, "value": value, "offset": offset, "send_index": send_index}
-        (lost if to_end or offset <= read_up_to.get(key, -1) else unreached).append(case)
+        looked_for = to_end or any(low <= offset <= high for low, high in spans.get(key, ()))
+        (lost if looked_for else unreached).append(case)
     stats: dict[str, Any] = {
         "acks": acks,
         "acknowledged_sends": len(acknowledged),

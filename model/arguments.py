@@ -43,17 +43,21 @@ def _allowed(low: int, high: int | None) -> str:
     return f"must be an integer >= {low}"
 
 
-def number_above(bound: float, unit: str = "") -> Callable[[str], float]:
-    """An argparse type: a finite number > `bound` (a duration, a rate), in `unit`."""
+def number_above(
+    bound: float, unit: str = "", *, inclusive: bool = False
+) -> Callable[[str], float]:
+    """An argparse type: a finite number > `bound` (>= with `inclusive`: a limit of 0
+    that stops at once), in `unit` (a duration, a rate)."""
     what = f"a number of {unit}" if unit else "a number"
+    relation = ">=" if inclusive else ">"
 
     def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
             value = math.nan
-        if not (math.isfinite(value) and value > bound):
-            raise argparse.ArgumentTypeError(f"must be {what} > {bound:g}, got {text!r}")
+        if not (math.isfinite(value) and (value >= bound if inclusive else value > bound)):
+            raise argparse.ArgumentTypeError(f"must be {what} {relation} {bound:g}, got {text!r}")
         return value
 
     parse.__name__ = "number"

@@ -184,6 +184,20 @@ def test_durability_is_unknown_when_final_reads_stop_short() -> None:
     assert "not read at all" in str(durability.check(no_final_read, "all").reason)
 
 
+def test_durability_is_unknown_for_records_before_a_final_read_window() -> None:
+    """An ordinary poll reads a window (an interrupted run never reads to the end): a
+    record below the window's first offset was never looked for, so it is not lost."""
+    history = _healed({"k": [[1, 2]]})
+    result = durability.check(history, "all")
+    assert result.valid == "unknown"
+    assert result.stats["unreached"] == 1 and result.stats["lost"] == 0
+    # The same window read from offset 0 passes over the record at 0: then it is lost.
+    history = _healed({"k": [[0, 3], [1, 2]]})
+    assert durability.check(history, "all").anomalies["lost-acknowledged"] == [
+        {"key": "k", "value": 1, "offset": 0, "send_index": 0}
+    ]
+
+
 def test_durability_picks_final_reads_by_position_not_index() -> None:
     """Op indices are labels: here they run backwards, yet only the poll after the heal
     is a final read, so the record it misses is judged lost."""
