@@ -27,6 +27,22 @@ from specs.trace import render_text
 from specs.verdict import UNKNOWN, exit_code, overall
 
 
+def _add_run_flags(parser: argparse.ArgumentParser, json_output: str) -> None:
+    """--jobs, --json and --quiet, as `check` and `matrix` both take them."""
+    parser.add_argument(
+        "--jobs", type=integer(1), metavar="N", help="worker processes (default: one per core)"
+    )
+    parser.add_argument(
+        "--json", action="store_true", help=f"print {json_output} (and no progress lines)"
+    )
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help=f"no progress lines (otherwise one per search on stderr every "
+        f"{PROGRESS_EVERY_S:.0f} s of a long one)",
+    )
+
+
 def _check_parser() -> argparse.ArgumentParser:
     scopes = "; ".join(f"{name}: {preset.about}" for name, preset in SCOPES.items())
     parser = Parser(
@@ -124,18 +140,7 @@ def _check_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="random mode: walks per scope (default %(default)s)",
     )
-    parser.add_argument(
-        "--jobs", type=integer(1), metavar="N", help="worker processes (default: one per core)"
-    )
-    parser.add_argument(
-        "--json", action="store_true", help="print a JSON summary (and no progress lines)"
-    )
-    parser.add_argument(
-        "--quiet",
-        action="store_true",
-        help=f"no progress lines (otherwise one per scope on stderr every "
-        f"{PROGRESS_EVERY_S:.0f} s of a long search)",
-    )
+    _add_run_flags(parser, "a JSON summary")
     parser.add_argument(
         "--out", type=Path, metavar="DIR", help="the directory trace.txt and trace.mmd go in"
     )
@@ -395,18 +400,7 @@ def matrix_main(argv: list[str]) -> int:
         help="seconds per search; cells of a search it stops before its bounds are "
         "unknown (default: none, so the cells depend on the bounds only)",
     )
-    parser.add_argument(
-        "--jobs", type=integer(1), metavar="N", help="worker processes (default: one per core)"
-    )
-    parser.add_argument(
-        "--json", action="store_true", help="print the table as JSON (and no progress lines)"
-    )
-    parser.add_argument(
-        "--quiet",
-        action="store_true",
-        help=f"no progress lines (otherwise one per search on stderr every "
-        f"{PROGRESS_EVERY_S:.0f} s of a long one)",
-    )
+    _add_run_flags(parser, "the table as JSON")
     parser.add_argument(
         "--out", type=Path, metavar="FILE", default=Path("reports/safety-matrix.md")
     )

@@ -203,6 +203,20 @@ def _replog(*argv: str) -> list[str]:
     return [sys.executable, "-m", "replog_cli", *argv]
 
 
+def _spawn(*argv: str, stdin: int = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
+    """`replog ARGV` with piped output, in its own process group, so a signal or a kill
+    reaches whatever it started too, as a terminal's Ctrl-C does."""
+    return subprocess.Popen(
+        _replog(*argv),
+        stdin=stdin,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_env(),
+        cwd=ROOT,
+        start_new_session=True,
+    )
+
+
 def _free_port() -> int:
     """A loopback port nothing listens on (bound and released at once)."""
     with socket.socket() as probe:
@@ -276,15 +290,7 @@ def _run(case: Case, places: Places) -> subprocess.CompletedProcess[bytes]:
     """Run one case in its own process group: past CASE_TIMEOUT_S the whole group is
     killed, brokers a command may have started included."""
     argv = [places.fill(arg) for arg in case.argv]
-    with subprocess.Popen(
-        _replog(*argv),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=_env(),
-        cwd=ROOT,
-        start_new_session=True,
-    ) as process:
+    with _spawn(*argv, stdin=subprocess.PIPE) as process:
         try:
             stdout, stderr = process.communicate(case.stdin, timeout=CASE_TIMEOUT_S)
         except subprocess.TimeoutExpired:
@@ -352,13 +358,7 @@ def test_lag_json_says_unknown_and_why(places: Places) -> None:
 
 def test_dump_log_into_a_closed_pipe_is_quiet(tmp_path: Path) -> None:
     segment = _write_segment(tmp_path / "t-0")
-    with subprocess.Popen(
-        _replog("dump-log", str(segment)),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=_env(),
-        cwd=ROOT,
-    ) as dump:
+    with _spawn("dump-log", str(segment)) as dump:
         assert dump.stdout is not None and dump.stderr is not None
         first = dump.stdout.readline()
         dump.stdout.close()  # `| head -n 1`
@@ -369,13 +369,7 @@ def test_dump_log_into_a_closed_pipe_is_quiet(tmp_path: Path) -> None:
 
 
 def test_analyze_json_into_a_closed_pipe_is_quiet(places: Places) -> None:
-    with subprocess.Popen(
-        _replog("analyze", "--model", "register", "--json", places.values["HISTORY"]),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=_env(),
-        cwd=ROOT,
-    ) as analyze:
+    with _spawn("analyze", "--model", "register", "--json", places.values["HISTORY"]) as analyze:
         assert analyze.stdout is not None and analyze.stderr is not None
         first = analyze.stdout.read(16)
         analyze.stdout.close()
@@ -396,15 +390,7 @@ def _interrupt(argv: list[str], workers: bool = False) -> tuple[int, bytes, str]
     """Start `replog ARGV`, wait for its first line of stdout (it is running) and, with
     `workers`, for its worker processes, then send SIGINT to its process group as a
     terminal's Ctrl-C does; (exit code, the rest of stdout, stderr)."""
-    with subprocess.Popen(
-        _replog(*argv),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=_env(),
-        cwd=ROOT,
-        start_new_session=True,
-    ) as process:
+    with _spawn(*argv) as process:
         assert process.stdout is not None
         assert process.stdout.readline(), "no output before the signal"
         deadline = time.monotonic() + SIGNAL_WAIT_S
@@ -434,14 +420,8 @@ def test_ctrl_c_stops_a_producer_waiting_for_stdin_and_a_consumer(places: Places
     """A person typing records ends with Ctrl-C, not an end of file."""
     bootstrap = places.values["LIVE"]
     _new_topic(bootstrap, "interrupted")
-    with subprocess.Popen(
-        _replog("produce", "--bootstrap", bootstrap, "--topic", "interrupted"),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=_env(),
-        cwd=ROOT,
-        start_new_session=True,
+    with _spawn(
+        "produce", "--bootstrap", bootstrap, "--topic", "interrupted", stdin=subprocess.PIPE
     ) as producer:
         assert producer.stdin is not None
         producer.stdin.write(b"one\n")

@@ -71,6 +71,20 @@ def answers(broker: BrokerProcess) -> bool:
         wire.close()
 
 
+def answers_again(broker: BrokerProcess, timeout_s: float, why: str) -> None:
+    """Retry `answers` until it does, failing with `why` after `timeout_s`: a slot or a
+    descriptor is freed asynchronously, when the broker sees the peer's close."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if answers(broker):
+                return
+        except (AssertionError, OSError):
+            pass
+        assert time.monotonic() < deadline, why
+        time.sleep(0.05)
+
+
 def frame_prefix(size: int) -> bytes:
     return struct.pack(">i", size)
 
@@ -346,14 +360,7 @@ def test_max_connections_per_ip_refuses_the_extra_connection(tmp_path):
         assert closed_within(extra, 2)
         extra.close()
         kept.pop().close()
-        deadline = time.monotonic() + 5
-        while True:
-            try:
-                if answers(broker):
-                    break
-            except (AssertionError, OSError):
-                assert time.monotonic() < deadline, "a freed slot must be reusable"
-                time.sleep(0.05)
+        answers_again(broker, 5, "a freed slot must be reusable")
         kept[0].close()
         assert log_lines(broker, "max.connections.per.ip=2")
 
@@ -470,14 +477,7 @@ def test_out_of_descriptors_the_broker_neither_spins_nor_dies(tmp_path):
         for sock in socks:
             sock.close()
         socks.clear()
-        deadline = time.monotonic() + 5
-        while True:
-            try:
-                if answers(broker):
-                    break
-            except (AssertionError, OSError):
-                assert time.monotonic() < deadline, "descriptors freed: serving again"
-                time.sleep(0.1)
+        answers_again(broker, 5, "descriptors freed: serving again")
     finally:
         for sock in socks:
             sock.close()
