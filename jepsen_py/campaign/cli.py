@@ -207,6 +207,14 @@ def report_main(argv: list[str]) -> int:
     )
     parser.add_argument("run_dir", type=Path)
     args = parser.parse_args(argv)
+    if not (args.run_dir / outputs.RESULTS_FILE).is_file():
+        what = "no such directory" if not args.run_dir.exists() else "not a campaign run"
+        print(
+            f"replog report: {args.run_dir}: {what} (a run directory holds "
+            f"{outputs.RESULTS_FILE} and {runner.HISTORY_FILE}, e.g. reports/latest)",
+            file=sys.stderr,
+        )
+        return EXIT_HARNESS
     try:
         previous = outputs.read_results(args.run_dir)
         history = read_jsonl(args.run_dir / runner.HISTORY_FILE)
