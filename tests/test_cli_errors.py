@@ -101,6 +101,11 @@ CASES = [
     _case("produce-unknown-flag", "produce --nosuch --topic t"),
     _case("produce-bad-bootstrap", "produce --bootstrap nohost --topic t", says="HOST:PORT"),
     _case(
+        "produce-port-out-of-range",
+        "produce --bootstrap 127.0.0.1:99999 --topic t",
+        says="a port from 1 to 65535",
+    ),
+    _case(
         "produce-unreachable",
         "produce --bootstrap 127.0.0.1:{PORT} --topic t",
         says="cannot reach 127.0.0.1:{PORT}: connection refused",
@@ -145,6 +150,7 @@ CASES = [
     ),
     _case("lag-unknown-flag", "lag --nosuch", LAG_UNKNOWN),
     _case("lag-bad-bootstrap", "lag --bootstrap nohost", LAG_UNKNOWN, says="HOST:PORT"),
+    _case("lag-port-zero", "lag --bootstrap 127.0.0.1:0", LAG_UNKNOWN, says="1 to 65535"),
     _case(
         "lag-unreachable",
         "lag --bootstrap 127.0.0.1:{PORT}",

@@ -58,8 +58,10 @@ def parse_bootstrap(servers: str | Sequence[str]) -> list[tuple[str, int]]:
     addresses = []
     for item in items:
         host, separator, port = item.strip().rpartition(":")
-        if not separator or not host or not port.isdigit():
-            raise ValueError(f"bad bootstrap server {item!r}: expected HOST:PORT")
+        if not separator or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(
+                f"bad bootstrap server {item!r}: expected HOST:PORT, a port from 1 to 65535"
+            )
         addresses.append((host.strip("[]"), int(port)))
     if not addresses:
         raise ValueError("no bootstrap servers given")
