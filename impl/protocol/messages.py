@@ -8,11 +8,16 @@ ApiVersions always answers with header v0, so that a client can read the answer 
 knows what the broker speaks. An ApiVersions request at a version the broker does not
 support is answered with the v0 body (KIP-511).
 
+Bytes after a complete body are ignored (logged at DEBUG), as Kafka's parsers ignore them;
+unknown tagged fields are skipped. Everything else Kafka rejects (a truncated body, a bad
+length or count) stays an error.
+
 Frames passed to the decoders exclude the 4-byte size prefix; encoders include it.
 """
 
 from __future__ import annotations
 
+import logging
 import struct
 from functools import cache, lru_cache
 from typing import Any, NamedTuple
@@ -73,6 +78,8 @@ SUPPORTED: dict[int, tuple[int, int]] = {
     **config_apis.SUPPORTED,
     **internal.SUPPORTED,
 }
+
+_log = logging.getLogger(__name__)
 
 _REQUEST_PREFIX = struct.Struct(">hhi")
 _NO_TAGS: dict[int, Any] = {}
@@ -186,9 +193,12 @@ def _read_request_header(r: Reader) -> tuple[RequestHeader, Message]:
     return RequestHeader(api_key, api_version, correlation_id, client_id), message
 
 
-def _check_consumed(r: Reader, message: Message, version: int) -> None:
+def _ignore_trailing(r: Reader, message: Message, version: int) -> None:
+    """Bytes after a complete body are ignored, as Kafka ignores them: its parsers read the
+    message's fields from the buffer and never check that the buffer is used up (librdkafka
+    2.15+ sends MetadataRequest v12 with 3 extra bytes, and Kafka answers it)."""
     if r.remaining:
-        raise ProtocolError(f"{message.name} v{version}: {r.remaining} trailing bytes")
+        _log.debug("%s v%d: %d trailing bytes ignored", message.name, version, r.remaining)
 
 
 def decode_request(frame: bytes | memoryview) -> Request:
@@ -197,9 +207,9 @@ def decode_request(frame: bytes | memoryview) -> Request:
     header, message = _read_request_header(r)
     try:
         body = decode_body(message, header.api_version, r)
-        _check_consumed(r, message, header.api_version)
     except ProtocolError as error:
         raise InvalidRequestError(str(error), header) from None
+    _ignore_trailing(r, message, header.api_version)
     return Request(header, body)
 
 
@@ -262,5 +272,5 @@ def decode_response(
     if api_key == API_VERSIONS_KEY and _peek_error_code(r) == Errors.UNSUPPORTED_VERSION:
         version = 0
     body = decode_body(message, version, r)
-    _check_consumed(r, message, version)
+    _ignore_trailing(r, message, version)
     return correlation_id, body

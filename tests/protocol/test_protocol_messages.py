@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from impl.protocol import (
@@ -120,10 +122,28 @@ def test_a_malformed_body_reports_the_header_and_the_field() -> None:
     assert "topic_data[0].partition_data[0].records" in str(caught.value)
 
 
-def test_trailing_bytes_are_malformed() -> None:
-    frame = encode_request(HEARTBEAT, 4, 3, CLIENT_ID, {"group_id": "g"})[4:]
-    with pytest.raises(InvalidRequestError, match="trailing"):
-        decode_request(frame + b"\x00")
+def test_trailing_bytes_after_a_whole_request_are_ignored_as_kafka_does(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # librdkafka 2.15+ sends its all-topics MetadataRequest v12 with 3 extra bytes.
+    frame = encode_request(METADATA, 12, 3, CLIENT_ID, {"topics": None})[4:]
+    with caplog.at_level(logging.DEBUG, logger="impl.protocol.messages"):
+        request = decode_request(frame + b"\x00\x01\x02")
+    assert request == decode_request(frame)
+    assert request.body["topics"] is None
+    assert "MetadataRequest v12: 3 trailing bytes ignored" in caplog.text
+
+
+def test_a_truncated_request_is_still_malformed() -> None:
+    frame = encode_request(METADATA, 12, 3, CLIENT_ID, TOPICS)[4:]
+    with pytest.raises(InvalidRequestError, match="truncated"):
+        decode_request(frame[:-3])
+
+
+def test_trailing_bytes_after_a_whole_response_are_ignored() -> None:
+    body = {"throttle_time_ms": 7, "error_code": 0}
+    frame = encode_response(RequestHeader(HEARTBEAT, 4, 42, None), body)[4:]
+    assert decode_response(HEARTBEAT, 4, frame + b"\x07\x07") == (42, body)
 
 
 def test_records_decode_without_copying_the_frame() -> None:
