@@ -307,7 +307,7 @@ def _fetch_once(broker: Broker, body: Body) -> tuple[list[Body], int, list[Parti
             row = _fetch_partition(broker, partition, entry, limit, replica_id, now_ms)
             if partition is not None:
                 read.append(partition)
-            size = len(row.get("records") or b"")
+            size = len(row["records"])
             total_bytes += size
             remaining -= size
             rows.append(row)
@@ -363,6 +363,8 @@ def _fetch_partition(
 
 
 def _fetch_error(index: int, error: Errors, partition: Partition | None = None) -> Body:
+    """An error row. Its records are empty, not null, as Kafka's (MemoryRecords.EMPTY):
+    librdkafka cannot parse a null record set and never resets or fails over after one."""
     return {
         "partition_index": index,
         "error_code": error,
@@ -370,7 +372,7 @@ def _fetch_error(index: int, error: Errors, partition: Partition | None = None) 
         "last_stable_offset": -1 if partition is None else partition.high_watermark,
         "log_start_offset": -1 if partition is None else partition.log.log_start_offset,
         "aborted_transactions": None,
-        "records": None,
+        "records": b"",
     }
 
 
