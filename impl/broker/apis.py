@@ -659,12 +659,22 @@ async def offset_commit(broker: Broker, request: Request) -> Body:
         for t in body["topics"]
         for p in t["partitions"]
     ]
-    errors = await broker.coordinator.commit(
-        body["group_id"],
-        body.get("member_id", ""),
-        body.get("generation_id_or_member_epoch", -1),
-        wanted,
+    # Kafka answers a partition its metadata does not have before asking the group
+    # coordinator, whatever the group's state, and stores nothing for it.
+    views = broker.topic_views()
+    known = [o.topic in views and 0 <= o.partition < len(views[o.topic].partitions) for o in wanted]
+    existing = [o for o, k in zip(wanted, known, strict=True) if k]
+    stored = iter(
+        await broker.coordinator.commit(
+            body["group_id"],
+            body.get("member_id", ""),
+            body.get("generation_id_or_member_epoch", -1),
+            existing,
+        )
+        if existing
+        else []
     )
+    errors = [next(stored) if k else Errors.UNKNOWN_TOPIC_OR_PARTITION for k in known]
     by_topic: dict[str, list[Body]] = {}
     for o, error in zip(wanted, errors, strict=True):
         by_topic.setdefault(o.topic, []).append(
