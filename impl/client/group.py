@@ -435,7 +435,12 @@ class GroupMember:
             if code != Errors.REBALANCE_IN_PROGRESS:
                 self.needs_join = True
             raise CommitFailed(code, f"commit refused: {Errors(code).name}")
-        if code in COORDINATOR_ERRORS or code == Errors.REQUEST_TIMED_OUT:
+        # A partition the coordinator's metadata does not have yet (a topic just made)
+        # is retried, as the Java client's commitSync retries this retriable error.
+        if code in COORDINATOR_ERRORS or code in (
+            Errors.REQUEST_TIMED_OUT,
+            Errors.UNKNOWN_TOPIC_OR_PARTITION,
+        ):
             return code
         raise kafka_error(code, f"OffsetCommit for group {self.group_id}")
 
@@ -511,7 +516,8 @@ class GroupMember:
             answer = kafka_error(code, f"group {self.group_id}")
             if ambiguous is None and isinstance(answer, OutcomeUnknown):
                 ambiguous = answer
-            await self._drop_coordinator()
+            if code != Errors.UNKNOWN_TOPIC_OR_PARTITION:
+                await self._drop_coordinator()
             await trio.sleep(self.config.retry_backoff_ms / 1000)
         if ambiguous is not None:
             raise ambiguous

@@ -222,3 +222,21 @@ def _describe(bootstrap: str, admin_module: Any) -> dict[str, Any]:
         return {"listed": listed, "group": found["described"], "unknown": found["nobody"]}
     finally:
         client.close()
+
+
+def test_a_commit_for_a_missing_topic_is_retried_until_the_api_timeout(
+    broker: BrokerProcess,
+) -> None:
+    """The broker answers UNKNOWN_TOPIC_OR_PARTITION (Kafka's KafkaApis check): retriable,
+    as a topic just made may not be in the coordinator's metadata yet, so the commit is
+    tried again until default.api.timeout.ms and then fails naming the error."""
+
+    async def main(runtime: Runtime) -> None:
+        settings = config(*GROUP_SETTINGS, "default.api.timeout.ms=1000")
+        async with Consumer(runtime, broker.bootstrap, settings, group_id="gone") as consumer:
+            started = trio.current_time()
+            with pytest.raises(CoordinatorUnavailable, match="UNKNOWN_TOPIC_OR_PARTITION"):
+                await consumer.commit({TopicPartition("no-such-topic", 0): 1})
+            assert trio.current_time() - started >= 1.0
+
+    run(main)
