@@ -190,6 +190,19 @@ def codec_from_name(name: str) -> Codec:
         raise ValueError(f"unknown compression type {name!r} (allowed: {allowed})") from None
 
 
+def topic_codec(compression_type: str) -> Codec | None:
+    """A topic's `compression.type` as the leader applies it to produced batches: the
+    codec to store them in, or None to keep each as its producer compressed it. Kafka's
+    topic values are "producer" (its default), "uncompressed" and the codecs; replog's
+    "none", the default the key shares with the producer setting, keeps batches as sent
+    too, so a topic stores uncompressed only when told "uncompressed"."""
+    if compression_type in ("producer", "none"):
+        return None
+    if compression_type == "uncompressed":
+        return Codec.NONE
+    return codec_from_name(compression_type)
+
+
 # ---- varints -------------------------------------------------------------------------
 
 
@@ -331,6 +344,16 @@ def encode_retained(header: BatchHeader, retained: Sequence[tuple[int, Record]])
         producer_epoch=header.producer_epoch,
         base_sequence=header.base_sequence,
     )
+
+
+def recompressed(batch: bytes, codec: Codec) -> bytes:
+    """One whole batch with its records compressed in `codec` instead, every other field
+    kept, as Kafka's LogValidator rewrites a batch whose codec differs from its topic's.
+    Raises CodecError if the records do not decode, ValueError if the result exceeds
+    BATCH_SIZE_BYTES_MAX."""
+    header = validate_batch_at(batch)
+    attributes = (header.attributes & ~_CODEC_MASK) | int(codec)
+    return encode_retained(header._replace(attributes=attributes), decode_records(batch))
 
 
 def _assemble(
