@@ -259,7 +259,7 @@ def _encode_record(offset_delta: int, timestamp_delta: int, record: Record) -> b
     return encode_varint(len(body)) + body
 
 
-def compress_lz4(data: bytes) -> bytes:
+def _compress_lz4(data: bytes) -> bytes:
     """The LZ4 frame Kafka writes: 64 KiB independent blocks, no content checksum and no
     content size (frame flags 0x60, as Kafka's KafkaLZ4BlockOutputStream)."""
     return lz4.frame.compress(
@@ -271,7 +271,7 @@ def compress_lz4(data: bytes) -> bytes:
     )
 
 
-def compress_snappy(data: bytes) -> bytes:
+def _compress_snappy(data: bytes) -> bytes:
     """Snappy in snappy-java's stream framing (the "xerial" header, then each 32 KiB
     block as a big-endian length and a raw snappy block), as Kafka's Java producer
     writes it through SnappyOutputStream."""
@@ -291,9 +291,9 @@ def compress(codec: Codec, data: bytes) -> bytes:
         compressor = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, _GZIP_WBITS)
         return compressor.compress(data) + compressor.flush()
     if codec == Codec.SNAPPY:
-        return compress_snappy(data)
+        return _compress_snappy(data)
     if codec == Codec.LZ4:
-        return compress_lz4(data)
+        return _compress_lz4(data)
     return bytes(cramjam.zstd.compress(data, level=_ZSTD_LEVEL))
 
 
