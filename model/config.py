@@ -154,7 +154,11 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "isolation.level": ("isolation_level", _choice("read_uncommitted", "read_committed")),
     "linger.ms": ("linger_ms", _int_at_least(0)),
     "batch.size": ("batch_size", _int_at_least(0)),
-    "compression.type": ("compression_type", _choice("none", "lz4", "gzip", "snappy", "zstd")),
+    # A producer takes the codecs and none; a topic also producer and uncompressed.
+    "compression.type": (
+        "compression_type",
+        _choice("none", "gzip", "snappy", "lz4", "zstd", "producer", "uncompressed"),
+    ),
     "message.max.bytes": ("message_max_bytes", _int_at_least(64)),
     "socket.request.max.bytes": ("socket_request_max_bytes", _int_at_least(64)),
     "max.connections": ("max_connections", _int_at_least(1)),

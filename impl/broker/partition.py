@@ -28,6 +28,8 @@ from impl.storage.batch import (
     CorruptBatchError,
     UnsupportedCodecError,
     parse_header,
+    recompressed,
+    topic_codec,
 )
 from impl.storage.log import (
     InvalidRecordError,
@@ -349,8 +351,15 @@ class Partition:
             )
         if verdict is not None:
             return verdict
+        stored = bytes(batch)
+        codec = topic_codec(self.log.config.compression_type)
         try:
-            info = self.log.append_batch_as_leader(bytes(batch), self.leader_epoch, now_ms)
+            if codec is not None and codec != header.codec:
+                # Kafka's LogValidator: a topic that names a codec stores every batch in it.
+                stored = recompressed(stored, codec)
+                if len(stored) > self.log.config.message_max_bytes:
+                    return Errors.MESSAGE_TOO_LARGE
+            info = self.log.append_batch_as_leader(stored, self.leader_epoch, now_ms)
         except InvalidRecordError:
             return Errors.INVALID_RECORD
         except UnsupportedCodecError:
@@ -359,6 +368,9 @@ class Partition:
             return Errors.UNSUPPORTED_COMPRESSION_TYPE
         except (CodecError, LogAppendError):
             return Errors.CORRUPT_MESSAGE
+        except ValueError:
+            # Only recompressed() raises it: records past the largest batch replog writes.
+            return Errors.MESSAGE_TOO_LARGE
         self.producers.update(
             header.producer_id,
             header.producer_epoch,

@@ -41,7 +41,7 @@ from impl.client.errors import (
 from impl.client.metadata import ClusterSession, TopicPartition
 from impl.client.sender import RequestObserver, Sender
 from impl.runtime.runtime import Runtime
-from impl.storage.batch import CodecError, Record, codec_from_name
+from impl.storage.batch import Record, codec_from_name
 from model.config import Config, ConfigError
 from model.errors import Errors
 from model.partitioner import default_partition
@@ -93,7 +93,7 @@ def check_producer_config(config: Config) -> None:
     """Kafka's producer constraints, as ConfigError naming the keys."""
     try:
         codec_from_name(config.compression_type)
-    except (CodecError, ValueError) as error:
+    except ValueError as error:
         raise ConfigError(f"compression.type={config.compression_type}: {error}") from None
     idempotent = config.enable_idempotence and config.acks == -1
     if idempotent and config.max_in_flight_requests_per_connection > IDEMPOTENT_IN_FLIGHT_MAX:

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import itertools
 import struct
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import NamedTuple
 
+import cramjam
 import crc32c
 import lz4.frame
 
@@ -46,6 +48,16 @@ _TIMESTAMP_TYPE_MASK = 0x08
 _TRANSACTIONAL_MASK = 0x10
 _CONTROL_MASK = 0x20
 _LZ4_BLOCK_SIZE = lz4.frame.BLOCKSIZE_MAX64KB
+# Kafka's defaults: GzipCompression and ZstdCompression levels, and the block size of
+# snappy-java's SnappyOutputStream, which Kafka's Java producer writes snappy through.
+_GZIP_LEVEL = 6
+_ZSTD_LEVEL = 3
+_XERIAL_BLOCK_SIZE_BYTES = 32 * 1024
+# snappy-java's stream header: magic, then version and compatible version (int32 each).
+_XERIAL_MAGIC = b"\x82SNAPPY\x00"
+_XERIAL_HEADER = _XERIAL_MAGIC + struct.pack(">ii", 1, 1)
+_XERIAL_BLOCK_LENGTH = struct.Struct(">i")
+_GZIP_WBITS = 16 + zlib.MAX_WBITS
 
 
 class Codec(IntEnum):
@@ -56,7 +68,7 @@ class Codec(IntEnum):
     ZSTD = 4
 
 
-SUPPORTED_CODECS = (Codec.NONE, Codec.LZ4)
+SUPPORTED_CODECS = tuple(Codec)
 
 
 class CodecError(ValueError):
@@ -89,7 +101,7 @@ class CorruptBatchError(CodecError):
 
 
 class UnsupportedCodecError(CodecError):
-    """A valid batch compressed with a codec replog does not implement."""
+    """A batch whose attributes name a codec id no Kafka version defines (5 to 7)."""
 
     def __init__(self, codec: int, base_offset: int) -> None:
         self.codec = codec
@@ -170,14 +182,25 @@ class BatchHeader(NamedTuple):
 
 
 def codec_from_name(name: str) -> Codec:
-    """`compression.type` spelling to a codec; only the supported ones are accepted."""
+    """`compression.type` spelling to a codec."""
     try:
-        codec = Codec[name.upper()]
+        return Codec[name.upper()]
     except KeyError:
-        raise ValueError(f"unknown compression type {name!r}") from None
-    if codec not in SUPPORTED_CODECS:
-        raise UnsupportedCodecError(codec, -1)
-    return codec
+        allowed = ", ".join(c.name.lower() for c in Codec)
+        raise ValueError(f"unknown compression type {name!r} (allowed: {allowed})") from None
+
+
+def topic_codec(compression_type: str) -> Codec | None:
+    """A topic's `compression.type` as the leader applies it to produced batches: the
+    codec to store them in, or None to keep each as its producer compressed it. Kafka's
+    topic values are "producer" (its default), "uncompressed" and the codecs; replog's
+    "none", the default the key shares with the producer setting, keeps batches as sent
+    too, so a topic stores uncompressed only when told "uncompressed"."""
+    if compression_type in ("producer", "none"):
+        return None
+    if compression_type == "uncompressed":
+        return Codec.NONE
+    return codec_from_name(compression_type)
 
 
 # ---- varints -------------------------------------------------------------------------
@@ -236,7 +259,7 @@ def _encode_record(offset_delta: int, timestamp_delta: int, record: Record) -> b
     return encode_varint(len(body)) + body
 
 
-def compress_lz4(data: bytes) -> bytes:
+def _compress_lz4(data: bytes) -> bytes:
     """The LZ4 frame Kafka writes: 64 KiB independent blocks, no content checksum and no
     content size (frame flags 0x60, as Kafka's KafkaLZ4BlockOutputStream)."""
     return lz4.frame.compress(
@@ -246,6 +269,32 @@ def compress_lz4(data: bytes) -> bytes:
         content_checksum=False,
         store_size=False,
     )
+
+
+def _compress_snappy(data: bytes) -> bytes:
+    """Snappy in snappy-java's stream framing (the "xerial" header, then each 32 KiB
+    block as a big-endian length and a raw snappy block), as Kafka's Java producer
+    writes it through SnappyOutputStream."""
+    parts = [_XERIAL_HEADER]
+    for start in range(0, len(data), _XERIAL_BLOCK_SIZE_BYTES):
+        block = bytes(cramjam.snappy.compress_raw(data[start : start + _XERIAL_BLOCK_SIZE_BYTES]))
+        parts.append(_XERIAL_BLOCK_LENGTH.pack(len(block)))
+        parts.append(block)
+    return b"".join(parts)
+
+
+def compress(codec: Codec, data: bytes) -> bytes:
+    """The records block of a batch in `codec`, written as Kafka's Java producer does."""
+    if codec == Codec.NONE:
+        return data
+    if codec == Codec.GZIP:
+        compressor = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, _GZIP_WBITS)
+        return compressor.compress(data) + compressor.flush()
+    if codec == Codec.SNAPPY:
+        return _compress_snappy(data)
+    if codec == Codec.LZ4:
+        return _compress_lz4(data)
+    return bytes(cramjam.zstd.compress(data, level=_ZSTD_LEVEL))
 
 
 def encode_batch(
@@ -297,6 +346,16 @@ def encode_retained(header: BatchHeader, retained: Sequence[tuple[int, Record]])
     )
 
 
+def recompressed(batch: bytes, codec: Codec) -> bytes:
+    """One whole batch with its records compressed in `codec` instead, every other field
+    kept, as Kafka's LogValidator rewrites a batch whose codec differs from its topic's.
+    Raises CodecError if the records do not decode, ValueError if the result exceeds
+    BATCH_SIZE_BYTES_MAX."""
+    header = validate_batch_at(batch)
+    attributes = (header.attributes & ~_CODEC_MASK) | int(codec)
+    return encode_retained(header._replace(attributes=attributes), decode_records(batch))
+
+
 def _assemble(
     records: Sequence[tuple[int, Record]],
     *,
@@ -316,8 +375,7 @@ def _assemble(
     body = b"".join(
         _encode_record(delta, r.timestamp_ms - base_timestamp_ms, r) for delta, r in records
     )
-    if codec == Codec.LZ4:
-        body = compress_lz4(body)
+    body = compress(Codec(codec), body)
     size_bytes = HEADER_SIZE_BYTES + len(body)
     if size_bytes > BATCH_SIZE_BYTES_MAX:
         raise ValueError(f"batch of {size_bytes} bytes exceeds {BATCH_SIZE_BYTES_MAX}")
@@ -457,24 +515,117 @@ def iter_batches(buf: bytes | memoryview) -> Iterator[tuple[int, BatchHeader]]:
 
 def _records_body(batch: bytes | memoryview, header: BatchHeader) -> bytes | memoryview:
     body = memoryview(batch)[HEADER_SIZE_BYTES : header.size_bytes]
-    if header.codec == Codec.NONE:
+    codec = header.codec
+    if codec not in SUPPORTED_CODECS:
+        raise UnsupportedCodecError(codec, header.base_offset)
+    if codec == Codec.NONE:
         return body
-    if header.codec != Codec.LZ4:
-        raise UnsupportedCodecError(header.codec, header.base_offset)
+    out = _DECOMPRESS[Codec(codec)](body)
+    if len(out) > RECORDS_SIZE_BYTES_MAX:
+        raise CorruptBatchError(f"records decompress to more than {RECORDS_SIZE_BYTES_MAX} bytes")
+    return out
+
+
+def _decompress_lz4(body: memoryview) -> bytes:
     decompressor = lz4.frame.LZ4FrameDecompressor()
     try:
         out = decompressor.decompress(body, max_length=RECORDS_SIZE_BYTES_MAX + 1)
     except RuntimeError as error:
         raise CorruptBatchError(f"bad lz4 frame: {error}") from None
-    if len(out) > RECORDS_SIZE_BYTES_MAX:
-        raise CorruptBatchError(f"records decompress to more than {RECORDS_SIZE_BYTES_MAX} bytes")
-    if not decompressor.eof:
+    if len(out) <= RECORDS_SIZE_BYTES_MAX and not decompressor.eof:
         raise CorruptBatchError("lz4 frame ends early")
     if decompressor.unused_data:
         raise CorruptBatchError(
             f"{len(decompressor.unused_data)} bytes after the end of the lz4 frame"
         )
     return out
+
+
+def _decompress_gzip(body: memoryview) -> bytes:
+    """One or more gzip members (Java's GZIPInputStream reads concatenated ones too),
+    stopping one byte past the records limit so a small bomb cannot grow unbounded."""
+    parts: list[bytes] = []
+    size_bytes = 0
+    rest = bytes(body)
+    while rest and size_bytes <= RECORDS_SIZE_BYTES_MAX:
+        decompressor = zlib.decompressobj(_GZIP_WBITS)
+        try:
+            part = decompressor.decompress(rest, RECORDS_SIZE_BYTES_MAX + 1 - size_bytes)
+        except zlib.error as error:
+            raise CorruptBatchError(f"bad gzip stream: {error}") from None
+        parts.append(part)
+        size_bytes += len(part)
+        if size_bytes <= RECORDS_SIZE_BYTES_MAX and not decompressor.eof:
+            raise CorruptBatchError("gzip stream ends early")
+        rest = decompressor.unused_data
+    return b"".join(parts)
+
+
+def _decompress_snappy(body: memoryview) -> bytes:
+    """Both framings Kafka's reader takes: snappy-java's xerial stream (what the Java
+    producer writes), else one raw snappy block, as SnappyInputStream falls back to."""
+    if bytes(body[: len(_XERIAL_MAGIC)]) != _XERIAL_MAGIC:
+        return _snappy_raw_block(body)
+    position = len(_XERIAL_HEADER)
+    if len(body) < position:
+        raise CorruptBatchError("snappy stream header cut short")
+    parts = []
+    size_bytes = 0
+    while position < len(body) and size_bytes <= RECORDS_SIZE_BYTES_MAX:
+        if position + _XERIAL_BLOCK_LENGTH.size > len(body):
+            raise CorruptBatchError("snappy block length cut short")
+        (length,) = _XERIAL_BLOCK_LENGTH.unpack_from(body, position)
+        position += _XERIAL_BLOCK_LENGTH.size
+        if length < 0 or position + length > len(body):
+            raise CorruptBatchError(f"snappy block of {length} bytes does not fit the batch")
+        part = _snappy_raw_block(body[position : position + length])
+        parts.append(part)
+        size_bytes += len(part)
+        position += length
+    return b"".join(parts)
+
+
+def _snappy_raw_block(block: memoryview) -> bytes:
+    try:
+        # The length a raw block declares, read before decompressing: a bomb is refused
+        # without its output ever being allocated.
+        declared = cramjam.snappy.decompress_raw_len(bytes(block))
+        if declared > RECORDS_SIZE_BYTES_MAX:
+            raise CorruptBatchError(
+                f"records decompress to more than {RECORDS_SIZE_BYTES_MAX} bytes"
+            )
+        return bytes(cramjam.snappy.decompress_raw(bytes(block)))
+    except cramjam.DecompressionError as error:
+        raise CorruptBatchError(f"bad snappy block: {error}") from None
+
+
+def _decompress_zstd(body: memoryview) -> bytes:
+    """Into a buffer grown by doubling up to one byte past the records limit: zstd-jni,
+    which Kafka writes through, leaves the content size out of the frame, so the output
+    size is known only by decompressing."""
+    data = bytes(body)
+    capacity = max(4 * len(data), 64 * 1024)
+    while True:
+        capacity = min(capacity, RECORDS_SIZE_BYTES_MAX + 1)
+        out = bytearray(capacity)
+        try:
+            written = cramjam.zstd.decompress_into(data, out)
+        except cramjam.DecompressionError as error:
+            if "whole buffer" not in str(error):
+                raise CorruptBatchError(f"bad zstd frame: {error}") from None
+            if capacity > RECORDS_SIZE_BYTES_MAX:
+                return bytes(out)
+            capacity *= 2
+            continue
+        return bytes(out[:written])
+
+
+_DECOMPRESS = {
+    Codec.GZIP: _decompress_gzip,
+    Codec.SNAPPY: _decompress_snappy,
+    Codec.LZ4: _decompress_lz4,
+    Codec.ZSTD: _decompress_zstd,
+}
 
 
 def _decode_bytes(buf: bytes | memoryview, position: int) -> tuple[bytes | None, int]:

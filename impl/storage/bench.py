@@ -1,14 +1,19 @@
 """`replog bench storage`: partition-log append and read throughput against a plain file.
 
 Workload: 1 KiB records in 16-record (16 KiB) batches, values half random and half
-repeated so lz4 has something to do. Every figure is MB/s (10^6 bytes) of uncompressed
-batch bytes, the best of --repeat runs, all in one temporary directory:
+repeated so every codec has something to do. Every figure is MB/s (10^6 bytes) of
+uncompressed batch bytes, the best of --repeat runs, all in one temporary directory:
 - plain write / read: the same bytes as the uncompressed log, written batch by batch to
   one file (buffered, one fsync at the end) and read back in 1 MiB chunks;
-- log append: `append_batch_as_leader` of pre-encoded producer batches (the Produce
-  path: offsets assigned, CRC checked, indexes kept), one flush at the end;
-- log append+encode: `append_as_leader` of Record objects (encoding in Python included);
-- log read: sequential `read(offset, 1 MiB)` from the start, every batch CRC-checked.
+- log append <codec>: `append_batch_as_leader` of pre-encoded producer batches in that
+  codec (the Produce path: offsets assigned, CRC checked, indexes kept), one flush at the
+  end; a compressed log moves fewer bytes for the same records;
+- log read <codec>: sequential `read(offset, 1 MiB)` from the start, every batch
+  CRC-checked (batches are served as stored, not decompressed);
+- log append+encode none: `append_as_leader` of Record objects (encoding in Python);
+- encode / decode <codec>: `encode_batch` of Record objects and `decode_records` of the
+  batches, over CODEC_SIZE_BYTES_MAX at most: what compressing costs a producer (or a
+  leader recompressing for its topic's compression.type) and decompressing a consumer.
 Reads hit the page cache in both cases; the ratio to the plain file is the figure.
 
 Then the log cleaner (`cleanup.policy=compact`): a log of one-record batches shaped like
@@ -29,7 +34,7 @@ import time
 from collections.abc import Callable
 
 from impl.runtime.fs import RealFileSystem
-from impl.storage.batch import Codec, Record, encode_batch
+from impl.storage.batch import Codec, Record, decode_records, encode_batch
 from impl.storage.cleaner import clean_steps
 from impl.storage.log import PartitionLog
 from model.arguments import existing_directory, integer
@@ -41,6 +46,7 @@ READ_SIZE_BYTES = 1024 * 1024
 DISTINCT_BATCHES = 64
 ENCODE_SHARE = 8
 CLEAN_SIZE_BYTES_MAX = 8 * 1024 * 1024
+CODEC_SIZE_BYTES_MAX = 16 * 1024 * 1024
 CLEAN_KEYS = 1000
 CLEAN_SEGMENT_BYTES = 1024 * 1024
 
@@ -70,11 +76,13 @@ class _Workload:
         self.record_sets = [_records(rng, RECORDS_PER_BATCH) for _ in range(DISTINCT_BATCHES)]
         self.batches = {
             codec: [encode_batch(rs, codec=codec) for rs in self.record_sets]
-            for codec in (Codec.NONE, Codec.LZ4)
+            for codec in Codec
         }
         batch_size_bytes = len(self.batches[Codec.NONE][0])
         self.batch_count = max(DISTINCT_BATCHES, size_bytes // batch_size_bytes)
         self.data_bytes = self.batch_count * batch_size_bytes
+        self.codec_batch_count = min(self.batch_count, CODEC_SIZE_BYTES_MAX // batch_size_bytes)
+        self.codec_data_bytes = self.codec_batch_count * batch_size_bytes
         self.fs = RealFileSystem()
         self.log: PartitionLog | None = None
 
@@ -116,6 +124,15 @@ class _Workload:
                 self.record_sets[i % DISTINCT_BATCHES], leader_epoch=0, codec=Codec.NONE
             )
         self.log.flush()
+
+    def encode(self, codec: Codec) -> None:
+        for i in range(self.codec_batch_count):
+            encode_batch(self.record_sets[i % DISTINCT_BATCHES], codec=codec)
+
+    def decode(self, codec: Codec) -> None:
+        batches = self.batches[codec]
+        for i in range(self.codec_batch_count):
+            decode_records(batches[i % DISTINCT_BATCHES])
 
     def log_read(self) -> None:
         assert self.log is not None
@@ -170,13 +187,18 @@ def run(directory: str, size_bytes: int, repeat: int, seed: int) -> dict[str, fl
         "plain write": _rate(total, _best_seconds(repeat, work.plain_write, lambda: None)),
         "plain read": _rate(total, _best_seconds(repeat, work.plain_read, lambda: None)),
     }
-    for codec in (Codec.NONE, Codec.LZ4):
+    for codec in Codec:
         name = codec.name.lower()
         seconds = _best_seconds(repeat, lambda c=codec: work.log_append(c), work.fresh_log)
         rates[f"log append {name}"] = _rate(total, seconds)
         rates[f"log read {name}"] = _rate(total, _best_seconds(repeat, work.log_read, lambda: None))
     seconds = _best_seconds(repeat, work.log_append_encoding, work.fresh_log)
     rates["log append+encode none"] = _rate(total // ENCODE_SHARE, seconds)
+    for codec in Codec:
+        name = codec.name.lower()
+        for action, run_codec in (("encode", work.encode), ("decode", work.decode)):
+            seconds = _best_seconds(repeat, lambda r=run_codec, c=codec: r(c), lambda: None)
+            rates[f"{action} {name}"] = _rate(work.codec_data_bytes, seconds)
     assert work.log is not None
     work.log.close()
     work.fs.close()
@@ -191,7 +213,9 @@ def _report(rates: dict[str, float], size_bytes: int) -> str:
     ]
     for name, rate in rates.items():
         baseline = rates["plain read" if "read" in name else "plain write"]
-        ratio = "" if name.startswith("plain") else f"{rate / baseline:>9.0%}"
+        # The codec rows are CPU work on records in memory: no file to hold them to.
+        compared = name.startswith("log")
+        ratio = f"{rate / baseline:>9.0%}" if compared else ""
         lines.append(f"{name:<26}{rate:>10.0f}{ratio:>10}")
     return "\n".join(lines)
 

@@ -45,11 +45,11 @@ from impl.storage.batch import (
     CorruptBatchError,
     Record,
     UnsupportedCodecError,
-    codec_from_name,
     decode_records,
     encode_batch,
     iter_batches,
     parse_header,
+    topic_codec,
     validate_batch_at,
     with_base_offset_and_epoch,
 )
@@ -326,11 +326,13 @@ class PartitionLog:
         """Encode records into one batch at the log end offset and append it."""
         if self.compacted and any(r.key is None for r in records):
             raise InvalidRecordError("a compacted topic accepts only records with a key")
+        if codec is None:
+            codec = topic_codec(self.config.compression_type)
         batch = encode_batch(
             records,
             base_offset=self.log_end_offset,
             partition_leader_epoch=leader_epoch,
-            codec=codec_from_name(self.config.compression_type) if codec is None else codec,
+            codec=Codec.NONE if codec is None else codec,
             producer_id=producer_id,
             producer_epoch=producer_epoch,
             base_sequence=base_sequence,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
 import struct
 
+import cramjam
 import crc32c
 import pytest
 from hypothesis import given, settings
@@ -12,6 +14,7 @@ from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchB
 
 from impl.storage.batch import (
     HEADER_SIZE_BYTES,
+    RECORDS_SIZE_BYTES_MAX,
     Codec,
     CorruptBatchError,
     Record,
@@ -86,8 +89,8 @@ def test_varint_matches_kafka_examples():
     assert encode_varint(300) == b"\xd8\x04"
 
 
-@given(records_strategy, st.sampled_from([Codec.NONE, Codec.LZ4]), st.integers(0, 2**40))
-@settings(max_examples=100, derandomize=True)
+@given(records_strategy, st.sampled_from(list(Codec)), st.integers(0, 2**40))
+@settings(max_examples=150, derandomize=True)
 def test_round_trip(records, codec, base_offset):
     batch = encode_batch(records, base_offset=base_offset, partition_leader_epoch=7, codec=codec)
     header = validate_batch_at(batch)
@@ -130,25 +133,14 @@ def test_wrong_magic_is_reported():
         validate_batch_at(bytes(damaged))
 
 
-@pytest.mark.parametrize("codec", [Codec.GZIP, Codec.SNAPPY, Codec.ZSTD])
-def test_unsupported_codec_gives_clear_error(codec):
-    builder = DefaultRecordBatchBuilder(
-        magic=2,
-        compression_type=0,
-        is_transactional=False,
-        producer_id=-1,
-        producer_epoch=-1,
-        base_sequence=-1,
-        batch_size=1 << 20,
-    )
-    builder.append(0, timestamp=1, key=None, value=b"v", headers=[])
-    raw = bytearray(builder.build())
-    struct.pack_into(">h", raw, 21, codec)
+@pytest.mark.parametrize("codec_id", [5, 6, 7])
+def test_codec_id_no_kafka_defines_gives_clear_error(codec_id):
+    raw = bytearray(encode_batch([Record(b"v")]))
+    struct.pack_into(">h", raw, 21, codec_id)
     struct.pack_into(">I", raw, 17, crc32c.crc32c(bytes(raw[21:])))
-    with pytest.raises(UnsupportedCodecError, match=f"unsupported codec {codec.name.lower()}"):
+    message = f"unsupported codec {codec_id} \\(supported: none, gzip, snappy, lz4, zstd\\)"
+    with pytest.raises(UnsupportedCodecError, match=message):
         decode_records(bytes(raw))
-    with pytest.raises(UnsupportedCodecError):
-        encode_batch([Record(b"v")], codec=codec)
 
 
 def _kafka_python_batch(records, codec, base_offset=0):
@@ -168,24 +160,30 @@ def _kafka_python_batch(records, codec, base_offset=0):
     return bytes(builder.build())
 
 
-@given(records_strategy, st.sampled_from([Codec.NONE, Codec.LZ4]))
+# kafka-python's own codecs: gzip (stdlib) and lz4; its snappy and zstd need libraries
+# replog does not install.
+KAFKA_PYTHON_CODECS = [Codec.NONE, Codec.GZIP, Codec.LZ4]
+
+
+@given(records_strategy, st.sampled_from(KAFKA_PYTHON_CODECS))
 @settings(max_examples=60, derandomize=True)
 def test_we_decode_what_kafka_python_writes(records, codec):
     batch = _kafka_python_batch(records, codec)
     decoded = decode_records(batch)
     assert [r for _, r in decoded] == records
-    # kafka-python stores a batch uncompressed when lz4 would not make it smaller.
+    # kafka-python stores a batch uncompressed when compressing would not make it smaller.
     assert validate_batch_at(batch).codec in (codec, Codec.NONE)
 
 
-def test_we_decode_kafka_python_lz4():
+@pytest.mark.parametrize("codec", [Codec.GZIP, Codec.LZ4])
+def test_we_decode_kafka_python_compressed(codec):
     records = [Record(b"abc" * 200, key=b"k%d" % i, timestamp_ms=i) for i in range(10)]
-    batch = _kafka_python_batch(records, Codec.LZ4)
-    assert validate_batch_at(batch).codec == Codec.LZ4
+    batch = _kafka_python_batch(records, codec)
+    assert validate_batch_at(batch).codec == codec
     assert [r for _, r in decode_records(batch)] == records
 
 
-@given(records_strategy, st.sampled_from([Codec.NONE, Codec.LZ4]))
+@given(records_strategy, st.sampled_from(KAFKA_PYTHON_CODECS))
 @settings(max_examples=60, derandomize=True)
 def test_kafka_python_decodes_what_we_write(records, codec):
     batch = encode_batch(records, base_offset=42, partition_leader_epoch=3, codec=codec)
@@ -223,3 +221,96 @@ def test_bytes_after_the_lz4_frame_are_corrupt():
     validate_batch_at(damaged)
     with pytest.raises(CorruptBatchError, match="4 bytes after the end of the lz4 frame"):
         decode_records(damaged)
+
+
+def _records_section(records: list[Record]) -> bytes:
+    return encode_batch(records)[HEADER_SIZE_BYTES:]
+
+
+def _compressed(codec: Codec, body: bytes, records: list[Record] | None = None) -> bytes:
+    """A batch of `records` in codec `codec` whose records section is exactly `body`."""
+    return _with_records_body(encode_batch(records or [Record(b"x")], codec=codec), body)
+
+
+def test_snappy_is_written_in_xerial_framing_and_blocks_of_32_kib():
+    records = [Record(bytes(range(256)) * 40, key=b"k%d" % i) for i in range(10)]
+    plain = _records_section(records)
+    body = encode_batch(records, codec=Codec.SNAPPY)[HEADER_SIZE_BYTES:]
+    # snappy-java's SnappyOutputStream header: magic, version 1, compatible version 1.
+    assert body[:16] == b"\x82SNAPPY\x00" + bytes.fromhex("0000000100000001")
+    position, blocks = 16, []
+    while position < len(body):
+        (length,) = struct.unpack_from(">i", body, position)
+        blocks.append(
+            bytes(cramjam.snappy.decompress_raw(body[position + 4 : position + 4 + length]))
+        )
+        position += 4 + length
+    assert [len(b) for b in blocks[:-1]] == [32 * 1024] * (len(plain) // (32 * 1024))
+    assert b"".join(blocks) == plain
+
+
+def test_raw_snappy_is_read_too():
+    """librdkafka, for one, writes a v2 batch's records as one raw snappy block, which
+    Kafka's SnappyInputStream reads when the xerial magic is absent."""
+    records = [Record(b"raw snappy %d" % i, key=b"k") for i in range(50)]
+    raw = bytes(cramjam.snappy.compress_raw(_records_section(records)))
+    batch = _compressed(Codec.SNAPPY, raw, records)
+    assert [r for _, r in decode_records(batch)] == records
+
+
+def test_gzip_is_stdlib_gzip_and_concatenated_members_are_read():
+    records = [Record(b"gzip %d" % i) for i in range(40)]
+    plain = _records_section(records)
+    body = encode_batch(records, codec=Codec.GZIP)[HEADER_SIZE_BYTES:]
+    assert gzip.decompress(body) == plain
+    half = len(plain) // 2
+    members = gzip.compress(plain[:half]) + gzip.compress(plain[half:])
+    assert [r for _, r in decode_records(_compressed(Codec.GZIP, members, records))] == records
+
+
+def test_zstd_frame_without_content_size_is_read():
+    """zstd-jni's streams leave the content size out of the frame header."""
+    records = [Record(b"zstd %d" % i * 30) for i in range(300)]
+    compressor = cramjam.zstd.Compressor()
+    compressor.compress(_records_section(records))
+    body = bytes(compressor.finish())
+    assert [r for _, r in decode_records(_compressed(Codec.ZSTD, body, records))] == records
+
+
+BOMB_BYTES = RECORDS_SIZE_BYTES_MAX + 1024
+
+
+@pytest.mark.parametrize(
+    ("codec", "compress"),
+    [
+        (Codec.GZIP, gzip.compress),
+        (Codec.SNAPPY, lambda data: bytes(cramjam.snappy.compress_raw(data))),
+        (Codec.LZ4, lambda data: bytes(cramjam.lz4.compress(data))),
+        (Codec.ZSTD, lambda data: bytes(cramjam.zstd.compress(data))),
+    ],
+)
+def test_records_decompressing_past_the_limit_are_corrupt(codec, compress):
+    batch = _compressed(codec, compress(b"\0" * BOMB_BYTES))
+    with pytest.raises(CorruptBatchError, match="decompress to more than"):
+        decode_records(batch)
+
+
+@pytest.mark.parametrize(
+    ("codec", "reason"),
+    [
+        (Codec.GZIP, "bad gzip stream"),
+        (Codec.SNAPPY, "bad snappy block"),
+        (Codec.LZ4, "bad lz4 frame"),
+        (Codec.ZSTD, "bad zstd frame"),
+    ],
+)
+def test_garbage_in_a_codec_is_corrupt_not_a_crash(codec, reason):
+    with pytest.raises(CorruptBatchError, match=reason):
+        decode_records(_compressed(codec, b"\x1f\x8b this is not compressed data at all"))
+
+
+@pytest.mark.parametrize("codec", [Codec.GZIP, Codec.SNAPPY, Codec.ZSTD])
+def test_a_cut_stream_is_corrupt(codec):
+    body = encode_batch([Record(b"abc" * 3000)], codec=codec)[HEADER_SIZE_BYTES:]
+    with pytest.raises(CorruptBatchError):
+        decode_records(_compressed(codec, body[: len(body) - 5]))

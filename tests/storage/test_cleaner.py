@@ -355,7 +355,7 @@ def test_a_damaged_batch_stops_the_pass_and_leaves_the_segments_as_they_were():
     assert log.first_dirty_offset == log.log_start_offset
 
 
-@pytest.mark.parametrize("codec", [Codec.NONE, Codec.LZ4])
+@pytest.mark.parametrize("codec", list(Codec))
 def test_the_cleaners_key_view_agrees_with_the_full_decode(codec):
     records = [
         Record(b"v", key=b"k1", headers=(("h", b"x"),)),
@@ -367,6 +367,18 @@ def test_the_cleaners_key_view_agrees_with_the_full_decode(codec):
     expected = [(o, r.key, r.value is None) for o, r in decode_records(batch)]
     assert record_keys(batch) == expected
     assert [o for o, _, _ in expected] == [40, 41, 42, 43]
+
+
+@pytest.mark.parametrize("codec", [Codec.GZIP, Codec.SNAPPY, Codec.LZ4, Codec.ZSTD])
+def test_cleaning_rewrites_batches_in_their_own_codec(codec):
+    """As Kafka's cleaner: a batch it rewrites is compressed again with its codec."""
+    log = _open(MemoryFileSystem(), COMPACT.with_values(compression_type=codec.name.lower()))
+    _fill(log, random.Random(1), 80)
+    before = _pairs(log)
+    assert _clean_fully(log) >= 1
+    assert _latest(_pairs(log)) == _latest(before)
+    assert len(_pairs(log)) < len(before)
+    assert {header.codec for header, _ in log.batches()} == {codec}
 
 
 def _big_log(fs: MemoryFileSystem) -> PartitionLog:

@@ -9,7 +9,7 @@ import struct
 import crc32c
 
 from impl.runtime.fs import RealFileSystem
-from impl.storage.batch import Record
+from impl.storage.batch import Codec, Record, encode_batch
 from impl.storage.dump import main
 from impl.storage.log import PartitionLog
 from model.config import Config
@@ -38,6 +38,23 @@ def test_prints_batches_and_records_in_kafkas_words(tmp_path):
     assert "position: 71" in lines[3]
     assert lines[2].startswith("| offset: 0 CreateTime: 1503229838908 keySize: -1 valueSize: 3")
     assert lines[2].endswith("payload: 123")
+
+
+def test_print_data_log_decodes_every_codec(tmp_path):
+    path = tmp_path / "00000000000000000000.log"
+    batches = [
+        encode_batch([Record(b"%s payload" % codec.name.encode() * 20, key=b"k")], codec=codec)
+        for codec in Codec
+    ]
+    # Consecutive offsets, as a log holds them; the CRC does not cover baseOffset.
+    path.write_bytes(b"".join(struct.pack(">q", i) + b[8:] for i, b in enumerate(batches)))
+    status, text = _run([str(path), "--print-data-log", "--json"])
+    assert status == 0
+    entries = json.loads(text)["entries"]
+    assert [e["compresscodec"] for e in entries] == ["none", "gzip", "snappy", "lz4", "zstd"]
+    assert [e["records"][0]["payload"] for e in entries] == [
+        f"{codec.name} payload" * 20 for codec in Codec
+    ]
 
 
 def test_json_and_bad_crc_exit_status(tmp_path):
