@@ -500,8 +500,15 @@ def _throttled_replicas(raw: str) -> str:
     for item in items:
         partition, separator, broker = item.partition(":")
         if not (separator and partition.isdigit() and broker.isdigit()):
-            raise ValueError("expected *, or a list of partition:broker pairs such as 0:1,1:2")
+            raise ValueError("expected nothing, *, or partition:broker pairs such as 0:1,1:2")
     return ",".join(items)
+
+
+def _no_tiered_storage(raw: str) -> bool:
+    """remote.storage.enable: Kafka refuses true on a broker without tiered storage."""
+    if raw.strip().lower() != "false":
+        raise ValueError("expected false (replog has no tiered storage)")
+    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -716,7 +723,7 @@ TOPIC_KEYS: dict[str, TopicKey] = {
         _KafkaBool(),
     ),
     "remote.storage.enable": _stored(
-        "BOOLEAN", None, "whether the topic uses tiered storage", "false", _KafkaBool()
+        "BOOLEAN", None, "whether the topic uses tiered storage", "false", _no_tiered_storage
     ),
     "segment.index.bytes": _stored(
         "INT",
@@ -737,7 +744,7 @@ TOPIC_KEYS: dict[str, TopicKey] = {
 
 def parse_topic_overrides(overrides: Mapping[str, str]) -> dict[str, Any]:
     """A topic's overrides parsed by Kafka's rules (the controller's and every broker's):
-    an unknown key, a bad value or a setting replog cannot honour raises ConfigError."""
+    an unknown key or a bad value raises ConfigError."""
     parsed: dict[str, Any] = {}
     for key, raw in overrides.items():
         entry = TOPIC_KEYS.get(key)
@@ -756,11 +763,6 @@ def parse_topic_overrides(overrides: Mapping[str, str]) -> dict[str, Any]:
             f"conflict topic config setting min.compaction.lag.ms ({min_lag}) > "
             f"max.compaction.lag.ms ({max_lag})"
         )
-    if parsed.get("remote.storage.enable"):
-        raise ConfigError(
-            "Invalid value true for configuration remote.storage.enable: "
-            "replog has no tiered storage"
-        )
     return parsed
 
 
@@ -773,6 +775,46 @@ def topic_config(base: Config, overrides: Mapping[str, str]) -> Config:
         if TOPIC_KEYS[key].attribute is not None
     }
     return base.with_values(**changes) if changes else base
+
+
+TOPIC_KEYS_DOC = "docs/topic-configs.md"
+
+
+def topic_keys_markdown() -> str:
+    """docs/topic-configs.md: every topic key, its default, what it accepts and whether
+    replog acts on it (`python -c 'import model.config as c; print(c.topic_keys_markdown())'`)."""
+    defaults = Config().to_pairs()
+    lines = [
+        "# Topic configs",
+        "",
+        "Every topic config CreateTopics accepts: Kafka 4.x's (LogConfig), generated from",
+        "`model.config.TOPIC_KEYS`, the table the controller and every broker check them",
+        "against. *enforced* keys change what the broker does, and a topic without one",
+        "takes the broker's `--config` value (default shown: replog's); *stored* keys are",
+        "validated as Kafka does, kept with the topic and answered by DescribeConfigs (default",
+        "shown: Kafka's). An unknown key, or a value outside what is allowed, is INVALID_CONFIG",
+        "with a message naming the key. Removed in Kafka 4.0 and so unknown:",
+        "`message.downconversion.enable`, `message.timestamp.difference.max.ms`.",
+        "",
+        "| key | replog | default | allowed | meaning |",
+        "|---|---|---|---|---|",
+    ]
+    for key in sorted(TOPIC_KEYS):
+        entry = TOPIC_KEYS[key]
+        if entry.attribute is None:
+            kind, default = "stored", entry.default
+        else:
+            kind, default = "enforced", defaults[_ATTRIBUTE_TO_KEY[entry.attribute]]
+        parse = entry.parser()
+        try:
+            parse("\0")
+        except ValueError as error:
+            allowed = _reason(parse, key, error).removeprefix("expected ")
+        else:
+            raise AssertionError(f"{key} accepts a NUL")
+        shown = f"`{default}`" if default else "(empty)"
+        lines.append(f"| `{key}` | {kind} | {shown} | {allowed} | {entry.doc} |")
+    return "\n".join(lines)
 
 
 def topic_value(key: str, raw: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import trio
@@ -21,7 +22,14 @@ from impl.controller.controller import topic_config_error
 from impl.sim.cluster import PORT, SimCluster
 from impl.sim.guard import run
 from impl.storage.batch import Record, encode_batch, parse_header
-from model.config import TOPIC_KEYS, Config, ConfigError, topic_config
+from model.config import (
+    TOPIC_KEYS,
+    TOPIC_KEYS_DOC,
+    Config,
+    ConfigError,
+    topic_config,
+    topic_keys_markdown,
+)
 from model.errors import Errors
 
 # A valid value other than Kafka's default for every topic key, as Kafka renders it.
@@ -71,6 +79,7 @@ REFUSED = [
     ("message.timestamp.after.max.ms", "-1", "Invalid value -1"),
     ("compression.zstd.level", "23", "[-131072, 22]"),
     ("follower.replication.throttled.replicas", "0-1", "partition:broker"),
+    ("min.insync.replicas", "0", ">= 1"),
     ("preallocate", "yes", "true or false"),
     ("remote.storage.enable", "true", "no tiered storage"),
     ("message.downconversion.enable", "true", "Unknown topic config name"),
@@ -140,6 +149,11 @@ def test_the_samples_cover_every_topic_key() -> None:
         entry = TOPIC_KEYS[key]
         if entry.attribute is None and key != "remote.storage.enable":
             assert value != entry.default, f"{key}: a sample must differ from the default"
+
+
+def test_the_topic_keys_doc_is_generated_from_the_table() -> None:
+    doc = (Path(__file__).resolve().parents[2] / TOPIC_KEYS_DOC).read_text()
+    assert doc == topic_keys_markdown() + "\n", "regenerate: see topic_keys_markdown"
 
 
 def test_every_topic_key_is_accepted_and_described(wire: Wire) -> None:
