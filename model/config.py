@@ -121,6 +121,20 @@ def _choice(*allowed: str) -> Callable[[str], str]:
     return parse
 
 
+def _exact_choice(*allowed: str) -> Callable[[str], str]:
+    """Kafka's ValidString: one of `allowed`, spelt exactly (CreateTime, not createtime)."""
+
+    def parse(raw: str) -> str:
+        value = raw.strip()
+        if value not in allowed:
+            raise ValueError("expected one of " + ", ".join(allowed))
+        return value
+
+    return parse
+
+
+TIMESTAMP_TYPES = ("CreateTime", "LogAppendTime")
+
 # Kafka key -> (attribute name, parser). The attribute names are the keys with dots and
 # dashes turned into underscores, so code reads `config.min_insync_replicas`.
 _KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
@@ -160,6 +174,9 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
         _choice("none", "gzip", "snappy", "lz4", "zstd", "producer", "uncompressed"),
     ),
     "message.max.bytes": ("message_max_bytes", _int_at_least(64)),
+    "message.timestamp.type": ("message_timestamp_type", _exact_choice(*TIMESTAMP_TYPES)),
+    "message.timestamp.before.max.ms": ("message_timestamp_before_max_ms", _int_at_least(0)),
+    "message.timestamp.after.max.ms": ("message_timestamp_after_max_ms", _int_at_least(0)),
     "socket.request.max.bytes": ("socket_request_max_bytes", _int_at_least(64)),
     "max.connections": ("max_connections", _int_at_least(1)),
     "max.connections.per.ip": ("max_connections_per_ip", _int_at_least(1)),
@@ -257,6 +274,12 @@ class Config:
     batch_size: int = 16_384
     compression_type: str = "none"
     message_max_bytes: int = 1_048_588
+    # CreateTime keeps the producer's timestamps; LogAppendTime stamps each batch with
+    # the leader's clock. A CreateTime batch further than these from the leader's clock
+    # is refused (Kafka 4.0's defaults: any age, at most an hour ahead).
+    message_timestamp_type: str = "CreateTime"
+    message_timestamp_before_max_ms: int = INT64_MAX
+    message_timestamp_after_max_ms: int = 3_600_000
     socket_request_max_bytes: int = 104_857_600
     # Kafka's default is unlimited; replog bounds everything. A full broker closes its
     # longest-idle connection to admit a new one (Kafka does so on its inter-broker
@@ -386,7 +409,11 @@ def render_acks(acks: int) -> str:
 
 
 def _allowed(key: str, error: ValueError) -> str:
-    parse = _KEYS[key][1]
+    return _reason(_KEYS[key][1], key, error)
+
+
+def _reason(parse: Callable[[str], Any], key: str, error: ValueError) -> str:
+    """What `key` allows, and what is wrong beyond that, after `parse` raised `error`."""
     if not isinstance(parse, _Int):
         return str(error)
     return parse.expected(key) + (f", {error}" if str(error) else "")
@@ -432,6 +459,371 @@ def unknown_key_message(key: str) -> str:
 
 
 KNOWN_KEYS: tuple[str, ...] = tuple(_KEYS)
+
+
+# ---- topic-level keys ------------------------------------------------------------------
+#
+# The one table of topic configs, used by the controller and every broker: Kafka 4.x's
+# LogConfig keys. Those replog acts on map to a Config attribute (a topic's value replaces
+# the broker's); the rest are validated as Kafka does, stored, and described. Removed in
+# 4.0 and so unknown: message.downconversion.enable, message.timestamp.difference.max.ms.
+
+
+class _KafkaBool:
+    """Kafka's BOOLEAN: true or false, in any case."""
+
+    def __call__(self, raw: str) -> bool:
+        lowered = raw.strip().lower()
+        if lowered not in ("true", "false"):
+            raise ValueError("expected true or false")
+        return lowered == "true"
+
+
+class _Between:
+    """Kafka's Range.between, with `also` allowed besides (gzip's -1 for its default)."""
+
+    def __init__(self, low: int, high: int, also: int | None = None) -> None:
+        self.low, self.high, self.also = low, high, also
+
+    def __call__(self, raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            value = self.low - 1
+        if not (self.low <= value <= self.high or value == self.also):
+            extra = f" or {self.also}" if self.also is not None else ""
+            raise ValueError(f"expected an integer in [{self.low}, {self.high}]{extra}")
+        return value
+
+
+def _throttled_replicas(raw: str) -> str:
+    """Kafka's ThrottledReplicaListValidator: empty, `*`, or `partition:broker` pairs."""
+    items = [item.strip() for item in raw.split(",") if item.strip()]
+    if items in ([], ["*"]):
+        return ",".join(items)
+    for item in items:
+        partition, separator, broker = item.partition(":")
+        if not (separator and partition.isdigit() and broker.isdigit()):
+            raise ValueError("expected nothing, *, or partition:broker pairs such as 0:1,1:2")
+    return ",".join(items)
+
+
+def _no_tiered_storage(raw: str) -> bool:
+    """remote.storage.enable: Kafka refuses true on a broker without tiered storage."""
+    if raw.strip().lower() != "false":
+        raise ValueError("expected false (replog has no tiered storage)")
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class TopicKey:
+    """One topic config: Kafka's type name, its broker-level synonym (None: it has none),
+    and either the Config attribute it sets or, for a key replog only stores, Kafka's
+    default and parser."""
+
+    type: str
+    synonym: str | None
+    doc: str
+    attribute: str | None = None
+    default: str = ""
+    parse: Callable[[str], Any] | None = None
+
+    def parser(self) -> Callable[[str], Any]:
+        return self.parse or _KEYS[_ATTRIBUTE_TO_KEY[self.attribute or ""]][1]
+
+
+def _enforced(kind: str, synonym: str, doc: str, attribute: str, **kwargs: Any) -> TopicKey:
+    return TopicKey(kind, synonym, doc, attribute=attribute, **kwargs)
+
+
+def _stored(kind: str, synonym: str | None, doc: str, default: str, parse: Any) -> TopicKey:
+    return TopicKey(kind, synonym, doc, default=default, parse=parse)
+
+
+TOPIC_KEYS: dict[str, TopicKey] = {
+    "cleanup.policy": _enforced(
+        "LIST",
+        "log.cleanup.policy",
+        "delete old segments, compact by key, or both",
+        "cleanup_policy",
+    ),
+    "compression.type": _enforced(
+        "STRING", "compression.type", "the codec the log stores batches in", "compression_type"
+    ),
+    "delete.retention.ms": _enforced(
+        "LONG",
+        "log.cleaner.delete.retention.ms",
+        "how long a compacted log keeps tombstones",
+        "delete_retention_ms",
+    ),
+    "flush.messages": _enforced(
+        "LONG",
+        "log.flush.interval.messages",
+        "records appended between forced fsyncs",
+        "flush_messages",
+    ),
+    "flush.ms": _enforced(
+        "LONG",
+        "log.flush.interval.ms",
+        "the longest a record waits unsynced in the page cache",
+        "flush_ms",
+    ),
+    # Kafka's topic name for the broker's message.max.bytes, and Kafka's bound (>= 0).
+    "max.message.bytes": _enforced(
+        "INT",
+        "message.max.bytes",
+        "the largest record batch a produce may append",
+        "message_max_bytes",
+        parse=_Int(0),
+    ),
+    "message.timestamp.type": _enforced(
+        "STRING",
+        "log.message.timestamp.type",
+        "CreateTime keeps the producer's timestamps, LogAppendTime sets the leader's",
+        "message_timestamp_type",
+    ),
+    "message.timestamp.before.max.ms": _enforced(
+        "LONG",
+        "log.message.timestamp.before.max.ms",
+        "how far behind the leader's clock a CreateTime timestamp may be",
+        "message_timestamp_before_max_ms",
+    ),
+    "message.timestamp.after.max.ms": _enforced(
+        "LONG",
+        "log.message.timestamp.after.max.ms",
+        "how far ahead of the leader's clock a CreateTime timestamp may be",
+        "message_timestamp_after_max_ms",
+    ),
+    "min.cleanable.dirty.ratio": _enforced(
+        "DOUBLE",
+        "log.cleaner.min.cleanable.ratio",
+        "the dirty share of a log at which the cleaner compacts it",
+        "min_cleanable_dirty_ratio",
+    ),
+    "min.insync.replicas": _enforced(
+        "INT",
+        "min.insync.replicas",
+        "the ISR size below which acks=all produces are refused",
+        "min_insync_replicas",
+    ),
+    "retention.bytes": _enforced(
+        "LONG",
+        "log.retention.bytes",
+        "the size above which old segments go (-1: none)",
+        "retention_bytes",
+    ),
+    "retention.ms": _enforced(
+        "LONG",
+        "log.retention.ms",
+        "how long a segment is kept after its newest record (-1: forever)",
+        "retention_ms",
+    ),
+    # replog's bound, not Kafka's 1 MiB: its tests roll segments of a few bytes.
+    "segment.bytes": _enforced(
+        "INT", "log.segment.bytes", "the size at which the active segment rolls", "segment_bytes"
+    ),
+    "segment.ms": _enforced(
+        "LONG", "log.roll.ms", "the age at which a segment rolls", "segment_ms"
+    ),
+    "unclean.leader.election.enable": _enforced(
+        "BOOLEAN",
+        "unclean.leader.election.enable",
+        "whether a replica outside the ISR may lead when no ISR member is alive",
+        "unclean_leader_election_enable",
+        parse=_KafkaBool(),
+    ),
+    "compression.gzip.level": _stored(
+        "INT",
+        "compression.gzip.level",
+        "the gzip level the log compresses with",
+        "-1",
+        _Between(1, 9, also=-1),
+    ),
+    "compression.lz4.level": _stored(
+        "INT",
+        "compression.lz4.level",
+        "the lz4 level the log compresses with",
+        "9",
+        _Between(1, 17),
+    ),
+    "compression.zstd.level": _stored(
+        "INT",
+        "compression.zstd.level",
+        "the zstd level the log compresses with",
+        "3",
+        _Between(-131_072, 22),
+    ),
+    "file.delete.delay.ms": _stored(
+        "LONG",
+        "log.segment.delete.delay.ms",
+        "how long a deleted segment's files stay",
+        "60000",
+        _Int(0),
+    ),
+    "follower.replication.throttled.replicas": _stored(
+        "LIST",
+        None,
+        "the replicas whose follower fetches are throttled",
+        "",
+        _throttled_replicas,
+    ),
+    "index.interval.bytes": _stored(
+        "INT",
+        "log.index.interval.bytes",
+        "the bytes between offset index entries",
+        "4096",
+        _Int(0),
+    ),
+    "leader.replication.throttled.replicas": _stored(
+        "LIST",
+        None,
+        "the replicas whose leader answers to followers are throttled",
+        "",
+        _throttled_replicas,
+    ),
+    "local.retention.bytes": _stored(
+        "LONG",
+        "log.local.retention.bytes",
+        "local bytes kept under tiered storage (-2: retention.bytes)",
+        "-2",
+        _Int(-2),
+    ),
+    "local.retention.ms": _stored(
+        "LONG",
+        "log.local.retention.ms",
+        "how long segments stay local under tiered storage (-2: retention.ms)",
+        "-2",
+        _Int(-2),
+    ),
+    "max.compaction.lag.ms": _stored(
+        "LONG",
+        "log.cleaner.max.compaction.lag.ms",
+        "the longest a record stays uncompacted",
+        str(INT64_MAX),
+        _Int(1),
+    ),
+    "min.compaction.lag.ms": _stored(
+        "LONG",
+        "log.cleaner.min.compaction.lag.ms",
+        "the shortest a record stays uncompacted",
+        "0",
+        _Int(0),
+    ),
+    "preallocate": _stored(
+        "BOOLEAN",
+        "log.preallocate",
+        "whether a new segment's file is preallocated",
+        "false",
+        _KafkaBool(),
+    ),
+    "remote.log.copy.disable": _stored(
+        "BOOLEAN", None, "whether tiered storage stops copying segments", "false", _KafkaBool()
+    ),
+    "remote.log.delete.on.disable": _stored(
+        "BOOLEAN",
+        None,
+        "whether disabling tiered storage deletes the remote copy",
+        "false",
+        _KafkaBool(),
+    ),
+    "remote.storage.enable": _stored(
+        "BOOLEAN", None, "whether the topic uses tiered storage", "false", _no_tiered_storage
+    ),
+    "segment.index.bytes": _stored(
+        "INT",
+        "log.index.size.max.bytes",
+        "the largest offset index of a segment",
+        "10485760",
+        _Int(4),
+    ),
+    "segment.jitter.ms": _stored(
+        "LONG",
+        "log.roll.jitter.ms",
+        "the random jitter subtracted from segment.ms",
+        "0",
+        _Int(0),
+    ),
+}
+
+
+def parse_topic_overrides(overrides: Mapping[str, str]) -> dict[str, Any]:
+    """A topic's overrides parsed by Kafka's rules (the controller's and every broker's):
+    an unknown key or a bad value raises ConfigError."""
+    parsed: dict[str, Any] = {}
+    for key, raw in overrides.items():
+        entry = TOPIC_KEYS.get(key)
+        if entry is None:
+            raise ConfigError(f"Unknown topic config name: {key}")
+        parse = entry.parser()
+        try:
+            parsed[key] = parse(str(raw))
+        except ValueError as error:
+            reason = _reason(parse, key, error)
+            raise ConfigError(f"Invalid value {raw} for configuration {key}: {reason}") from None
+    min_lag = parsed.get("min.compaction.lag.ms", 0)
+    max_lag = parsed.get("max.compaction.lag.ms", INT64_MAX)
+    if min_lag > max_lag:
+        raise ConfigError(
+            f"conflict topic config setting min.compaction.lag.ms ({min_lag}) > "
+            f"max.compaction.lag.ms ({max_lag})"
+        )
+    return parsed
+
+
+def topic_config(base: Config, overrides: Mapping[str, str]) -> Config:
+    """`base` (the broker's or cluster's config) with a topic's overrides applied."""
+    parsed = parse_topic_overrides(overrides)
+    changes = {
+        TOPIC_KEYS[key].attribute: value
+        for key, value in parsed.items()
+        if TOPIC_KEYS[key].attribute is not None
+    }
+    return base.with_values(**changes) if changes else base
+
+
+TOPIC_KEYS_DOC = "docs/topic-configs.md"
+
+
+def topic_keys_markdown() -> str:
+    """docs/topic-configs.md: every topic key, its default, what it accepts and whether
+    replog acts on it (`python -c 'import model.config as c; print(c.topic_keys_markdown())'`)."""
+    defaults = Config().to_pairs()
+    lines = [
+        "# Topic configs",
+        "",
+        "Every topic config CreateTopics accepts: Kafka 4.x's (LogConfig), generated from",
+        "`model.config.TOPIC_KEYS`, the table the controller and every broker check them",
+        "against. *enforced* keys change what the broker does, and a topic without one",
+        "takes the broker's `--config` value (default shown: replog's); *stored* keys are",
+        "validated as Kafka does, kept with the topic and answered by DescribeConfigs (default",
+        "shown: Kafka's). An unknown key, or a value outside what is allowed, is INVALID_CONFIG",
+        "with a message naming the key. Removed in Kafka 4.0 and so unknown:",
+        "`message.downconversion.enable`, `message.timestamp.difference.max.ms`.",
+        "",
+        "| key | replog | default | allowed | meaning |",
+        "|---|---|---|---|---|",
+    ]
+    for key in sorted(TOPIC_KEYS):
+        entry = TOPIC_KEYS[key]
+        if entry.attribute is None:
+            kind, default = "stored", entry.default
+        else:
+            kind, default = "enforced", defaults[_ATTRIBUTE_TO_KEY[entry.attribute]]
+        parse = entry.parser()
+        try:
+            parse("\0")
+        except ValueError as error:
+            allowed = _reason(parse, key, error).removeprefix("expected ")
+        else:
+            raise AssertionError(f"{key} accepts a NUL")
+        shown = f"`{default}`" if default else "(empty)"
+        lines.append(f"| `{key}` | {kind} | {shown} | {allowed} | {entry.doc} |")
+    return "\n".join(lines)
+
+
+def topic_value(key: str, raw: str) -> str:
+    """A stored (not enforced) topic key's value as Kafka would describe it."""
+    return _render(TOPIC_KEYS[key].parser()(raw))
 
 
 if __name__ == "__main__":

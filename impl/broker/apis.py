@@ -252,6 +252,7 @@ def _produce_responses(
                 "error_code": Errors.NONE,
                 "base_offset": outcome.first_offset,
                 "log_start_offset": outcome.log_start_offset,
+                "log_append_time_ms": outcome.log_append_time_ms,
             }
         else:
             row = {"index": index, "error_code": outcome, "base_offset": -1}

@@ -321,6 +321,8 @@ class Broker:
             )
             decision = decide.create_topic(self.quorum.active, request, self.config)
             outcome = await self.quorum.commit(decision)
+            if outcome.error == Errors.INVALID_CONFIG:
+                return outcome.error, decide.topic_config_error(self.config, request.configs)
             return outcome.error, None
         if self.member is None:
             return Errors.NOT_CONTROLLER, "this controller is not the active one"

@@ -1,8 +1,10 @@
 """What DescribeConfigs answers: a topic's effective configs, and this broker's own.
 
-A topic's value is its override (source TOPIC_CONFIG) or else the broker's setting:
-STATIC_BROKER_CONFIG when the broker was started with a value other than replog's
-default, DEFAULT_CONFIG otherwise. A broker cannot tell a value set to the default from
+A topic's rows are every key of model.config.TOPIC_KEYS (Kafka 4.x's topic configs). A
+value is its override (source TOPIC_CONFIG) or else, for a key replog acts on, the
+broker's setting: STATIC_BROKER_CONFIG when the broker was started with a value other
+than replog's default, DEFAULT_CONFIG otherwise; a key replog only stores falls back to
+Kafka's default (DEFAULT_CONFIG). A broker cannot tell a value set to the default from
 one left unset, so it reports such a value as DEFAULT_CONFIG. Synonyms list the chain
 Kafka's way, strongest first, under Kafka's broker-level names (`retention.ms` falls back
 to `log.retention.ms`). replog has no AlterConfigs: topic keys say read_only=false as
@@ -18,8 +20,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-from impl.broker.logs import TOPIC_CONFIG_KEYS, topic_name_error
-from model.config import Config, ConfigError
+from impl.broker.logs import topic_name_error
+from model.config import TOPIC_KEYS, Config, ConfigError, topic_config, topic_value
 from model.errors import Errors
 
 Body = dict[str, Any]
@@ -75,6 +77,21 @@ BROKER_KEYS: dict[str, BrokerKey] = {
     ),
     "message.max.bytes": BrokerKey(
         "message.max.bytes", ConfigType.INT, "the largest record batch a produce may append"
+    ),
+    "log.message.timestamp.type": BrokerKey(
+        "message.timestamp.type",
+        ConfigType.STRING,
+        "CreateTime keeps the producer's timestamps, LogAppendTime sets the leader's",
+    ),
+    "log.message.timestamp.before.max.ms": BrokerKey(
+        "message.timestamp.before.max.ms",
+        ConfigType.LONG,
+        "how far behind the leader's clock a CreateTime timestamp may be",
+    ),
+    "log.message.timestamp.after.max.ms": BrokerKey(
+        "message.timestamp.after.max.ms",
+        ConfigType.LONG,
+        "how far ahead of the leader's clock a CreateTime timestamp may be",
     ),
     "log.cleaner.min.cleanable.ratio": BrokerKey(
         "min.cleanable.dirty.ratio",
@@ -142,23 +159,10 @@ BROKER_KEYS: dict[str, BrokerKey] = {
     ),
 }
 
-# The topic keys replog accepts (logs.TOPIC_CONFIG_KEYS) -> Kafka's broker-level synonym.
-TOPIC_SYNONYMS: dict[str, str] = {
-    "cleanup.policy": "log.cleanup.policy",
-    "compression.type": "compression.type",
-    "delete.retention.ms": "log.cleaner.delete.retention.ms",
-    "flush.messages": "log.flush.interval.messages",
-    "flush.ms": "log.flush.interval.ms",
-    "message.max.bytes": "message.max.bytes",
-    "min.cleanable.dirty.ratio": "log.cleaner.min.cleanable.ratio",
-    "min.insync.replicas": "min.insync.replicas",
-    "retention.bytes": "log.retention.bytes",
-    "retention.ms": "log.retention.ms",
-    "segment.bytes": "log.segment.bytes",
-    "segment.ms": "log.roll.ms",
-    "unclean.leader.election.enable": "unclean.leader.election.enable",
-}
-assert set(TOPIC_SYNONYMS) == TOPIC_CONFIG_KEYS, "every topic key has a broker-level synonym"
+# Every topic key replog acts on reads its broker-level synonym from the broker's config.
+assert all(
+    key.synonym in BROKER_KEYS for key in TOPIC_KEYS.values() if key.attribute is not None
+), "every enforced topic key has a broker-level synonym replog has"
 
 _DEFAULTS = Config().to_pairs()
 
@@ -209,21 +213,37 @@ def describe_resource(
 def _topic_configs(config: Config, overrides: Mapping[str, str], options: Options) -> list[Body]:
     # Values are rendered from the parsed config, so an override reads as Kafka spells it.
     broker = config.to_pairs()
-    effective = Config.from_pairs(broker | dict(overrides)).to_pairs()
+    effective = topic_config(config, overrides).to_pairs()
     rows = []
-    for key in sorted(TOPIC_SYNONYMS):
-        synonym = TOPIC_SYNONYMS[key]
-        chain = _broker_chain(broker, synonym)
-        if key in overrides:
-            chain.insert(0, _synonym(key, effective[key], ConfigSource.TOPIC_CONFIG))
-        rows.append(_entry(key, chain, BROKER_KEYS[synonym], False, options))
+    for name in sorted(TOPIC_KEYS):
+        key = TOPIC_KEYS[name]
+        if key.attribute is not None:
+            assert key.synonym is not None
+            chain = _broker_chain(broker, key.synonym)
+            if name in overrides:
+                value = effective[BROKER_KEYS[key.synonym].key]
+                chain.insert(0, _synonym(name, value, ConfigSource.TOPIC_CONFIG))
+        else:
+            # A key replog only stores: its broker-level default is Kafka's.
+            chain = [_synonym(key.synonym or name, key.default, ConfigSource.DEFAULT_CONFIG)]
+            if name in overrides:
+                value = topic_value(name, overrides[name])
+                chain.insert(0, _synonym(name, value, ConfigSource.TOPIC_CONFIG))
+        rows.append(_entry(name, chain, ConfigType[key.type], key.doc, False, options))
     return rows
 
 
 def _broker_configs(config: Config, options: Options) -> list[Body]:
     broker = config.to_pairs()
     return [
-        _entry(name, _broker_chain(broker, name), BROKER_KEYS[name], True, options)
+        _entry(
+            name,
+            _broker_chain(broker, name),
+            BROKER_KEYS[name].type,
+            BROKER_KEYS[name].doc,
+            True,
+            options,
+        )
         for name in sorted(BROKER_KEYS)
     ]
 
@@ -242,7 +262,14 @@ def _synonym(name: str, value: str, source: ConfigSource) -> Body:
     return {"name": name, "value": value, "source": source}
 
 
-def _entry(name: str, chain: list[Body], key: BrokerKey, read_only: bool, options: Options) -> Body:
+def _entry(
+    name: str,
+    chain: list[Body],
+    kind: ConfigType,
+    doc: str,
+    read_only: bool,
+    options: Options,
+) -> Body:
     return {
         "name": name,
         "value": chain[0]["value"],
@@ -250,8 +277,8 @@ def _entry(name: str, chain: list[Body], key: BrokerKey, read_only: bool, option
         "config_source": chain[0]["source"],
         "is_sensitive": False,
         "synonyms": chain if options.include_synonyms else [],
-        "config_type": key.type,
-        "documentation": key.doc if options.include_documentation else None,
+        "config_type": kind,
+        "documentation": doc if options.include_documentation else None,
     }
 
 

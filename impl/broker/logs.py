@@ -27,7 +27,7 @@ from impl.storage.checkpoint import (
 )
 from impl.storage.cleaner import CleaningResult, clean_steps, dirty_ratio
 from impl.storage.log import PartitionLog, mkdir_durably, partition_dir_name
-from model.config import Config, ConfigError
+from model.config import Config, ConfigError, topic_config
 from model.errors import Errors
 
 log = logging.getLogger("replog.broker")
@@ -39,24 +39,6 @@ TOPIC_NAME_LENGTH_MAX = 249
 PARTITIONS_PER_TOPIC_MAX = 1_000
 TOPICS_MAX = 10_000
 _LEGAL_TOPIC = re.compile(r"[a-zA-Z0-9._-]+")
-# Only per-topic settings may be overridden at topic creation, as in Kafka.
-TOPIC_CONFIG_KEYS = frozenset(
-    {
-        "min.insync.replicas",
-        "unclean.leader.election.enable",
-        "retention.ms",
-        "retention.bytes",
-        "cleanup.policy",
-        "delete.retention.ms",
-        "min.cleanable.dirty.ratio",
-        "segment.bytes",
-        "segment.ms",
-        "flush.messages",
-        "flush.ms",
-        "message.max.bytes",
-        "compression.type",
-    }
-)
 
 
 class DataDirError(RuntimeError):
@@ -239,12 +221,9 @@ class LogManager:
         return Errors.NONE, None
 
     def topic_config(self, overrides: dict[str, str]) -> Config:
-        """The broker's config with a topic's overrides; unknown or non-topic keys raise."""
-        for key in overrides:
-            if key not in TOPIC_CONFIG_KEYS:
-                raise ConfigError(f"{key!r} is not a topic-level config key")
-        merged = self.config.to_pairs() | overrides
-        return Config.from_pairs(merged)
+        """The broker's config with a topic's overrides (model.config.TOPIC_KEYS: the
+        table the controller checks them against too); a key or value it refuses raises."""
+        return topic_config(self.config, overrides)
 
     # ---- helpers -----------------------------------------------------------------------
 

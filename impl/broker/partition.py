@@ -14,22 +14,28 @@ from __future__ import annotations
 
 import logging
 import math
+import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import Enum
 from typing import NamedTuple
 
+import crc32c
+
 from impl.broker.producer_state import Duplicate, ProducerState
 from impl.protocol.errors import TRANSACTIONS_REFUSED
 from impl.runtime.waits import Flag
 from impl.storage.batch import (
+    CRC_START,
     BatchHeader,
     CodecError,
     CorruptBatchError,
     UnsupportedCodecError,
+    decode_records,
     parse_header,
     recompressed,
     topic_codec,
+    validate_batch_at,
 )
 from impl.storage.log import (
     InvalidRecordError,
@@ -37,7 +43,7 @@ from impl.storage.log import (
     OffsetOutOfRangeError,
     PartitionLog,
 )
-from model.config import Config
+from model.config import INT64_MAX, Config
 from model.errors import Errors
 
 logger = logging.getLogger("replog.broker")
@@ -46,6 +52,12 @@ NO_LEADER = -1
 EARLIEST_TIMESTAMP = -2
 LATEST_TIMESTAMP = -1
 MAX_TIMESTAMP = -3
+NO_TIMESTAMP = -1
+# Where a v2 batch header keeps what LogAppendTime rewrites (batch.py's wire layout).
+_CRC_AT = 17
+_ATTRIBUTES_AT = CRC_START
+_MAX_TIMESTAMP_AT = 35
+_LOG_APPEND_TIME_BIT = 0x08
 
 
 class Phase(Enum):
@@ -143,6 +155,8 @@ class Appended(NamedTuple):
     last_offset: int
     log_start_offset: int
     duplicate: bool = False
+    # The leader's clock stamped on the batch (message.timestamp.type=LogAppendTime).
+    log_append_time_ms: int = -1
 
 
 class FetchedData(NamedTuple):
@@ -342,6 +356,17 @@ class Partition:
         if header.is_transactional:
             # Without a transactional.id too: its commit or abort marker could never come.
             return TRANSACTIONS_REFUSED
+        log_append_time_ms = -1
+        try:
+            if self.config.message_timestamp_type == "LogAppendTime":
+                batch = _stamped_log_append_time(batch, now_ms)
+                log_append_time_ms = now_ms
+            elif not self._timestamps_allowed(batch, header, now_ms):
+                return Errors.INVALID_TIMESTAMP
+        except UnsupportedCodecError:
+            return Errors.UNSUPPORTED_COMPRESSION_TYPE
+        except CodecError:
+            return Errors.CORRUPT_MESSAGE
         verdict = self.producers.check(
             header.producer_id, header.producer_epoch, header.base_sequence, header.last_sequence
         )
@@ -357,6 +382,9 @@ class Partition:
             if codec is not None and codec != header.codec:
                 # Kafka's LogValidator: a topic that names a codec stores every batch in it.
                 stored = recompressed(stored, codec)
+                if log_append_time_ms != -1:
+                    # The rewrite takes maxTimestamp from the records: stamp it again.
+                    stored = _stamped_log_append_time(stored, log_append_time_ms)
                 if len(stored) > self.log.config.message_max_bytes:
                     return Errors.MESSAGE_TOO_LARGE
             info = self.log.append_batch_as_leader(stored, self.leader_epoch, now_ms)
@@ -381,7 +409,34 @@ class Partition:
         )
         self.changes.notify_appended()
         self.advance_high_watermark()
-        return Appended(info.first_offset, info.last_offset, self.log.log_start_offset)
+        return Appended(
+            info.first_offset,
+            info.last_offset,
+            self.log.log_start_offset,
+            False,
+            log_append_time_ms,
+        )
+
+    def _timestamps_allowed(
+        self, batch: bytes | memoryview, header: BatchHeader, now_ms: int
+    ) -> bool:
+        """Kafka's CreateTime window: no record more than message.timestamp.after.max.ms
+        ahead of the leader's clock or .before.max.ms behind it. The header's max
+        timestamp bounds the first; the second needs every record, read only when it is
+        bounded (Kafka's default is not). NO_TIMESTAMP (-1) is never refused."""
+        config = self.config
+        if (
+            header.max_timestamp_ms != NO_TIMESTAMP
+            and header.max_timestamp_ms - now_ms > config.message_timestamp_after_max_ms
+        ):
+            return False
+        if config.message_timestamp_before_max_ms == INT64_MAX:
+            return True
+        return all(
+            record.timestamp_ms == NO_TIMESTAMP
+            or now_ms - record.timestamp_ms <= config.message_timestamp_before_max_ms
+            for _, record in decode_records(batch)
+        )
 
     def read(self, offset: int, max_bytes: int, up_to: int) -> FetchedData | Errors:
         """Whole batches from `offset` that start below `up_to` (the HW for consumers)."""
@@ -617,6 +672,19 @@ class Partition:
                 self.index,
                 error,
             )
+
+
+def _stamped_log_append_time(batch: bytes | memoryview, now_ms: int) -> bytes:
+    """The batch with Kafka's LogAppendTime stamp: the timestamp-type attribute bit set
+    and maxTimestamp the leader's clock (consumers read every record's time from it), CRC
+    recomputed. Its CRC is checked first, so damage is never sealed in."""
+    validate_batch_at(batch)
+    stamped = bytearray(batch)
+    (attributes,) = struct.unpack_from(">h", stamped, _ATTRIBUTES_AT)
+    struct.pack_into(">h", stamped, _ATTRIBUTES_AT, attributes | _LOG_APPEND_TIME_BIT)
+    struct.pack_into(">q", stamped, _MAX_TIMESTAMP_AT, now_ms)
+    struct.pack_into(">I", stamped, _CRC_AT, crc32c.crc32c(memoryview(stamped)[CRC_START:]))
+    return bytes(stamped)
 
 
 def _batches_below(data: memoryview, up_to: int) -> bytes:

@@ -56,7 +56,7 @@ from impl.controller.metadata import (
     UnfenceBroker,
     apply,
 )
-from model.config import Config, ConfigError
+from model.config import Config, ConfigError, topic_config
 from model.errors import Errors
 
 TOPIC_NAME_CHARACTERS = frozenset(string.ascii_letters + string.digits + "._-")
@@ -245,9 +245,7 @@ def _in_replica_order(replicas: tuple[int, ...], members: set[int]) -> tuple[int
 
 def _topic_config(config: Config, topic: TopicImage) -> Config:
     """The cluster config with the topic's overrides (min.insync.replicas, unclean...)."""
-    if not topic.configs:
-        return config
-    return Config.from_pairs(config.to_pairs() | dict(topic.configs))
+    return topic_config(config, dict(topic.configs))
 
 
 # --- brokers -------------------------------------------------------------------------------
@@ -390,6 +388,16 @@ def _partitions_of(
 # --- topics and partitions ---------------------------------------------------------------
 
 
+def topic_config_error(config: Config, configs: tuple[tuple[str, str], ...]) -> str | None:
+    """Why CreateTopics refuses these topic configs (INVALID_CONFIG), or None: the same
+    table and rules (model.config.TOPIC_KEYS) every broker opens the topic's logs with."""
+    try:
+        topic_config(config, dict(configs))
+    except ConfigError as error:
+        return str(error)
+    return None
+
+
 def create_topic(state: ControllerState, request: CreateTopicRequest, config: Config) -> Decision:
     """Assign replicas round-robin over the unfenced brokers (partition p's replica i is
     the (p + i)-th, wrapping), the model's layout; the first replica leads."""
@@ -400,9 +408,7 @@ def create_topic(state: ControllerState, request: CreateTopicRequest, config: Co
         return _refuse(state, Errors.INVALID_TOPIC_EXCEPTION)
     if name in state.image.topics:
         return _refuse(state, Errors.TOPIC_ALREADY_EXISTS)
-    try:
-        Config.from_pairs(config.to_pairs() | dict(request.configs))
-    except ConfigError:
+    if topic_config_error(config, request.configs) is not None:
         return _refuse(state, Errors.INVALID_CONFIG)
     partitions = config.num_partitions if request.partitions == -1 else request.partitions
     if not 1 <= partitions <= PARTITIONS_MAX:

@@ -12,13 +12,12 @@ from broker_wire import Wire
 
 from impl.broker import configs
 from impl.broker.configs import ConfigSource, ConfigType, Options, ResourceType
-from impl.broker.logs import TOPIC_CONFIG_KEYS
 from impl.broker.process import BrokerProcess
 from impl.client.admin import create_topics, describe_topic_configs, wait_for_leaders
 from impl.protocol import API_KEYS, SUPPORTED
 from impl.sim.cluster import PORT, SimCluster
 from impl.sim.guard import run
-from model.config import Config
+from model.config import TOPIC_KEYS, Config
 from model.errors import Errors
 
 BROKER_ID = 0
@@ -42,7 +41,7 @@ def by_name(result: dict) -> dict[str, dict]:
 
 def test_a_topic_lists_every_topic_key_with_its_source() -> None:
     found = by_name(describe("events"))
-    assert set(found) == TOPIC_CONFIG_KEYS
+    assert set(found) == set(TOPIC_KEYS)
     assert found["retention.ms"]["value"] == "60000"
     assert found["retention.ms"]["config_source"] == ConfigSource.TOPIC_CONFIG
     assert found["cleanup.policy"]["value"] == "compact,delete", "rendered as parsed"
@@ -106,7 +105,8 @@ def test_the_broker_resource_lists_its_own_settings_read_only() -> None:
     assert found["log.segment.bytes"]["config_source"] == ConfigSource.STATIC_BROKER_CONFIG
     assert found["default.replication.factor"]["value"] == "3"
     assert all(entry["read_only"] for entry in found.values())
-    assert set(configs.TOPIC_SYNONYMS.values()) <= set(found)
+    enforced = {k.synonym for k in TOPIC_KEYS.values() if k.attribute is not None}
+    assert enforced <= set(found)
 
 
 # ---- one broker process over the wire --------------------------------------------------

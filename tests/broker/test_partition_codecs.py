@@ -87,3 +87,23 @@ def test_records_that_do_not_decompress_are_corrupt_when_recompressing():
     partition = _partition("gzip")
     assert partition.append_as_leader(bytes(raw), now_ms=0) == Errors.CORRUPT_MESSAGE
     assert partition.log.log_end_offset == 0
+
+
+def test_a_recompressed_log_append_time_batch_keeps_the_brokers_stamp():
+    """Recompressing rebuilds the batch from its records: the LogAppendTime bit and the
+    leader's time as maxTimestamp must survive it (consumers read every record's time
+    from it)."""
+    config = Config(
+        min_insync_replicas=1, compression_type="gzip", message_timestamp_type="LogAppendTime"
+    )
+    log = PartitionLog.open(MemoryFileSystem(), "/data/t-0", config)
+    partition = Partition("t", 0, log, 0, (0,))
+    partition.become_leader(0, 0, (0,), frozenset({0}), now_ms=0)
+    appended = partition.append_as_leader(encode_batch(_records(3)), now_ms=5_000)
+    assert isinstance(appended, Appended) and appended.log_append_time_ms == 5_000
+    data = partition.read(0, 1 << 20, partition.log.log_end_offset)
+    assert not isinstance(data, Errors)
+    [(_, header)] = list(iter_batches(data.records))
+    assert header.codec == Codec.GZIP
+    assert header.attributes & 0x08
+    assert header.max_timestamp_ms == 5_000

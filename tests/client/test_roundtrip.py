@@ -133,7 +133,7 @@ def test_consumer_skips_records_below_the_position_inside_a_batch(
 
 def test_records_larger_than_the_limits_fail_definitely(broker: BrokerProcess) -> None:
     async def main(runtime: Runtime) -> None:
-        topic = await new_topic(runtime, broker.bootstrap, 1, {"message.max.bytes": "2000"})
+        topic = await new_topic(runtime, broker.bootstrap, 1, {"max.message.bytes": "2000"})
         producer_config = config("max.request.size=100000", "linger.ms=0")
         async with Producer(runtime, broker.bootstrap, producer_config) as producer:
             too_big_here = await producer.send(topic, b"x" * 200_000)
