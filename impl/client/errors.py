@@ -40,6 +40,7 @@ NOT_ENOUGH_REPLICAS does not undo an earlier write that timed out).
 | INVALID_TOPIC_EXCEPTION (17), INVALID_REQUIRED_ACKS (21) | definite | no | refused |
 | INVALID_PRODUCER_EPOCH (47), PRODUCER_FENCED (90) | definite | no | fenced |
 | UNSUPPORTED_COMPRESSION_TYPE (76), INVALID_RECORD (87) | definite | no | refused |
+| INVALID_TIMESTAMP (32) | definite | no | outside the topic's timestamp window |
 | OFFSET_OUT_OF_RANGE (1) and consumer errors | definite | - | reads change nothing |
 
 Broker errors are `KafkaError`s (code, retriable) and also one of the two bases, so
@@ -154,6 +155,7 @@ _CLASSIFICATION: dict[int, tuple[bool, bool]] = {
     Errors.PRODUCER_FENCED: (False, True),
     Errors.UNSUPPORTED_COMPRESSION_TYPE: (False, True),
     Errors.INVALID_RECORD: (False, True),
+    Errors.INVALID_TIMESTAMP: (False, True),
     Errors.OFFSET_OUT_OF_RANGE: (False, True),
     Errors.UNSUPPORTED_VERSION: (False, True),
     Errors.INVALID_REQUEST: (False, True),

@@ -53,6 +53,7 @@ API_VERSIONS = API_KEYS["ApiVersions"]
         (Errors.FENCED_LEADER_EPOCH, DefiniteKafkaError, True),
         (Errors.MESSAGE_TOO_LARGE, DefiniteKafkaError, False),
         (Errors.INVALID_PRODUCER_EPOCH, DefiniteKafkaError, False),
+        (Errors.INVALID_TIMESTAMP, DefiniteKafkaError, False),
         (9999, AmbiguousKafkaError, False),
     ],
 )
