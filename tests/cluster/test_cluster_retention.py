@@ -11,16 +11,22 @@ from pathlib import Path
 from cluster_support import admin, isr_of, leader_of, produce_while, start_cluster, wait_for
 from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
+from kafka.errors import KafkaTimeoutError
 
 TOPIC = "short"
 RETENTION = {"segment.bytes": "1024", "retention.ms": "1500"}
 
 
-def _log_start(bootstrap: str) -> int:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+def _log_start(bootstrap: str) -> int | None:
+    """The leader's log start, or None when the lookup timed out: until the controller
+    fences the SIGSTOPped follower, metadata still lists it, and a request kafka-python
+    sends it (it accepts connections, never answers) stalls; `wait_for` asks again."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, request_timeout_ms=5000)
     try:
         tp = TopicPartition(TOPIC, 0)
         return consumer.beginning_offsets([tp])[tp]
+    except KafkaTimeoutError:
+        return None
     finally:
         consumer.close()
 
