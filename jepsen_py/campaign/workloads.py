@@ -177,7 +177,7 @@ class QueueClient(NativeClient):
         if f == "assign":
             self.consumer.assign(self.partitions(value))
             return Completion("ok", value)
-        if value == "final":
+        if value == durability.READ_TO_END:
             return Completion("ok", _by_key(await self.read_to_end()))
         return Completion("ok", _by_key(await self.consumer.poll(POLL_MS)))
 
@@ -263,7 +263,10 @@ def client_generator(workload: str, keys: int, ops_per_s: float) -> g.Gen:
 def final_reads(workload: str, keys: int, history: list[Op]) -> g.Gen:
     """The reads after the last heal, built once the main phase is over."""
     if workload in ("queue", "consumer"):
-        read = g.seq({"f": "assign", "value": list(range(keys))}, {"f": "poll", "value": "final"})
+        read = g.seq(
+            {"f": "assign", "value": list(range(keys))},
+            {"f": "poll", "value": durability.READ_TO_END},
+        )
         readers = set(range(FINAL_READERS))
         return g.clients(g.OnThreads(lambda t: t in readers, g.each_thread(read)))
     highest = _highest_offsets(history)
@@ -290,7 +293,9 @@ def _highest_offsets(history: list[Op]) -> dict[int, int]:
 def final_reads_complete(history: list[Op]) -> bool:
     """Whether a final read reached the end of every key (queue workload)."""
     return any(
-        history[call].f == "poll" and history[call].value == "final" and history[ret].type == "ok"
+        history[call].f == "poll"
+        and history[call].value == durability.READ_TO_END
+        and history[ret].type == "ok"
         for call, ret in pair_positions(history)
         if ret is not None
     )
